@@ -1,0 +1,80 @@
+//! Every SQL statement of the PHLO runner lives here, one module per aggregate. Functions take a
+//! caller-owned connection or transaction (`&mut PgConnection`), so the caller decides the transaction
+//! boundary: a worker step is one transaction spanning runs, tokens, steps, counters, timers and outbox.
+//!
+//! Queries are checked at run time (`sqlx::query`), not at compile time, so building needs no database;
+//! every query is exercised by the test suites against a real Postgres.
+//!
+//! This crate must not call NATS or the network, and holds no business rules beyond what keeps rows
+//! consistent (e.g. a counter increments atomically).
+
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod accounts;
+pub mod counters;
+pub mod outbox;
+pub mod phlos;
+pub mod runs;
+pub mod steps;
+pub mod timers;
+pub mod tokens;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::time::Duration;
+
+pub use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::PgPoolOptions;
+
+/// The schema, embedded at compile time from `migrations/`.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored JSON does not decode: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl StoreError {
+    /// Transient failures (connection lost, serialization conflicts, pool exhausted) are worth retrying.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Db(sqlx::Error::Database(db)) => {
+                matches!(db.code().as_deref(), Some("40001" | "40P01" | "57P01" | "57P03" | "53300"))
+            }
+            StoreError::Db(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed) => true,
+            StoreError::Db(sqlx::Error::Protocol(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A pool to the primary. Reads and writes go to the primary: replicas may lag or, on some managed
+/// services, violate snapshot isolation.
+pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool> {
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(url)
+        .await?)
+}
+
+/// Applies pending migrations. Safe to run from several replicas at once: sqlx takes an advisory lock.
+pub async fn migrate(pool: &PgPool) -> Result<()> {
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}
+
+/// `SELECT 1`, for readiness probes.
+pub async fn ping(pool: &PgPool) -> Result<()> {
+    sqlx::query("SELECT 1").execute(pool).await?;
+    Ok(())
+}

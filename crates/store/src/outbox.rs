@@ -1,0 +1,50 @@
+//! The outbox: messages committed in the same transaction as the state change that caused them.
+
+use sqlx::PgConnection;
+
+use crate::Result;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Message {
+    pub id: i64,
+    pub subject: String,
+    pub msg_id: String,
+    pub payload: Vec<u8>,
+}
+
+pub async fn insert(conn: &mut PgConnection, subject: &str, msg_id: &str, payload: &[u8]) -> Result<i64> {
+    let (id,): (i64,) =
+        sqlx::query_as("INSERT INTO outbox (subject, msg_id, payload) VALUES ($1, $2, $3) RETURNING id")
+            .bind(subject)
+            .bind(msg_id)
+            .bind(payload)
+            .fetch_one(conn)
+            .await?;
+    Ok(id)
+}
+
+/// Deletes messages JetStream has acknowledged.
+pub async fn delete(conn: &mut PgConnection, ids: &[i64]) -> Result<()> {
+    sqlx::query("DELETE FROM outbox WHERE id = ANY($1)").bind(ids).execute(conn).await?;
+    Ok(())
+}
+
+/// Claims messages older than `min_age_secs` that nobody published (their writer crashed or lost NATS).
+/// `SKIP LOCKED` lets every replica run a relay without two of them claiming the same rows.
+pub async fn claim_stale(conn: &mut PgConnection, min_age_secs: f64, limit: i64) -> Result<Vec<Message>> {
+    Ok(sqlx::query_as(
+        "SELECT id, subject, msg_id, payload FROM outbox
+         WHERE created_at < now() - make_interval(secs => $1)
+         ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(min_age_secs)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Messages waiting to be published, for the backlog gauge.
+pub async fn backlog(conn: &mut PgConnection) -> Result<i64> {
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM outbox").fetch_one(conn).await?;
+    Ok(n)
+}

@@ -1,0 +1,176 @@
+//! Runs: one row per PHLO execution, locked (`FOR UPDATE`) by every step so that two events of one run
+//! never interleave.
+
+use chrono::{DateTime, Utc};
+use phlo_flow::Trigger;
+use sqlx::PgConnection;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use crate::Result;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Run {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub phlo_id: Uuid,
+    pub revision: i32,
+    pub status: String,
+    pub trigger_type: String,
+    pub trigger: Json<Trigger>,
+    pub from_number: Option<String>,
+    pub to_number: Option<String>,
+    pub error: Option<String>,
+    pub steps: i32,
+    pub next_token: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+pub struct NewRun<'a> {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub phlo_id: Uuid,
+    pub revision: i32,
+    /// api, call or sms.
+    pub trigger_type: &'a str,
+    pub trigger: &'a Trigger,
+    pub from_number: Option<&'a str>,
+    pub to_number: Option<&'a str>,
+}
+
+macro_rules! run_columns {
+    () => {
+        "id, account_id, phlo_id, revision, status, trigger_type, trigger, from_number, to_number, \
+     error, steps, next_token, created_at, updated_at, ended_at"
+    };
+}
+
+pub async fn create(conn: &mut PgConnection, run: &NewRun<'_>) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO runs (id, account_id, phlo_id, revision, status, trigger_type, trigger, from_number, to_number)
+         VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8)",
+    )
+    .bind(run.id)
+    .bind(run.account_id)
+    .bind(run.phlo_id)
+    .bind(run.revision)
+    .bind(run.trigger_type)
+    .bind(Json(run.trigger))
+    .bind(run.from_number)
+    .bind(run.to_number)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A run of this account; `None` for unknown ids and other accounts' runs alike.
+pub async fn get(conn: &mut PgConnection, account_id: Uuid, id: Uuid) -> Result<Option<Run>> {
+    Ok(sqlx::query_as(concat!("SELECT ", run_columns!(), " FROM runs WHERE id = $1 AND account_id = $2"))
+        .bind(id)
+        .bind(account_id)
+        .fetch_optional(conn)
+        .await?)
+}
+
+/// Locks the run for the rest of the transaction.
+pub async fn lock(conn: &mut PgConnection, id: Uuid) -> Result<Option<Run>> {
+    Ok(sqlx::query_as(concat!("SELECT ", run_columns!(), " FROM runs WHERE id = $1 FOR UPDATE"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?)
+}
+
+/// Counts an applied step.
+pub async fn record_step(conn: &mut PgConnection, id: Uuid) -> Result<()> {
+    sqlx::query("UPDATE runs SET steps = steps + 1, updated_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Reserves `n` new token numbers and returns the first.
+pub async fn allocate_tokens(conn: &mut PgConnection, id: Uuid, n: i32) -> Result<i32> {
+    let (first,): (i32,) =
+        sqlx::query_as("UPDATE runs SET next_token = next_token + $2 WHERE id = $1 RETURNING next_token - $2")
+            .bind(id)
+            .bind(n)
+            .fetch_one(conn)
+            .await?;
+    Ok(first)
+}
+
+/// Ends an active run; a run that already ended keeps its first ending. Returns whether it ended now.
+pub async fn finish(conn: &mut PgConnection, id: Uuid, status: &str, error: Option<&str>) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE runs SET status = $2, error = $3, ended_at = now(), updated_at = now()
+         WHERE id = $1 AND status = 'active'",
+    )
+    .bind(id)
+    .bind(status)
+    .bind(error)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Filters for listing runs; every field is optional except the account.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub account_id: Uuid,
+    pub phlo_id: Option<Uuid>,
+    pub status: Option<String>,
+    pub trigger_type: Option<String>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+    /// Matches the caller or the called number.
+    pub phone_number: Option<String>,
+    /// Case-insensitive text searched in the trigger and in every step's variables.
+    pub text: Option<String>,
+    /// Cursor: runs strictly older than this (created_at, id).
+    pub before: Option<(DateTime<Utc>, Uuid)>,
+    pub limit: i64,
+}
+
+pub async fn list(conn: &mut PgConnection, f: &Filter) -> Result<Vec<Run>> {
+    let (before_at, before_id) = f.before.map_or((None, None), |(a, i)| (Some(a), Some(i)));
+    let like = f.text.as_ref().map(|t| format!("%{}%", t.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
+    Ok(sqlx::query_as(concat!("SELECT ", run_columns!(), " FROM runs
+         WHERE account_id = $1
+           AND ($2::uuid IS NULL OR phlo_id = $2)
+           AND ($3::text IS NULL OR status = $3)
+           AND ($4::text IS NULL OR trigger_type = $4)
+           AND ($5::timestamptz IS NULL OR created_at >= $5)
+           AND ($6::timestamptz IS NULL OR created_at < $6)
+           AND ($7::text IS NULL OR from_number = $7 OR to_number = $7)
+           AND ($8::text IS NULL OR trigger::text ILIKE $8
+                OR EXISTS (SELECT 1 FROM steps s WHERE s.run_id = runs.id AND s.variables::text ILIKE $8))
+           AND ($9::timestamptz IS NULL OR (created_at, id) < ($9, $10))
+         ORDER BY created_at DESC, id DESC LIMIT $11"))
+    .bind(f.account_id)
+    .bind(f.phlo_id)
+    .bind(&f.status)
+    .bind(&f.trigger_type)
+    .bind(f.created_after)
+    .bind(f.created_before)
+    .bind(&f.phone_number)
+    .bind(like)
+    .bind(before_at)
+    .bind(before_id)
+    .bind(f.limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Active runs started before `cutoff`: candidates for the lifetime guard.
+pub async fn active_before(conn: &mut PgConnection, cutoff: DateTime<Utc>, limit: i64) -> Result<Vec<Uuid>> {
+    let rows: Vec<(Uuid,)> =
+        sqlx::query_as("SELECT id FROM runs WHERE status = 'active' AND created_at < $1 ORDER BY created_at LIMIT $2")
+            .bind(cutoff)
+            .bind(limit)
+            .fetch_all(conn)
+            .await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}
