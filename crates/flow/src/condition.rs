@@ -105,17 +105,23 @@ fn number(s: &str) -> Option<f64> {
     s.trim().parse::<f64>().ok().filter(|f| f.is_finite())
 }
 
+/// Orders two numbers, or `None` when one side is not a number. Integers compare exactly: an `f64` keeps
+/// only 53 bits, so long ids such as `12345678901234567` and `12345678901234568` would otherwise be equal.
+fn numeric(lhs: &str, rhs: &str) -> Option<std::cmp::Ordering> {
+    if let (Ok(a), Ok(b)) = (lhs.trim().parse::<i128>(), rhs.trim().parse::<i128>()) {
+        return Some(a.cmp(&b));
+    }
+    // Both finite, so partial_cmp is total here.
+    number(lhs)?.partial_cmp(&number(rhs)?)
+}
+
 fn equals(lhs: &str, rhs: &str) -> bool {
-    match (number(lhs), number(rhs)) {
-        (Some(a), Some(b)) => a == b,
-        _ => lhs.trim() == rhs.trim(),
+    match numeric(lhs, rhs) {
+        Some(order) => order.is_eq(),
+        None => lhs.trim() == rhs.trim(),
     }
 }
 
 fn compare(lhs: &str, rhs: &str) -> std::cmp::Ordering {
-    match (number(lhs), number(rhs)) {
-        // Both finite, so partial_cmp is total here.
-        (Some(a), Some(b)) => a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal),
-        _ => lhs.trim().cmp(rhs.trim()),
-    }
+    numeric(lhs, rhs).unwrap_or_else(|| lhs.trim().cmp(rhs.trim()))
 }

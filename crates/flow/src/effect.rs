@@ -25,8 +25,14 @@ pub enum Effect {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Prompt {
-    Speak { text: String, language: String, voice: String },
-    Play { url: String },
+    Speak {
+        text: String,
+        language: String,
+        voice: String,
+    },
+    Play {
+        url: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -183,10 +189,20 @@ pub enum HttpBody {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum HttpAuth {
     None,
-    Basic { username: String, password: String },
-    Bearer { token: String },
+    Basic {
+        username: String,
+        password: String,
+    },
+    Bearer {
+        token: String,
+    },
     /// OAuth2 client credentials: the runtime fetches a token from `token_url`, then sends it as a bearer.
-    Oauth2 { token_url: String, client_id: String, client_secret: String, scope: Option<String> },
+    Oauth2 {
+        token_url: String,
+        client_id: String,
+        client_secret: String,
+        scope: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

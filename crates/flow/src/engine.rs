@@ -80,8 +80,12 @@ pub enum WaitOn {
     PromptFinished,
     Recording,
     Dial,
-    Call { leg: usize },
-    Sms { recipient: usize },
+    Call {
+        leg: usize,
+    },
+    Sms {
+        recipient: usize,
+    },
     Conference,
     Http,
     /// Performed by the runtime inside the step's own transaction; never a real wait.
@@ -102,20 +106,43 @@ pub enum EngineError {
     #[error("node {0} is not in this PHLO")]
     UnknownNode(NodeId),
     #[error("node {node} ({kind}) does not take a `{event}` event")]
-    UnexpectedEvent { node: String, kind: &'static str, event: &'static str },
+    UnexpectedEvent {
+        node: String,
+        kind: &'static str,
+        event: &'static str,
+    },
 }
 
 /// What a component decides; the engine adds the transition and the callback.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Reaction {
-    Done { state: String, variables: Vars, error: Option<String>, effects: Vec<Effect>, call: CallChange },
-    Wait { waits: Vec<Wait>, effects: Vec<Effect>, callback_event: Option<(String, Vars)> },
-    Stop { reason: String, variables: Vars },
+    Done {
+        state: String,
+        variables: Vars,
+        error: Option<String>,
+        effects: Vec<Effect>,
+        call: CallChange,
+    },
+    Wait {
+        waits: Vec<Wait>,
+        effects: Vec<Effect>,
+        callback_event: Option<(String, Vars)>,
+    },
+    Stop {
+        reason: String,
+        variables: Vars,
+    },
 }
 
 impl Reaction {
     pub fn done(state: impl Into<String>, variables: Vars) -> Self {
-        Reaction::Done { state: state.into(), variables, error: None, effects: Vec::new(), call: CallChange::Keep }
+        Reaction::Done {
+            state: state.into(),
+            variables,
+            error: None,
+            effects: Vec::new(),
+            call: CallChange::Keep,
+        }
     }
 
     pub fn failed(state: impl Into<String>, variables: Vars, error: impl Into<String>) -> Self {
@@ -129,11 +156,22 @@ impl Reaction {
     }
 
     pub fn wait(on: WaitOn, timeout_secs: u64, variables: Vars, effects: Vec<Effect>) -> Self {
-        Reaction::Wait { waits: vec![Wait { on, timeout_secs, variables }], effects, callback_event: None }
+        Reaction::Wait {
+            waits: vec![Wait {
+                on,
+                timeout_secs,
+                variables,
+            }],
+            effects,
+            callback_event: None,
+        }
     }
 
     pub fn stop(reason: impl Into<String>) -> Self {
-        Reaction::Stop { reason: reason.into(), variables: Vars::new() }
+        Reaction::Stop {
+            reason: reason.into(),
+            variables: Vars::new(),
+        }
     }
 
     pub fn with_effects(mut self, extra: Vec<Effect>) -> Self {
@@ -152,32 +190,70 @@ impl Reaction {
 }
 
 /// Runs one event through one node.
-pub fn step(phlo: &Phlo, node_id: NodeId, ctx: &Context, event: &Event) -> Result<Step, EngineError> {
-    let node = phlo.node(node_id).ok_or(EngineError::UnknownNode(node_id))?;
+pub fn step(
+    phlo: &Phlo,
+    node_id: NodeId,
+    ctx: &Context,
+    event: &Event,
+) -> Result<Step, EngineError> {
+    let node = phlo
+        .node(node_id)
+        .ok_or(EngineError::UnknownNode(node_id))?;
     let reaction = node.component.react(node, ctx, event)?;
     Ok(finish(node, ctx, reaction))
 }
 
 fn finish(node: &Node, ctx: &Context, reaction: Reaction) -> Step {
     match reaction {
-        Reaction::Done { state, variables, error, mut effects, call } => {
+        Reaction::Done {
+            state,
+            variables,
+            error,
+            mut effects,
+            call,
+        } => {
             effects.extend(callback(node, ctx, &state, Some(&state), &variables));
             let next = node.transitions.get(&state).copied();
-            Step { outcome: Outcome::Done { state, next, variables, error }, effects, call }
+            Step {
+                outcome: Outcome::Done {
+                    state,
+                    next,
+                    variables,
+                    error,
+                },
+                effects,
+                call,
+            }
         }
-        Reaction::Wait { waits, mut effects, callback_event } => {
+        Reaction::Wait {
+            waits,
+            mut effects,
+            callback_event,
+        } => {
             if let Some((event, variables)) = callback_event {
                 effects.extend(callback(node, ctx, &event, None, &variables));
             }
-            Step { outcome: Outcome::Wait { waits }, effects, call: CallChange::Keep }
+            Step {
+                outcome: Outcome::Wait { waits },
+                effects,
+                call: CallChange::Keep,
+            }
         }
-        Reaction::Stop { reason, variables } => {
-            Step { outcome: Outcome::Stop { reason, variables }, effects: Vec::new(), call: CallChange::Keep }
-        }
+        Reaction::Stop { reason, variables } => Step {
+            outcome: Outcome::Stop { reason, variables },
+            effects: Vec::new(),
+            call: CallChange::Keep,
+        },
     }
 }
 
-fn callback(node: &Node, ctx: &Context, event: &str, state: Option<&String>, variables: &Vars) -> Option<Effect> {
+fn callback(
+    node: &Node,
+    ctx: &Context,
+    event: &str,
+    state: Option<&String>,
+    variables: &Vars,
+) -> Option<Effect> {
     let config = node.callback.as_ref().filter(|c| c.wants(event))?;
     Some(Effect::Callback(Callback {
         url: config.url.clone(),
@@ -193,25 +269,10 @@ fn callback(node: &Node, ctx: &Context, event: &str, state: Option<&String>, var
     }))
 }
 
-/// The name of an event, for error messages.
-pub(crate) fn event_name(event: &Event) -> &'static str {
-    match event {
-        Event::Enter => "enter",
-        Event::Trigger(_) => "trigger",
-        Event::Digits { .. } => "digits",
-        Event::PromptFinished => "prompt_finished",
-        Event::Recording(_) => "recording",
-        Event::Dial(_) => "dial",
-        Event::Call(_) => "call",
-        Event::Sms(_) => "sms",
-        Event::Conference(_) => "conference",
-        Event::Http(_) => "http",
-        Event::Counter { .. } => "counter",
-        Event::Timeout => "timeout",
-        Event::Hangup { .. } => "hangup",
-    }
-}
-
 pub(crate) fn unexpected(node: &Node, event: &Event) -> EngineError {
-    EngineError::UnexpectedEvent { node: node.name.clone(), kind: node.kind().as_str(), event: event_name(event) }
+    EngineError::UnexpectedEvent {
+        node: node.name.clone(),
+        kind: node.kind().as_str(),
+        event: event.kind(),
+    }
 }

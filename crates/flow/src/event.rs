@@ -15,7 +15,9 @@ pub enum Event {
     /// The trigger that started the run; only the Start node takes it.
     Trigger(Trigger),
     /// Digits gathered by IVR Menu or Get Input; empty when the caller entered nothing.
-    Digits { digits: String },
+    Digits {
+        digits: String,
+    },
     /// The prompts of a Play Audio node finished playing.
     PromptFinished,
     Recording(Recording),
@@ -30,18 +32,46 @@ pub enum Event {
     /// The response (or transport error) of an HTTP Request node's request.
     Http(HttpResult),
     /// The value of the node's counter after the runtime incremented it.
-    Counter { count: i64 },
+    Counter {
+        count: i64,
+    },
     /// The wait's timer fired before the awaited event arrived.
     Timeout,
     /// The token's call ended while the node waited for it.
-    Hangup { cause: String },
+    Hangup {
+        cause: String,
+    },
+}
+
+impl Event {
+    /// The event's name, as in its JSON `kind` tag.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Enter => "enter",
+            Event::Trigger(_) => "trigger",
+            Event::Digits { .. } => "digits",
+            Event::PromptFinished => "prompt_finished",
+            Event::Recording(_) => "recording",
+            Event::Dial(_) => "dial",
+            Event::Call(_) => "call",
+            Event::Sms(_) => "sms",
+            Event::Conference(_) => "conference",
+            Event::Http(_) => "http",
+            Event::Counter { .. } => "counter",
+            Event::Timeout => "timeout",
+            Event::Hangup { .. } => "hangup",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Trigger {
     /// `POST /v1/account/{auth_id}/phlo/{phlo_id}`; `params` is the request's payload.
-    Api { request_uuid: String, params: Vars },
+    Api {
+        request_uuid: String,
+        params: Vars,
+    },
     Call(CallDetails),
     Message(MessageDetails),
 }

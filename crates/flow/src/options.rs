@@ -10,6 +10,8 @@ use serde_json::{Map, Value};
 
 use crate::problem::{Place, Problems};
 
+type LiteralCheck = fn(&str) -> Result<(), String>;
+
 pub(crate) struct OptionReader<'a, 'p> {
     map: &'a Map<String, Value>,
     path: String,
@@ -19,15 +21,35 @@ pub(crate) struct OptionReader<'a, 'p> {
 }
 
 impl<'a, 'p> OptionReader<'a, 'p> {
-    pub fn new(map: &'a Map<String, Value>, path: &str, place: &'p Place, problems: &'p mut Problems) -> Self {
-        Self { map, path: path.to_owned(), place, problems, seen: BTreeSet::new() }
+    pub fn new(
+        map: &'a Map<String, Value>,
+        path: &str,
+        place: &'p Place,
+        problems: &'p mut Problems,
+    ) -> Self {
+        Self {
+            map,
+            path: path.to_owned(),
+            place,
+            problems,
+            seen: BTreeSet::new(),
+        }
     }
 
     /// A reader for a nested object (a prompt, an auth block) that reports into the same problem list.
-    pub fn nested<'q>(&'q mut self, map: &'a Map<String, Value>, path: String) -> OptionReader<'a, 'q> {
-        OptionReader { map, path, place: self.place, problems: self.problems, seen: BTreeSet::new() }
+    pub fn nested<'q>(
+        &'q mut self,
+        map: &'a Map<String, Value>,
+        path: String,
+    ) -> OptionReader<'a, 'q> {
+        OptionReader {
+            map,
+            path,
+            place: self.place,
+            problems: self.problems,
+            seen: BTreeSet::new(),
+        }
     }
-
 
     pub fn field(&self, key: &str) -> String {
         format!("{}.{key}", self.path)
@@ -45,11 +67,19 @@ impl<'a, 'p> OptionReader<'a, 'p> {
 
     fn missing(&mut self, key: &str, what: &str) {
         let field = self.field(key);
-        self.error(&field, "missing_option", format!("`{key}` is required: set it to {what}"));
+        self.error(
+            &field,
+            "missing_option",
+            format!("`{key}` is required: set it to {what}"),
+        );
     }
 
     fn wrong_type(&mut self, field: &str, expected: &str, got: &Value) {
-        self.error(field, "wrong_type", format!("expected {expected}, found {}", kind(got)));
+        self.error(
+            field,
+            "wrong_type",
+            format!("expected {expected}, found {}", kind(got)),
+        );
     }
 
     /// An optional Liquid template.
@@ -85,6 +115,27 @@ impl<'a, 'p> OptionReader<'a, 'p> {
 
     /// A list of templates written as a JSON array of strings or as one comma-separated string.
     pub fn template_list(&mut self, key: &'a str, required: Option<&str>) -> Vec<Template> {
+        self.list(key, required, None)
+    }
+
+    /// Like [`Self::template_list`], and each literal item must pass `check`; a failure is reported with
+    /// `code` at the item's own index (`options.to[1]`).
+    pub fn checked_list(
+        &mut self,
+        key: &'a str,
+        required: Option<&str>,
+        code: &str,
+        check: fn(&str) -> Result<(), String>,
+    ) -> Vec<Template> {
+        self.list(key, required, Some((code, check)))
+    }
+
+    fn list(
+        &mut self,
+        key: &'a str,
+        required: Option<&str>,
+        check: Option<(&str, LiteralCheck)>,
+    ) -> Vec<Template> {
         let Some(value) = self.raw(key) else {
             if let Some(what) = required {
                 self.missing(key, what);
@@ -93,21 +144,48 @@ impl<'a, 'p> OptionReader<'a, 'p> {
         };
         let field = self.field(key);
         let items: Vec<(String, Value)> = match value {
-            Value::Array(items) => {
-                items.iter().enumerate().map(|(i, v)| (format!("{field}[{i}]"), v.clone())).collect()
-            }
-            Value::String(s) => split_list(s).into_iter().map(|s| (field.clone(), Value::String(s))).collect(),
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (format!("{field}[{i}]"), v.clone()))
+                .collect(),
+            Value::String(s) => split_list(s)
+                .into_iter()
+                .map(|s| (field.clone(), Value::String(s)))
+                .collect(),
             other => {
-                self.wrong_type(&field, "a list of strings or a comma-separated string", other);
+                self.wrong_type(
+                    &field,
+                    "a list of strings or a comma-separated string",
+                    other,
+                );
                 return Vec::new();
             }
         };
         if items.is_empty() {
             if let Some(what) = required {
-                self.error(&field, "missing_option", format!("`{key}` must not be empty: set it to {what}"));
+                self.error(
+                    &field,
+                    "missing_option",
+                    format!("`{key}` must not be empty: set it to {what}"),
+                );
             }
         }
-        items.iter().filter_map(|(f, v)| self.template_at(f, v)).collect()
+        let mut out = Vec::new();
+        for (f, v) in &items {
+            let Some(t) = self.template_at(f, v) else {
+                continue;
+            };
+            if let (Some((code, check)), Some(literal)) = (check, t.as_literal()) {
+                for item in split_list(literal) {
+                    if let Err(message) = check(&item) {
+                        self.error(f, code, message);
+                    }
+                }
+            }
+            out.push(t);
+        }
+        out
     }
 
     pub fn bool(&mut self, key: &'a str, default: bool) -> bool {
@@ -133,7 +211,12 @@ impl<'a, 'p> OptionReader<'a, 'p> {
         }
     }
 
-    pub fn required_uint(&mut self, key: &'a str, range: RangeInclusive<u64>, what: &str) -> Option<u64> {
+    pub fn required_uint(
+        &mut self,
+        key: &'a str,
+        range: RangeInclusive<u64>,
+        what: &str,
+    ) -> Option<u64> {
         match self.raw(key) {
             None => {
                 self.missing(key, what);
@@ -148,7 +231,10 @@ impl<'a, 'p> OptionReader<'a, 'p> {
 
     fn uint_at(&mut self, field: &str, value: &Value, range: RangeInclusive<u64>) -> Option<u64> {
         let number = match value {
-            Value::Number(n) => n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from)),
+            Value::Number(n) => n
+                .as_i64()
+                .map(i128::from)
+                .or_else(|| n.as_u64().map(i128::from)),
             Value::String(s) => s.trim().parse::<i128>().ok(),
             _ => None,
         };
@@ -160,7 +246,11 @@ impl<'a, 'p> OptionReader<'a, 'p> {
             self.error(
                 field,
                 "out_of_range",
-                format!("{number} is out of range: use a value from {} to {}", range.start(), range.end()),
+                format!(
+                    "{number} is out of range: use a value from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
             );
             return None;
         }
@@ -168,7 +258,12 @@ impl<'a, 'p> OptionReader<'a, 'p> {
     }
 
     /// One of a fixed set of words. Hyphens and case are forgiven (`No-Answer` reads as `no_answer`).
-    pub fn choice(&mut self, key: &'a str, allowed: &[&'static str], default: &'static str) -> &'static str {
+    pub fn choice(
+        &mut self,
+        key: &'a str,
+        allowed: &[&'static str],
+        default: &'static str,
+    ) -> &'static str {
         let Some(value) = self.raw(key) else {
             return default;
         };
@@ -177,7 +272,14 @@ impl<'a, 'p> OptionReader<'a, 'p> {
             Some(word) => match allowed.iter().find(|a| **a == word) {
                 Some(found) => found,
                 None => {
-                    self.error(&field, "invalid_value", format!("`{word}` is not allowed here: use one of {}", allowed.join(", ")));
+                    self.error(
+                        &field,
+                        "invalid_value",
+                        format!(
+                            "`{word}` is not allowed here: use one of {}",
+                            allowed.join(", ")
+                        ),
+                    );
                     default
                 }
             },
@@ -226,18 +328,31 @@ impl<'a, 'p> OptionReader<'a, 'p> {
                     self.place,
                     &format!("{}.{key}", self.path),
                     "unknown_option",
-                    format!("`{key}` is not an option here; known options: {}", known.join(", ")),
+                    format!(
+                        "`{key}` is not an option here; known options: {}",
+                        known.join(", ")
+                    ),
                 );
             }
         }
     }
 }
 
-pub(crate) fn parse_template(problems: &mut Problems, place: &Place, field: &str, text: &str) -> Option<Template> {
+pub(crate) fn parse_template(
+    problems: &mut Problems,
+    place: &Place,
+    field: &str,
+    text: &str,
+) -> Option<Template> {
     match Template::parse(text) {
         Ok(t) => Some(t),
         Err(e) => {
-            problems.error(place, field, "template_syntax", format!("Liquid does not parse: {e}"));
+            problems.error(
+                place,
+                field,
+                "template_syntax",
+                format!("Liquid does not parse: {e}"),
+            );
             None
         }
     }
@@ -246,15 +361,29 @@ pub(crate) fn parse_template(problems: &mut Problems, place: &Place, field: &str
 /// Checks a literal URL: absolute, http or https, with a host.
 pub(crate) fn check_url(s: &str) -> Result<(), String> {
     match url::Url::parse(s) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty()) => Ok(()),
-        Ok(u) => Err(format!("`{s}` is not usable here: the scheme must be http or https, found `{}`", u.scheme())),
-        Err(e) => Err(format!("`{s}` is not a URL ({e}): write an absolute http(s) URL, e.g. https://example.com/hook")),
+        Ok(u)
+            if matches!(u.scheme(), "http" | "https")
+                && u.host_str().is_some_and(|h| !h.is_empty()) =>
+        {
+            Ok(())
+        }
+        Ok(u) => Err(format!(
+            "`{s}` is not usable here: the scheme must be http or https, found `{}`",
+            u.scheme()
+        )),
+        Err(e) => Err(format!(
+            "`{s}` is not a URL ({e}): write an absolute http(s) URL, e.g. https://example.com/hook"
+        )),
     }
 }
 
 /// Splits a comma-separated list, trimming blanks. Used for `to` lists written as one string.
 pub fn split_list(s: &str) -> Vec<String> {
-    s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+    s.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 pub(crate) fn normalize_word(s: &str) -> String {

@@ -15,23 +15,33 @@ pub fn check_phone(s: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("`{s}` is not a phone number: write it in E.164 form, e.g. +14155550100"))
+        Err(format!(
+            "`{s}` is not a phone number: write it in E.164 form, e.g. +14155550100"
+        ))
     }
 }
 
 /// Checks a literal SIP URI such as `sip:alice@example.com`.
 pub fn check_sip(s: &str) -> Result<(), String> {
     let rest = s.strip_prefix("sip:").or_else(|| s.strip_prefix("sips:"));
-    let valid = rest.and_then(|r| r.split_once('@')).is_some_and(|(user, host)| {
-        !user.is_empty()
-            && user.chars().all(|c| c.is_ascii_alphanumeric() || "._~+-!$&'()*=;%".contains(c))
-            && !host.is_empty()
-            && host.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
-    });
+    let valid = rest
+        .and_then(|r| r.split_once('@'))
+        .is_some_and(|(user, host)| {
+            !user.is_empty()
+                && user
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._~+-!$&'()*=;%".contains(c))
+                && !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+        });
     if valid {
         Ok(())
     } else {
-        Err(format!("`{s}` is not a SIP URI: write it as sip:user@host, e.g. sip:alice@phone.example.com"))
+        Err(format!(
+            "`{s}` is not a SIP URI: write it as sip:user@host, e.g. sip:alice@phone.example.com"
+        ))
     }
 }
 
@@ -74,7 +84,10 @@ pub fn iso2(number: &str) -> Option<String> {
         return Some(id_str(id));
     }
     let regions = phonenumber::metadata::DATABASE.region(&parsed.country().code())?;
-    regions.first().filter(|r| r.len() == 2).map(|r| (*r).to_owned())
+    regions
+        .first()
+        .filter(|r| r.len() == 2)
+        .map(|r| (*r).to_owned())
 }
 
 /// English short name of the region of a phone number (`United States`), or `None`.
@@ -104,7 +117,9 @@ pub fn country_name(iso2: &str) -> Option<String> {
     if let Some(name) = short {
         return Some(name.to_owned());
     }
-    isocountry::CountryCode::for_alpha2(iso2).ok().map(|c| c.name().to_owned())
+    isocountry::CountryCode::for_alpha2(iso2)
+        .ok()
+        .map(|c| c.name().to_owned())
 }
 
 fn id_str(id: Id) -> String {

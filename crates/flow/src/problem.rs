@@ -67,7 +67,14 @@ impl Problems {
         self.push(Severity::Warning, place, field, code, message.into());
     }
 
-    fn push(&mut self, severity: Severity, place: &Place, field: &str, code: &str, message: String) {
+    fn push(
+        &mut self,
+        severity: Severity,
+        place: &Place,
+        field: &str,
+        code: &str,
+        message: String,
+    ) {
         self.list.push(Problem {
             severity,
             code: code.to_owned(),

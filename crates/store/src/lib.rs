@@ -24,6 +24,8 @@ pub mod testing;
 
 use std::time::Duration;
 
+pub use sqlx::Error as SqlxError;
+pub use sqlx::types::Json;
 pub use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPoolOptions;

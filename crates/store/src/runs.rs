@@ -174,3 +174,13 @@ pub async fn active_before(conn: &mut PgConnection, cutoff: DateTime<Utc>, limit
             .await?;
     Ok(rows.into_iter().map(|(id,)| id).collect())
 }
+
+/// Records why a token stopped; the run ends `failed` with it once its last token ends.
+pub async fn set_error(conn: &mut PgConnection, id: Uuid, error: &str) -> Result<()> {
+    sqlx::query("UPDATE runs SET error = coalesce(error, $2), updated_at = now() WHERE id = $1")
+        .bind(id)
+        .bind(error)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -149,7 +149,6 @@ fn from_fractional_seconds(seconds: f64) -> Option<DateTime<FixedOffset>> {
     }
     let whole = seconds.floor();
     // Both casts are in range: |whole| <= 1e15 and the fraction is in [0, 1).
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let (secs, nanos) = (whole as i64, ((seconds - whole) * 1e9) as u32);
     DateTime::<Utc>::from_timestamp(secs, nanos.min(999_999_999)).map(|d| d.fixed_offset())
 }

@@ -16,7 +16,10 @@
 //! plain `Value` is strict again):
 //! - a miss on a `for` loop item or an `assign`ed copy still errors;
 //! - a non-numeric key on an array (`{{ list.nope }}`) still errors, because
-//!   liquid consults `as_array` before `as_object`.
+//!   liquid consults `as_array` before `as_object`;
+//! - a missing *index* (`{{ a[missing] }}`) errors: liquid wants a scalar key;
+//! - liquid's owned objects are `HashMap`s, so rendering an object or looping
+//!   over one has no stable key order.
 
 mod nodes;
 
@@ -31,7 +34,7 @@ use nodes::{LaxArray, LaxObject, LaxScalar};
 
 /// The value of every missing variable and index.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct LaxNil;
+struct LaxNil;
 
 /// Shared so that `get` can hand out a reference that outlives the call.
 const NIL: &LaxNil = &LaxNil;
@@ -89,7 +92,7 @@ fn number_scalar(n: &serde_json::Number) -> ScalarCow<'static> {
 }
 
 /// Owned conversion; liquid calls this for every value it looks up.
-pub(crate) fn to_liquid(json: &Json) -> Value {
+fn to_liquid(json: &Json) -> Value {
     match json {
         Json::Null => Value::Nil,
         Json::Bool(b) => Value::scalar(*b),

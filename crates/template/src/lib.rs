@@ -8,9 +8,14 @@
 //! engine decides what the globals are; this crate only evaluates text.
 //!
 //! Templates come from tenants, so input is treated as hostile: sources and
-//! outputs are size-capped and a panic inside `liquid` becomes an error.
-//! Known gap: `liquid` has no CPU budget, so `{% for i in (1..100000000) %}`
-//! with an empty body still loops (and allocates the range) in full.
+//! outputs are size-capped, deep nesting cannot overflow the stack, and a
+//! panic inside `liquid` becomes an error. Known gap: liquid has no CPU or
+//! memory budget. `{% for i in (1..100000000) %}` allocates the whole range
+//! before the first iteration, nested loops with empty bodies spin without
+//! writing output, and `capture`/`assign` build strings outside the output
+//! cap. A render cannot be interrupted, so closing this needs our own
+//! `for`/`tablerow` blocks (liquid-lib's cannot be hooked) or an isolated
+//! renderer.
 
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -259,10 +264,18 @@ fn is_noise(line: &str) -> bool {
         .any(|p| line.starts_with(p))
 }
 
+/// liquid's own `expect`s put the whole source (and a pest dump) in the
+/// panic message, so only the start of its first line is kept.
 fn panic_message(payload: &(dyn Any + Send)) -> String {
-    payload
+    const MAX_CHARS: usize = 200;
+    let message = payload
         .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_owned())
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("unknown panic");
+    let first = message.lines().next().unwrap_or_default();
+    match first.char_indices().nth(MAX_CHARS) {
+        Some((end, _)) => format!("{}...", &first[..end]),
+        None => first.to_owned(),
+    }
 }

@@ -97,8 +97,8 @@ mod tests {
     fn deep_templates_are_flagged() {
         assert!(needs_big_stack(&format!(
             "{{{{ {}0{} }}}}",
-            "a[".repeat(65),
-            "]".repeat(65)
+            "a[".repeat(66),
+            "]".repeat(66)
         )));
         assert!(needs_big_stack(&"{%if 1%}".repeat(65)));
         assert!(needs_big_stack(&format!(

@@ -1,4 +1,4 @@
-//! `phlo`: the command line for people and scripts.
+//! `phlo`: the command line for people and scripts, and every service in one binary.
 
 use std::process::ExitCode;
 
@@ -31,12 +31,21 @@ enum Command {
         #[arg(required = true)]
         files: Vec<std::path::PathBuf>,
     },
+    /// Run the gateway (the HTTP API); configured by environment variables, see docs/operations.md.
+    Gateway,
+    /// Run a worker; configured by environment variables, see docs/operations.md.
+    Worker,
+    /// Apply database migrations to DATABASE_URL and exit.
+    Migrate,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Validate { files } => validate::run(&files, matches!(cli.output, Output::Json)),
+        Command::Gateway => serve(gateway()),
+        Command::Worker => serve(worker()),
+        Command::Migrate => serve(migrate()),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -45,5 +54,43 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+fn serve(task: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<bool> {
+    phlo_service::init_logging();
+    tokio::runtime::Runtime::new()?.block_on(task)?;
+    Ok(true)
+}
+
+async fn gateway() -> anyhow::Result<()> {
+    let config = phlo_gateway::Config::from_env().map_err(anyhow::Error::msg)?;
+    let listener = tokio::net::TcpListener::bind(&config.addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "gateway listening");
+    phlo_gateway::run(config, listener, phlo_service::shutdown_signal()).await
+}
+
+async fn worker() -> anyhow::Result<()> {
+    let config = phlo_worker::Config::from_env().map_err(anyhow::Error::msg)?;
+    phlo_worker::run(config, phlo_service::shutdown_signal()).await
+}
+
+async fn migrate() -> anyhow::Result<()> {
+    let config = phlo_service::CommonConfig::from_env().map_err(anyhow::Error::msg)?;
+    let pool = phlo_store::connect(&config.database_url, 2).await?;
+    phlo_store::migrate(&pool).await?;
+    println!("migrations applied to {}", redact(&config.database_url));
+    Ok(())
+}
+
+/// The URL without its password, for printing.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
     }
 }

@@ -17,21 +17,34 @@ struct FileReport {
 pub fn run(files: &[PathBuf], json: bool) -> anyhow::Result<bool> {
     let mut reports = Vec::new();
     for path in files {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let problems = match phlo_flow::compile_str(&text) {
             Ok((_, warnings)) => warnings,
             Err(problems) => problems,
         };
         let valid = !problems.iter().any(|p| p.severity == Severity::Error);
-        reports.push(FileReport { file: path.display().to_string(), valid, problems });
+        reports.push(FileReport {
+            file: path.display().to_string(),
+            valid,
+            problems,
+        });
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
     } else {
         for r in &reports {
-            let errors = r.problems.iter().filter(|p| p.severity == Severity::Error).count();
+            let errors = r
+                .problems
+                .iter()
+                .filter(|p| p.severity == Severity::Error)
+                .count();
             let warnings = r.problems.len() - errors;
-            println!("{}: {} ({errors} errors, {warnings} warnings)", r.file, if r.valid { "ok" } else { "invalid" });
+            println!(
+                "{}: {} ({errors} errors, {warnings} warnings)",
+                r.file,
+                if r.valid { "ok" } else { "invalid" }
+            );
             for p in &r.problems {
                 println!("  {p}");
             }

@@ -57,19 +57,33 @@ pub(crate) fn parse(r: &mut OptionReader) -> Options {
 fn parse_condition(c: &mut OptionReader, earlier: &[Condition]) -> Option<Condition> {
     let alias_field = c.field("alias");
     let alias = match c.raw("alias") {
-        Some(Value::String(a)) if !a.trim().is_empty() && a.len() <= 64 => Some(a.trim().to_owned()),
+        Some(Value::String(a)) if !a.trim().is_empty() && a.len() <= 64 => {
+            Some(a.trim().to_owned())
+        }
         Some(other) => {
-            c.error(&alias_field, "invalid_value", format!("{other} is not an alias: use a short name such as `vip`"));
+            c.error(
+                &alias_field,
+                "invalid_value",
+                format!("{other} is not an alias: use a short name such as `vip`"),
+            );
             None
         }
         None => {
-            c.error(&alias_field, "missing_option", "`alias` is required: it names the state this condition leads to");
+            c.error(
+                &alias_field,
+                "missing_option",
+                "`alias` is required: it names the state this condition leads to",
+            );
             None
         }
     };
     if let Some(a) = &alias {
         if a == NO_MATCH {
-            c.error(&alias_field, "invalid_value", "`no_match` is the state when no condition holds: choose another alias");
+            c.error(
+                &alias_field,
+                "invalid_value",
+                "`no_match` is the state when no condition holds: choose another alias",
+            );
         } else if earlier.iter().any(|e| &e.alias == a) {
             c.error(&alias_field, "invalid_value", format!("alias `{a}` is used by an earlier condition: aliases name states and must be unique"));
         }
@@ -80,12 +94,23 @@ fn parse_condition(c: &mut OptionReader, earlier: &[Condition]) -> Option<Condit
             Some(op) => Some(op),
             None => {
                 let all: Vec<&str> = Operator::ALL.iter().map(|o| o.as_str()).collect();
-                c.error(&op_field, "invalid_value", format!("`{word}` is not an operation: use one of {}", all.join(", ")));
+                c.error(
+                    &op_field,
+                    "invalid_value",
+                    format!(
+                        "`{word}` is not an operation: use one of {}",
+                        all.join(", ")
+                    ),
+                );
                 None
             }
         },
         None => {
-            c.error(&op_field, "missing_option", "`operation` is required, e.g. equals");
+            c.error(
+                &op_field,
+                "missing_option",
+                "`operation` is required, e.g. equals",
+            );
             None
         }
     };
@@ -93,18 +118,25 @@ fn parse_condition(c: &mut OptionReader, earlier: &[Condition]) -> Option<Condit
     if let Some(op) = operation {
         if op.needs_rhs() && c.raw("rhs").is_none() {
             let f = c.field("rhs");
-            c.error(&f, "missing_option", format!("`{}` compares with `rhs`: set it", op.as_str()));
+            c.error(
+                &f,
+                "missing_option",
+                format!("`{}` compares with `rhs`: set it", op.as_str()),
+            );
         }
-        if op == Operator::Matches {
-            if let Some(pattern) = rhs.as_ref().and_then(Template::as_literal) {
-                if let Err(msg) = condition::compile_regex(pattern) {
-                    let f = c.field("rhs");
-                    c.error(&f, "invalid_regex", msg);
-                }
-            }
+        if op == Operator::Matches
+            && let Some(pattern) = rhs.as_ref().and_then(Template::as_literal)
+            && let Err(msg) = condition::compile_regex(pattern)
+        {
+            let f = c.field("rhs");
+            c.error(&f, "invalid_regex", msg);
         }
     }
-    Some(Condition { alias: alias?, operation: operation?, rhs })
+    Some(Condition {
+        alias: alias?,
+        operation: operation?,
+        rhs,
+    })
 }
 
 pub(crate) fn states(o: &Options) -> Vec<String> {
@@ -113,7 +145,12 @@ pub(crate) fn states(o: &Options) -> Vec<String> {
     states
 }
 
-pub(crate) fn react(o: &Options, node: &Node, ctx: &Context, event: &Event) -> Result<Reaction, EngineError> {
+pub(crate) fn react(
+    o: &Options,
+    node: &Node,
+    ctx: &Context,
+    event: &Event,
+) -> Result<Reaction, EngineError> {
     if !matches!(event, Event::Enter) {
         return Err(unexpected(node, event));
     }
@@ -124,18 +161,28 @@ pub(crate) fn react(o: &Options, node: &Node, ctx: &Context, event: &Event) -> R
     for c in &o.conditions {
         let rhs = match c.rhs.as_ref().map(|t| ctx.render(t)).transpose() {
             Ok(v) => v.unwrap_or_default(),
-            Err(e) => return Ok(Reaction::stop(format!("`rhs` of condition `{}` did not render: {e}", c.alias))),
+            Err(e) => {
+                return Ok(Reaction::stop(format!(
+                    "`rhs` of condition `{}` did not render: {e}",
+                    c.alias
+                )));
+            }
         };
         match condition::evaluate(c.operation, &lhs, &rhs) {
             Ok(true) => {
                 return Ok(Reaction::done(
                     c.alias.clone(),
-                    vars(json!({ "lhs": lhs, "operation": c.operation.as_str(), "rhs": rhs, "matched": c.alias })),
+                    vars(
+                        json!({ "lhs": lhs, "operation": c.operation.as_str(), "rhs": rhs, "matched": c.alias }),
+                    ),
                 ));
             }
             Ok(false) => {}
             Err(e) => return Ok(Reaction::stop(format!("condition `{}`: {e}", c.alias))),
         }
     }
-    Ok(Reaction::done(NO_MATCH, vars(json!({ "lhs": lhs, "matched": null }))))
+    Ok(Reaction::done(
+        NO_MATCH,
+        vars(json!({ "lhs": lhs, "matched": null })),
+    ))
 }

@@ -11,7 +11,9 @@ use crate::event::{CallOutcome, DialResult, Event, Vars};
 use crate::model::Node;
 use crate::nodes::prompt::{self, PromptOption};
 use crate::nodes::record::{self, RecordOption};
-use crate::nodes::{CARRIER_GRACE_SECS, call_vars, check_literal, no_call, region, render_recipients, vars};
+use crate::nodes::{
+    CARRIER_GRACE_SECS, call_vars, check_literal, no_call, region, render_recipients, vars,
+};
 use crate::options::OptionReader;
 use crate::phone;
 
@@ -54,14 +56,26 @@ pub(crate) fn parse(r: &mut OptionReader) -> Options {
         });
         if prompt.is_none() && s.raw("prompt").is_none() {
             let f = s.field("prompt");
-            s.error(&f, "missing_option", "call screening needs a `prompt` telling the recipient which key accepts the call");
+            s.error(
+                &f,
+                "missing_option",
+                "call screening needs a `prompt` telling the recipient which key accepts the call",
+            );
         }
         let key = match s.raw("confirm_key") {
             None => "1".to_owned(),
-            Some(Value::String(k)) if k.len() == 1 && super::ivr_menu::KEYS.contains(k.as_str()) => k.clone(),
+            Some(Value::String(k))
+                if k.len() == 1 && super::ivr_menu::KEYS.contains(k.as_str()) =>
+            {
+                k.clone()
+            }
             Some(other) => {
                 let f = s.field("confirm_key");
-                s.error(&f, "invalid_value", format!("{other} is not a key: use one of 0-9, # or *"));
+                s.error(
+                    &f,
+                    "invalid_value",
+                    format!("{other} is not a key: use one of 0-9, # or *"),
+                );
                 "1".to_owned()
             }
         };
@@ -70,23 +84,44 @@ pub(crate) fn parse(r: &mut OptionReader) -> Options {
     });
     let extension = r.template("extension");
     if let Some(ext) = extension.as_ref().and_then(Template::as_literal) {
-        if ext.is_empty() || !ext.chars().all(|c| c.is_ascii_digit() || "*#wW".contains(c)) {
+        if ext.is_empty()
+            || !ext
+                .chars()
+                .all(|c| c.is_ascii_digit() || "*#wW".contains(c))
+        {
             let f = r.field("extension");
             r.error(&f, "invalid_value", format!("`{ext}` is not an extension: use digits, * and #, and w for a half-second pause"));
         }
     }
     let record = record::parse(r, "record");
-    Options { from, to, ring_timeout, mode, screening, extension, record }
+    Options {
+        from,
+        to,
+        ring_timeout,
+        mode,
+        screening,
+        extension,
+        record,
+    }
 }
 
-pub(crate) fn react(o: &Options, node: &Node, ctx: &Context, event: &Event) -> Result<Reaction, EngineError> {
+pub(crate) fn react(
+    o: &Options,
+    node: &Node,
+    ctx: &Context,
+    event: &Event,
+) -> Result<Reaction, EngineError> {
     Ok(match event {
         Event::Enter => enter(o, node, ctx),
         Event::Dial(result) => finished(ctx, result),
         Event::Timeout => {
             let mut variables = ctx.parked.clone();
             variables.insert("dial_status".into(), json!("failed"));
-            Reaction::failed("failed", variables, "the carrier reported no dial result in time")
+            Reaction::failed(
+                "failed",
+                variables,
+                "the carrier reported no dial result in time",
+            )
         }
         Event::Hangup { cause } => {
             // The caller left; whatever was bridged ended with them.
@@ -104,15 +139,34 @@ fn enter(o: &Options, node: &Node, ctx: &Context) -> Reaction {
         return Reaction::failed("failed", Vars::new(), no_call(node));
     };
     let rendered = (|| -> Result<_, String> {
-        let from = o.from.as_ref().map(|t| ctx.render(t)).transpose()?.unwrap_or_default();
+        let from = o
+            .from
+            .as_ref()
+            .map(|t| ctx.render(t))
+            .transpose()?
+            .unwrap_or_default();
         phone::check_address(&from)?;
         let to = render_recipients(ctx, &o.to, phone::check_address)?;
         let screening = match &o.screening {
-            Some((p, key)) => Some(Screening { prompt: prompt::render(ctx, p)?, confirm_key: key.clone() }),
+            Some((p, key)) => Some(Screening {
+                prompt: prompt::render(ctx, p)?,
+                confirm_key: key.clone(),
+            }),
             None => None,
         };
-        let send_digits = o.extension.as_ref().map(|t| ctx.render(t)).transpose()?.filter(|s| !s.is_empty());
-        Ok((from, to, screening, send_digits, record::resolve(ctx, &o.record)?))
+        let send_digits = o
+            .extension
+            .as_ref()
+            .map(|t| ctx.render(t))
+            .transpose()?
+            .filter(|s| !s.is_empty());
+        Ok((
+            from,
+            to,
+            screening,
+            send_digits,
+            record::resolve(ctx, &o.record)?,
+        ))
     })();
     let (from, to, screening, send_digits, record) = match rendered {
         Ok(r) => r,
@@ -148,7 +202,9 @@ fn enter(o: &Options, node: &Node, ctx: &Context) -> Reaction {
 fn finished(ctx: &Context, result: &DialResult) -> Reaction {
     let mut variables = ctx.parked.clone();
     let mut call = call_vars(&result.call);
-    call.retain(|_, v| !(v.is_null() || v.as_str() == Some("")));
+    // What the node decided (to, from) stands when the carrier leaves a field empty; every other seed
+    // variable is present, null when the carrier did not report it.
+    call.retain(|k, v| !((v.is_null() || v.as_str() == Some("")) && variables.contains_key(k)));
     variables.extend(call);
     let (state, dial_status) = match result.outcome {
         CallOutcome::Answered | CallOutcome::Completed => ("completed", "completed"),
@@ -156,12 +212,23 @@ fn finished(ctx: &Context, result: &DialResult) -> Reaction {
         CallOutcome::Busy => ("busy", "busy"),
         CallOutcome::Failed | CallOutcome::Machine => ("failed", "failed"),
     };
-    let rang = result.call.ring_status.unwrap_or(matches!(state, "completed" | "no_answer"));
+    let rang = result
+        .call
+        .ring_status
+        .unwrap_or(matches!(state, "completed" | "no_answer"));
     variables.insert("ring_status".into(), json!(rang));
     variables.insert("dial_status".into(), json!(dial_status));
     if state == "failed" {
-        let cause = result.call.hangup_cause.clone().unwrap_or_else(|| "unknown cause".to_owned());
-        Reaction::failed(state, variables, format!("the forwarded call failed: {cause}"))
+        let cause = result
+            .call
+            .hangup_cause
+            .clone()
+            .unwrap_or_else(|| "unknown cause".to_owned());
+        Reaction::failed(
+            state,
+            variables,
+            format!("the forwarded call failed: {cause}"),
+        )
     } else {
         Reaction::done(state, variables)
     }

@@ -20,10 +20,19 @@ pub(crate) fn parse(r: &mut OptionReader) -> Options {
     let room = room::parse(r, "announcement");
     let start_on_enter = r.bool("start_on_enter", true);
     let end_on_exit = r.bool("end_on_exit", false);
-    Options { room, start_on_enter, end_on_exit }
+    Options {
+        room,
+        start_on_enter,
+        end_on_exit,
+    }
 }
 
-pub(crate) fn react(o: &Options, node: &Node, ctx: &Context, event: &Event) -> Result<Reaction, EngineError> {
+pub(crate) fn react(
+    o: &Options,
+    node: &Node,
+    ctx: &Context,
+    event: &Event,
+) -> Result<Reaction, EngineError> {
     let join = |r: room::Rendered| {
         Ok(VoiceAction::JoinConference(ConferenceJoin {
             name: r.name,

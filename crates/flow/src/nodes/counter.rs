@@ -21,12 +21,19 @@ pub struct Options {
 }
 
 pub(crate) fn parse(r: &mut OptionReader) -> Options {
-    let max_count = r.required_uint("max_count", 1..=1_000_000_000, "how many passes reach the count, at least 1");
+    let max_count = r.required_uint(
+        "max_count",
+        1..=1_000_000_000,
+        "how many passes reach the count, at least 1",
+    );
     let scope = match r.choice("scope", &["run", "phlo"], "run") {
         "phlo" => CounterScope::Phlo,
         _ => CounterScope::Run,
     };
-    Options { max_count: max_count.unwrap_or(1), scope }
+    Options {
+        max_count: max_count.unwrap_or(1),
+        scope,
+    }
 }
 
 pub(crate) fn react(o: &Options, node: &Node, event: &Event) -> Result<Reaction, EngineError> {
@@ -35,12 +42,22 @@ pub(crate) fn react(o: &Options, node: &Node, event: &Event) -> Result<Reaction,
             WaitOn::Counter,
             60,
             Default::default(),
-            vec![Effect::Counter(CounterIncrement { scope: o.scope, node_id: node.id.to_string() })],
+            vec![Effect::Counter(CounterIncrement {
+                scope: o.scope,
+                node_id: node.id.to_string(),
+            })],
         ),
         Event::Counter { count } => {
             let reached = u64::try_from(*count).is_ok_and(|c| c >= o.max_count);
-            let state = if reached { "count_reached" } else { "count_not_reached" };
-            Reaction::done(state, vars(json!({ "count": count, "max_count": o.max_count })))
+            let state = if reached {
+                "count_reached"
+            } else {
+                "count_not_reached"
+            };
+            Reaction::done(
+                state,
+                vars(json!({ "count": count, "max_count": o.max_count })),
+            )
         }
         _ => return Err(unexpected(node, event)),
     })

@@ -23,7 +23,12 @@ pub(crate) fn parse(r: &mut OptionReader) -> Options {
     Options { reason }
 }
 
-pub(crate) fn react(o: &Options, node: &Node, ctx: &Context, event: &Event) -> Result<Reaction, EngineError> {
+pub(crate) fn react(
+    o: &Options,
+    node: &Node,
+    ctx: &Context,
+    event: &Event,
+) -> Result<Reaction, EngineError> {
     if !matches!(event, Event::Enter) {
         return Err(unexpected(node, event));
     }
@@ -35,7 +40,12 @@ pub(crate) fn react(o: &Options, node: &Node, ctx: &Context, event: &Event) -> R
         HangupReason::Rejected => "rejected",
         HangupReason::Busy => "busy",
     };
-    Ok(Reaction::done("hangup_complete", vars(serde_json::json!({ "reason": reason })))
-        .with_effects(vec![Effect::Voice(VoiceAction::Hangup { reason: o.reason })])
-        .with_call(CallChange::Release))
+    Ok(Reaction::done(
+        "hangup_complete",
+        vars(serde_json::json!({ "reason": reason })),
+    )
+    .with_effects(vec![Effect::Voice(VoiceAction::Hangup {
+        reason: o.reason,
+    })])
+    .with_call(CallChange::Release))
 }

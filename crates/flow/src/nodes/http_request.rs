@@ -51,46 +51,94 @@ pub enum JsonTemplate {
 #[derive(Debug, Clone)]
 pub enum AuthOption {
     None,
-    Basic { username: Template, password: Template },
-    Bearer { token: Template },
-    Oauth2 { token_url: Template, client_id: Template, client_secret: Template, scope: Option<Template> },
+    Basic {
+        username: Template,
+        password: Template,
+    },
+    Bearer {
+        token: Template,
+    },
+    Oauth2 {
+        token_url: Template,
+        client_id: Template,
+        client_secret: Template,
+        scope: Option<Template>,
+    },
 }
 
 pub(crate) fn parse(r: &mut OptionReader) -> Options {
     let method = if r.raw("method").is_none() {
         let f = r.field("method");
-        r.error(&f, "missing_option", "`method` is required: GET, POST, PUT or DELETE");
+        r.error(
+            &f,
+            "missing_option",
+            "`method` is required: GET, POST, PUT or DELETE",
+        );
         "get"
     } else {
         r.choice("method", METHODS, "get")
     };
-    let url = r.required_template("url", "the URL to call, e.g. https://api.example.com/orders");
+    let url = r.required_template(
+        "url",
+        "the URL to call, e.g. https://api.example.com/orders",
+    );
     let f = r.field("url");
     check_literal(r, &f, url.as_ref(), "invalid_url", check_url);
     let headers = r.template_map("headers");
     for (name, _) in &headers {
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        {
             let f = format!("{}.{name}", r.field("headers"));
-            r.error(&f, "invalid_value", format!("`{name}` is not a valid header name"));
+            r.error(
+                &f,
+                "invalid_value",
+                format!("`{name}` is not a valid header name"),
+            );
         }
     }
     let params = r.template_map("params");
     let body = parse_body(r, method);
     let auth = parse_auth(r);
     let timeout = r.uint("timeout", 1..=60, 10);
-    let max_response_bytes = r.uint("max_response_bytes", 1..=10 * 1024 * 1024, DEFAULT_MAX_RESPONSE_BYTES);
+    let max_response_bytes = r.uint(
+        "max_response_bytes",
+        1..=10 * 1024 * 1024,
+        DEFAULT_MAX_RESPONSE_BYTES,
+    );
     let (expect_content_type, expect_keys) = parse_response(r);
-    Options { method, url, headers, params, body, auth, timeout, max_response_bytes, expect_content_type, expect_keys }
+    Options {
+        method,
+        url,
+        headers,
+        params,
+        body,
+        auth,
+        timeout,
+        max_response_bytes,
+        expect_content_type,
+        expect_keys,
+    }
 }
 
 fn parse_body(r: &mut OptionReader, method: &str) -> Option<BodyOption> {
     let map = r.object("body")?;
     let field = r.field("body");
     if method == "get" {
-        r.error(&field, "invalid_value", "a body is sent only with POST, PUT and DELETE: remove it or change `method`");
+        r.error(
+            &field,
+            "invalid_value",
+            "a body is sent only with POST, PUT and DELETE: remove it or change `method`",
+        );
     }
     let mut b = r.nested(map, field);
-    let kind_word = match b.raw("type").and_then(Value::as_str).map(str::to_ascii_lowercase) {
+    let kind_word = match b
+        .raw("type")
+        .and_then(Value::as_str)
+        .map(str::to_ascii_lowercase)
+    {
         None => "json".to_owned(),
         Some(t) => t,
     };
@@ -101,15 +149,19 @@ fn parse_body(r: &mut OptionReader, method: &str) -> Option<BodyOption> {
             Some(v) => json_template(&mut b, &content_field, v),
             None => JsonTemplate::Literal(json!({})),
         })),
-        "form_urlencoded" | "x-www-form-urlencoded" | "application/x-www-form-urlencoded" => {
-            Some(BodyOption::FormUrlencoded(form_fields(&mut b, &content_field, content)))
-        }
-        "form_data" | "form-data" | "multipart/form-data" => {
-            Some(BodyOption::FormData(form_fields(&mut b, &content_field, content)))
-        }
+        "form_urlencoded" | "x-www-form-urlencoded" | "application/x-www-form-urlencoded" => Some(
+            BodyOption::FormUrlencoded(form_fields(&mut b, &content_field, content)),
+        ),
+        "form_data" | "form-data" | "multipart/form-data" => Some(BodyOption::FormData(
+            form_fields(&mut b, &content_field, content),
+        )),
         other => {
             let f = b.field("type");
-            b.error(&f, "invalid_value", format!("`{other}` is not a body type: use json, form_urlencoded or form_data"));
+            b.error(
+                &f,
+                "invalid_value",
+                format!("`{other}` is not a body type: use json, form_urlencoded or form_data"),
+            );
             None
         }
     };
@@ -124,23 +176,41 @@ fn json_template(r: &mut OptionReader, field: &str, value: &Value) -> JsonTempla
             None => JsonTemplate::Literal(Value::Null),
         },
         Value::Array(items) => JsonTemplate::Array(
-            items.iter().enumerate().map(|(i, v)| json_template(r, &format!("{field}[{i}]"), v)).collect(),
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| json_template(r, &format!("{field}[{i}]"), v))
+                .collect(),
         ),
         Value::Object(map) => JsonTemplate::Object(
-            map.iter().map(|(k, v)| (k.clone(), json_template(r, &format!("{field}.{k}"), v))).collect(),
+            map.iter()
+                .map(|(k, v)| (k.clone(), json_template(r, &format!("{field}.{k}"), v)))
+                .collect(),
         ),
         other => JsonTemplate::Literal(other.clone()),
     }
 }
 
-fn form_fields(r: &mut OptionReader, field: &str, content: Option<&Value>) -> Vec<(String, Template)> {
+fn form_fields(
+    r: &mut OptionReader,
+    field: &str,
+    content: Option<&Value>,
+) -> Vec<(String, Template)> {
     match content {
         None => Vec::new(),
-        Some(Value::Object(map)) => {
-            map.iter().filter_map(|(k, v)| r.template_at(&format!("{field}.{k}"), v).map(|t| (k.clone(), t))).collect()
-        }
+        Some(Value::Object(map)) => map
+            .iter()
+            .filter_map(|(k, v)| {
+                r.template_at(&format!("{field}.{k}"), v)
+                    .map(|t| (k.clone(), t))
+            })
+            .collect(),
         Some(other) => {
-            r.error(field, "wrong_type", format!("expected an object of form fields, found {}", kind(other)));
+            r.error(
+                field,
+                "wrong_type",
+                format!("expected an object of form fields, found {}", kind(other)),
+            );
             Vec::new()
         }
     }
@@ -161,7 +231,9 @@ fn parse_auth(r: &mut OptionReader) -> AuthOption {
             username: req(&mut a, "username", "the user name"),
             password: req(&mut a, "password", "the password"),
         },
-        "bearer" => AuthOption::Bearer { token: req(&mut a, "token", "the bearer token") },
+        "bearer" => AuthOption::Bearer {
+            token: req(&mut a, "token", "the bearer token"),
+        },
         "oauth2" => {
             let token_url = req(&mut a, "token_url", "the OAuth2 token endpoint");
             let f = a.field("token_url");
@@ -190,16 +262,29 @@ fn parse_response(r: &mut OptionReader) -> (Option<String>, Vec<String>) {
         Some(Value::String(s)) if s.contains('/') => Some(essence(s)),
         Some(other) => {
             let f = o.field("content_type");
-            o.error(&f, "invalid_value", format!("{other} is not a content type such as application/json"));
+            o.error(
+                &f,
+                "invalid_value",
+                format!("{other} is not a content type such as application/json"),
+            );
             None
         }
     };
-    let keys = o.template_list("keys", None).iter().map(|t| t.source().to_owned()).collect();
+    let keys = o
+        .template_list("keys", None)
+        .iter()
+        .map(|t| t.source().to_owned())
+        .collect();
     o.finish();
     (content_type, keys)
 }
 
-pub(crate) fn react(o: &Options, node: &Node, ctx: &Context, event: &Event) -> Result<Reaction, EngineError> {
+pub(crate) fn react(
+    o: &Options,
+    node: &Node,
+    ctx: &Context,
+    event: &Event,
+) -> Result<Reaction, EngineError> {
     Ok(match event {
         Event::Enter => match build(o, ctx) {
             Ok(request) => Reaction::wait(
@@ -211,11 +296,28 @@ pub(crate) fn react(o: &Options, node: &Node, ctx: &Context, event: &Event) -> R
             ),
             Err(e) => Reaction::failed("failed", failed_vars(), e),
         },
-        Event::Http(HttpResult::Response { status, content_type, headers, body, truncated }) => {
-            response(o, *status, content_type.as_deref(), headers, body, *truncated)
+        Event::Http(HttpResult::Response {
+            status,
+            content_type,
+            headers,
+            body,
+            truncated,
+        }) => response(
+            o,
+            *status,
+            content_type.as_deref(),
+            headers,
+            body,
+            *truncated,
+        ),
+        Event::Http(HttpResult::Error { message }) => {
+            Reaction::failed("failed", failed_vars(), message.clone())
         }
-        Event::Http(HttpResult::Error { message }) => Reaction::failed("failed", failed_vars(), message.clone()),
-        Event::Timeout => Reaction::failed("failed", failed_vars(), format!("no response within {} s", o.timeout)),
+        Event::Timeout => Reaction::failed(
+            "failed",
+            failed_vars(),
+            format!("no response within {} s", o.timeout),
+        ),
         _ => return Err(unexpected(node, event)),
     })
 }
@@ -225,9 +327,15 @@ fn failed_vars() -> Vars {
 }
 
 fn build(o: &Options, ctx: &Context) -> Result<HttpRequest, String> {
-    let raw_url = o.url.as_ref().map(|t| ctx.render(t)).transpose()?.unwrap_or_default();
+    let raw_url = o
+        .url
+        .as_ref()
+        .map(|t| ctx.render(t))
+        .transpose()?
+        .unwrap_or_default();
     check_url(&raw_url)?;
-    let mut url = url::Url::parse(&raw_url).map_err(|e| format!("`{raw_url}` is not a URL: {e}"))?;
+    let mut url =
+        url::Url::parse(&raw_url).map_err(|e| format!("`{raw_url}` is not a URL: {e}"))?;
     if !o.params.is_empty() {
         let mut pairs = url.query_pairs_mut();
         for (k, t) in &o.params {
@@ -238,27 +346,47 @@ fn build(o: &Options, ctx: &Context) -> Result<HttpRequest, String> {
     for (k, t) in &o.headers {
         let value = ctx.render(t)?;
         if value.contains(['\r', '\n']) {
-            return Err(format!("header `{k}` rendered a line break, which would split the request"));
+            return Err(format!(
+                "header `{k}` rendered a line break, which would split the request"
+            ));
         }
         headers.push((k.clone(), value));
     }
     let body = match &o.body {
         None => None,
-        Some(BodyOption::Json(t)) => Some(HttpBody::Json { value: render_json(ctx, t)? }),
-        Some(BodyOption::FormUrlencoded(f)) => Some(HttpBody::FormUrlencoded { fields: render_fields(ctx, f)? }),
-        Some(BodyOption::FormData(f)) => Some(HttpBody::FormData { fields: render_fields(ctx, f)? }),
+        Some(BodyOption::Json(t)) => Some(HttpBody::Json {
+            value: render_json(ctx, t)?,
+        }),
+        Some(BodyOption::FormUrlencoded(f)) => Some(HttpBody::FormUrlencoded {
+            fields: render_fields(ctx, f)?,
+        }),
+        Some(BodyOption::FormData(f)) => Some(HttpBody::FormData {
+            fields: render_fields(ctx, f)?,
+        }),
     };
     let auth = match &o.auth {
         AuthOption::None => HttpAuth::None,
-        AuthOption::Basic { username, password } => {
-            HttpAuth::Basic { username: ctx.render(username)?, password: ctx.render(password)? }
-        }
-        AuthOption::Bearer { token } => HttpAuth::Bearer { token: ctx.render(token)? },
-        AuthOption::Oauth2 { token_url, client_id, client_secret, scope } => HttpAuth::Oauth2 {
+        AuthOption::Basic { username, password } => HttpAuth::Basic {
+            username: ctx.render(username)?,
+            password: ctx.render(password)?,
+        },
+        AuthOption::Bearer { token } => HttpAuth::Bearer {
+            token: ctx.render(token)?,
+        },
+        AuthOption::Oauth2 {
+            token_url,
+            client_id,
+            client_secret,
+            scope,
+        } => HttpAuth::Oauth2 {
             token_url: ctx.render(token_url)?,
             client_id: ctx.render(client_id)?,
             client_secret: ctx.render(client_secret)?,
-            scope: scope.as_ref().map(|s| ctx.render(s)).transpose()?.filter(|s| !s.is_empty()),
+            scope: scope
+                .as_ref()
+                .map(|s| ctx.render(s))
+                .transpose()?
+                .filter(|s| !s.is_empty()),
         },
     };
     Ok(HttpRequest {
@@ -276,7 +404,12 @@ fn render_json(ctx: &Context, t: &JsonTemplate) -> Result<Value, String> {
     Ok(match t {
         JsonTemplate::Literal(v) => v.clone(),
         JsonTemplate::Text(t) => Value::String(ctx.render(t)?),
-        JsonTemplate::Array(items) => Value::Array(items.iter().map(|i| render_json(ctx, i)).collect::<Result<_, _>>()?),
+        JsonTemplate::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|i| render_json(ctx, i))
+                .collect::<Result<_, _>>()?,
+        ),
         JsonTemplate::Object(fields) => {
             let mut map = Map::new();
             for (k, v) in fields {
@@ -287,8 +420,14 @@ fn render_json(ctx: &Context, t: &JsonTemplate) -> Result<Value, String> {
     })
 }
 
-fn render_fields(ctx: &Context, fields: &[(String, Template)]) -> Result<Vec<(String, String)>, String> {
-    fields.iter().map(|(k, t)| Ok((k.clone(), ctx.render(t)?))).collect()
+fn render_fields(
+    ctx: &Context,
+    fields: &[(String, Template)],
+) -> Result<Vec<(String, String)>, String> {
+    fields
+        .iter()
+        .map(|(k, t)| Ok((k.clone(), ctx.render(t)?)))
+        .collect()
 }
 
 fn response(
@@ -301,7 +440,11 @@ fn response(
 ) -> Reaction {
     let actual = content_type.map(essence).unwrap_or_default();
     let is_json = actual == "application/json" || actual.ends_with("+json");
-    let parsed = if is_json { serde_json::from_str::<Value>(body).ok() } else { None };
+    let parsed = if is_json {
+        serde_json::from_str::<Value>(body).ok()
+    } else {
+        None
+    };
     let mut header_map = Map::new();
     for (k, v) in headers {
         let k = k.to_ascii_lowercase();
@@ -311,20 +454,35 @@ fn response(
         };
         header_map.insert(k, Value::String(joined));
     }
-    let body_value = parsed.clone().unwrap_or_else(|| Value::String(body.to_owned()));
+    let body_value = parsed
+        .clone()
+        .unwrap_or_else(|| Value::String(body.to_owned()));
     let mut problem = None;
-    if let Some(expected) = &o.expect_content_type {
-        if *expected != actual {
-            problem = Some(format!("expected a {expected} response, got {}", if actual.is_empty() { "none" } else { &actual }));
-        } else if expected == "application/json" || expected.ends_with("+json") {
-            match &parsed {
-                None => problem = Some("the response is not valid JSON".to_owned()),
-                Some(json) => {
-                    let missing: Vec<&str> =
-                        o.expect_keys.iter().map(String::as_str).filter(|k| lookup(json, k).is_none()).collect();
-                    if !missing.is_empty() {
-                        problem = Some(format!("the response lacks the expected keys: {}", missing.join(", ")));
-                    }
+    // Expected keys are JSON keys: without a content type they still call for a JSON response.
+    let expects_json = match &o.expect_content_type {
+        Some(expected) => expected == "application/json" || expected.ends_with("+json"),
+        None => !o.expect_keys.is_empty(),
+    };
+    if let Some(expected) = o.expect_content_type.as_ref().filter(|e| **e != actual) {
+        problem = Some(format!(
+            "expected a {expected} response, got {}",
+            if actual.is_empty() { "none" } else { &actual }
+        ));
+    } else if expects_json {
+        match &parsed {
+            None => problem = Some("the response is not valid JSON".to_owned()),
+            Some(json) => {
+                let missing: Vec<&str> = o
+                    .expect_keys
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|k| lookup(json, k).is_none())
+                    .collect();
+                if !missing.is_empty() {
+                    problem = Some(format!(
+                        "the response lacks the expected keys: {}",
+                        missing.join(", ")
+                    ));
                 }
             }
         }
@@ -338,13 +496,22 @@ fn response(
     match problem {
         Some(p) => Reaction::failed("failed", variables, p),
         None if (200..300).contains(&status) => Reaction::done("success", variables),
-        None => Reaction::failed("failed", variables, format!("the server answered HTTP {status}")),
+        None => Reaction::failed(
+            "failed",
+            variables,
+            format!("the server answered HTTP {status}"),
+        ),
     }
 }
 
 /// The media type without parameters, lower-cased: `Application/JSON; charset=utf-8` → `application/json`.
 fn essence(content_type: &str) -> String {
-    content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
 }
 
 /// Finds a dotted path (`order.items.0.sku`) in a JSON value.

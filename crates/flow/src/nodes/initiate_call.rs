@@ -6,7 +6,9 @@ use phlo_template::Template;
 use serde_json::json;
 
 use crate::effect::{Effect, PlaceCall};
-use crate::engine::{ActiveCall, CallChange, Context, EngineError, Reaction, Wait, WaitOn, unexpected};
+use crate::engine::{
+    ActiveCall, CallChange, Context, EngineError, Reaction, Wait, WaitOn, unexpected,
+};
 use crate::event::{CallOutcome, CallResult, Event, Vars};
 use crate::model::Node;
 use crate::nodes::record::{self, RecordOption};
@@ -37,17 +39,32 @@ pub(crate) fn parse(r: &mut OptionReader) -> Options {
     let ring_timeout = r.uint("ring_timeout", 5..=300, 60);
     let record = record::parse(r, "record");
     let machine_detection = r.bool("machine_detection", true);
-    Options { from, to, ring_timeout, record, machine_detection }
+    Options {
+        from,
+        to,
+        ring_timeout,
+        record,
+        machine_detection,
+    }
 }
 
-pub(crate) fn react(o: &Options, node: &Node, ctx: &Context, event: &Event) -> Result<Reaction, EngineError> {
+pub(crate) fn react(
+    o: &Options,
+    node: &Node,
+    ctx: &Context,
+    event: &Event,
+) -> Result<Reaction, EngineError> {
     Ok(match event {
         Event::Enter => enter(o, ctx),
         Event::Call(result) => finished(ctx, result),
         Event::Timeout => {
             let mut variables = ctx.parked.clone();
             variables.insert("ring_status".into(), json!(false));
-            Reaction::failed("no_answer", variables, "the carrier reported no result for the call in time")
+            Reaction::failed(
+                "no_answer",
+                variables,
+                "the carrier reported no result for the call in time",
+            )
         }
         _ => return Err(unexpected(node, event)),
     })
@@ -55,7 +72,12 @@ pub(crate) fn react(o: &Options, node: &Node, ctx: &Context, event: &Event) -> R
 
 fn enter(o: &Options, ctx: &Context) -> Reaction {
     let rendered = (|| -> Result<_, String> {
-        let from = o.from.as_ref().map(|t| ctx.render(t)).transpose()?.unwrap_or_default();
+        let from = o
+            .from
+            .as_ref()
+            .map(|t| ctx.render(t))
+            .transpose()?
+            .unwrap_or_default();
         phone::check_address(&from)?;
         let to = render_recipients(ctx, &o.to, phone::check_address)?;
         let record = record::resolve(ctx, &o.record)?;
@@ -85,20 +107,40 @@ fn enter(o: &Options, ctx: &Context) -> Reaction {
             "from_country": from_country,
             "leg": "ALeg",
         }));
-        waits.push(Wait { on: WaitOn::Call { leg }, timeout_secs: o.ring_timeout + CARRIER_GRACE_SECS, variables });
+        waits.push(Wait {
+            on: WaitOn::Call { leg },
+            timeout_secs: o.ring_timeout + CARRIER_GRACE_SECS,
+            variables,
+        });
     }
-    Reaction::Wait { waits, effects, callback_event: None }
+    Reaction::Wait {
+        waits,
+        effects,
+        callback_event: None,
+    }
 }
 
 fn finished(ctx: &Context, result: &CallResult) -> Reaction {
     let mut variables = ctx.parked.clone();
     let mut call = call_vars(&result.call);
-    // What the node itself decided (to, from) stands when the carrier leaves a field empty.
-    call.retain(|k, v| !(v.is_null() || (v.as_str() == Some("") && variables.contains_key(k))));
+    // What the node itself decided (to, from) stands when the carrier leaves a field empty; every other
+    // seed variable is present, null when the carrier did not report it.
+    call.retain(|k, v| !((v.is_null() || v.as_str() == Some("")) && variables.contains_key(k)));
     variables.extend(call);
-    let answered = matches!(result.outcome, CallOutcome::Answered | CallOutcome::Completed | CallOutcome::Machine);
-    variables.insert("ring_status".into(), json!(result.call.ring_status.unwrap_or(answered)));
-    variables.insert("voicemail_detected".into(), json!(result.outcome == CallOutcome::Machine));
+    let answered = matches!(
+        result.outcome,
+        CallOutcome::Answered | CallOutcome::Completed | CallOutcome::Machine
+    );
+    // A call nobody answered within the ring timeout rang all along.
+    let rang = answered || result.outcome == CallOutcome::NoAnswer;
+    variables.insert(
+        "ring_status".into(),
+        json!(result.call.ring_status.unwrap_or(rang)),
+    );
+    variables.insert(
+        "voicemail_detected".into(),
+        json!(result.outcome == CallOutcome::Machine),
+    );
     if answered {
         variables.insert("call_status".into(), json!("in-progress"));
     }
@@ -110,17 +152,26 @@ fn finished(ctx: &Context, result: &CallResult) -> Reaction {
         })
     };
     match result.outcome {
-        CallOutcome::Answered | CallOutcome::Completed => Reaction::done("answered", variables.clone()).with_call(active()),
+        CallOutcome::Answered | CallOutcome::Completed => {
+            Reaction::done("answered", variables.clone()).with_call(active())
+        }
         CallOutcome::Machine => Reaction::done("voicemail", variables.clone()).with_call(active()),
         CallOutcome::NoAnswer => Reaction::done("no_answer", variables),
         CallOutcome::Busy => Reaction::done("busy", variables),
         CallOutcome::Failed => {
-            let cause = result.call.hangup_cause.clone().unwrap_or_else(|| "unknown cause".to_owned());
+            let cause = result
+                .call
+                .hangup_cause
+                .clone()
+                .unwrap_or_else(|| "unknown cause".to_owned());
             Reaction::failed("failed", variables, format!("the call failed: {cause}"))
         }
     }
 }
 
 fn str_var(vars: &Vars, key: &str) -> String {
-    vars.get(key).and_then(|v| v.as_str()).unwrap_or_default().to_owned()
+    vars.get(key)
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_owned()
 }

@@ -26,34 +26,63 @@ pub(crate) fn parse(r: &mut OptionReader) -> Options {
     let field = r.field("allowed_inputs");
     let mut allowed_inputs: Vec<String> = Vec::new();
     match r.raw("allowed_inputs") {
-        None => r.error(&field, "missing_option", "`allowed_inputs` is required: list the keys callers may press, e.g. [\"1\", \"2\"]"),
+        None => r.error(
+            &field,
+            "missing_option",
+            "`allowed_inputs` is required: list the keys callers may press, e.g. [\"1\", \"2\"]",
+        ),
         Some(Value::Array(items)) => {
             for (i, item) in items.iter().enumerate() {
                 let key = match item {
                     Value::String(s) => s.clone(),
                     Value::Number(n) => n.to_string(),
                     other => {
-                        r.error(&format!("{field}[{i}]"), "wrong_type", format!("expected a key such as \"1\", found {}", kind(other)));
+                        r.error(
+                            &format!("{field}[{i}]"),
+                            "wrong_type",
+                            format!("expected a key such as \"1\", found {}", kind(other)),
+                        );
                         continue;
                     }
                 };
                 if key.len() != 1 || !KEYS.contains(key.as_str()) {
-                    r.error(&format!("{field}[{i}]"), "invalid_value", format!("`{key}` is not a key: use one of 0-9, # or *"));
+                    r.error(
+                        &format!("{field}[{i}]"),
+                        "invalid_value",
+                        format!("`{key}` is not a key: use one of 0-9, # or *"),
+                    );
                 } else if allowed_inputs.contains(&key) {
-                    r.error(&format!("{field}[{i}]"), "invalid_value", format!("`{key}` is listed twice"));
+                    r.error(
+                        &format!("{field}[{i}]"),
+                        "invalid_value",
+                        format!("`{key}` is listed twice"),
+                    );
                 } else {
                     allowed_inputs.push(key);
                 }
             }
             if items.is_empty() {
-                r.error(&field, "missing_option", "`allowed_inputs` must list at least one key");
+                r.error(
+                    &field,
+                    "missing_option",
+                    "`allowed_inputs` must list at least one key",
+                );
             }
         }
-        Some(other) => r.error(&field, "wrong_type", format!("expected a list of keys, found {}", kind(other))),
+        Some(other) => r.error(
+            &field,
+            "wrong_type",
+            format!("expected a list of keys, found {}", kind(other)),
+        ),
     }
     let input_timeout = r.uint("input_timeout", 1..=60, 5);
     let interrupt_on_input = r.bool("interrupt_on_input", true);
-    Options { prompts, allowed_inputs, input_timeout, interrupt_on_input }
+    Options {
+        prompts,
+        allowed_inputs,
+        input_timeout,
+        interrupt_on_input,
+    }
 }
 
 pub(crate) fn states(o: &Options) -> Vec<String> {
@@ -62,7 +91,12 @@ pub(crate) fn states(o: &Options) -> Vec<String> {
     states
 }
 
-pub(crate) fn react(o: &Options, node: &Node, ctx: &Context, event: &Event) -> Result<Reaction, EngineError> {
+pub(crate) fn react(
+    o: &Options,
+    node: &Node,
+    ctx: &Context,
+    event: &Event,
+) -> Result<Reaction, EngineError> {
     let result = |digits: &str| vars(json!({ "digits": digits, "input_type": "digits" }));
     Ok(match event {
         Event::Enter => {
@@ -102,7 +136,9 @@ pub(crate) fn react(o: &Options, node: &Node, ctx: &Context, event: &Event) -> R
             }
         }
         Event::Timeout => Reaction::done("no_input", result("")),
-        Event::Hangup { cause } => Reaction::stop(format!("the caller hung up during the menu ({cause})")),
+        Event::Hangup { cause } => {
+            Reaction::stop(format!("the caller hung up during the menu ({cause})"))
+        }
         _ => return Err(unexpected(node, event)),
     })
 }

@@ -115,13 +115,21 @@ impl Component {
     /// Events a callback may subscribe to: the states, plus member events for conference rooms.
     pub fn callback_events(&self) -> Vec<String> {
         let mut events = self.states();
-        if matches!(self, Component::MultiPartyCall(_) | Component::ConferenceBridge(_)) {
+        if matches!(
+            self,
+            Component::MultiPartyCall(_) | Component::ConferenceBridge(_)
+        ) {
             events.extend(room::MEMBER_EVENTS.iter().map(|e| (*e).to_owned()));
         }
         events
     }
 
-    pub(crate) fn react(&self, node: &Node, ctx: &Context, event: &Event) -> Result<Reaction, EngineError> {
+    pub(crate) fn react(
+        &self,
+        node: &Node,
+        ctx: &Context,
+        event: &Event,
+    ) -> Result<Reaction, EngineError> {
         match self {
             Component::Start(o) => start::react(o, node, event),
             Component::SendSms(o) => send_sms::react(o, node, ctx, event),
@@ -197,7 +205,10 @@ pub(crate) fn render_recipients(
         return Err("`to` rendered to no recipients".to_owned());
     }
     if out.len() > MAX_RECIPIENTS {
-        return Err(format!("`to` rendered to {} recipients; the limit is {MAX_RECIPIENTS}", out.len()));
+        return Err(format!(
+            "`to` rendered to {} recipients; the limit is {MAX_RECIPIENTS}",
+            out.len()
+        ));
     }
     Ok(out)
 }

@@ -35,10 +35,22 @@ pub(crate) fn parse(r: &mut OptionReader) -> Options {
     let f = r.field("from");
     check_literal(r, &f, from.as_ref(), "invalid_phone", phone::check_address);
     let ring_timeout = r.uint("ring_timeout", 5..=300, 45);
-    Options { room, role, agent_hold_music_url, customer_hold_music_url, from, ring_timeout }
+    Options {
+        room,
+        role,
+        agent_hold_music_url,
+        customer_hold_music_url,
+        from,
+        ring_timeout,
+    }
 }
 
-pub(crate) fn react(o: &Options, node: &Node, ctx: &Context, event: &Event) -> Result<Reaction, EngineError> {
+pub(crate) fn react(
+    o: &Options,
+    node: &Node,
+    ctx: &Context,
+    event: &Event,
+) -> Result<Reaction, EngineError> {
     let join = |r: room::Rendered| {
         Ok(VoiceAction::JoinMultiParty(MultiPartyJoin {
             name: r.name,

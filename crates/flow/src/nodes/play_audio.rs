@@ -23,12 +23,21 @@ pub(crate) fn parse(r: &mut OptionReader) -> Options {
     let prompts = prompt::parse_list(r, "prompts");
     if prompts.is_empty() && r.raw("prompts").is_none() {
         let f = r.field("prompts");
-        r.error(&f, "missing_option", "`prompts` is required: add a speak or play prompt");
+        r.error(
+            &f,
+            "missing_option",
+            "`prompts` is required: add a speak or play prompt",
+        );
     }
     Options { prompts }
 }
 
-pub(crate) fn react(o: &Options, node: &Node, ctx: &Context, event: &Event) -> Result<Reaction, EngineError> {
+pub(crate) fn react(
+    o: &Options,
+    node: &Node,
+    ctx: &Context,
+    event: &Event,
+) -> Result<Reaction, EngineError> {
     Ok(match event {
         Event::Enter => {
             if ctx.call.is_none() {
@@ -46,7 +55,9 @@ pub(crate) fn react(o: &Options, node: &Node, ctx: &Context, event: &Event) -> R
         }
         Event::PromptFinished => Reaction::done("prompt_completed", Default::default()),
         Event::Timeout => Reaction::stop("the carrier never reported the end of the prompts"),
-        Event::Hangup { cause } => Reaction::stop(format!("the caller hung up during the prompts ({cause})")),
+        Event::Hangup { cause } => {
+            Reaction::stop(format!("the caller hung up during the prompts ({cause})"))
+        }
         _ => return Err(unexpected(node, event)),
     })
 }

@@ -12,11 +12,21 @@ use crate::options::{OptionReader, check_url, kind};
 
 #[derive(Debug, Clone)]
 pub enum PromptOption {
-    Speak { text: Template, language: String, voice: String },
-    Play { url: Template },
+    Speak {
+        text: Template,
+        language: String,
+        voice: String,
+    },
+    Play {
+        url: Template,
+    },
 }
 
-pub(crate) fn parse_one<'a>(r: &mut OptionReader<'a, '_>, field: &str, value: &'a Value) -> Option<PromptOption> {
+pub(crate) fn parse_one<'a>(
+    r: &mut OptionReader<'a, '_>,
+    field: &str,
+    value: &'a Value,
+) -> Option<PromptOption> {
     match value {
         Value::String(_) => r.template_at(field, value).map(|text| PromptOption::Speak {
             text,
@@ -38,21 +48,36 @@ pub(crate) fn parse_one<'a>(r: &mut OptionReader<'a, '_>, field: &str, value: &'
             } else {
                 let text = p.required_template("text", "the text to speak");
                 let language = literal_word(&mut p, "language", "en-US", is_language);
-                let voice = literal_word(&mut p, "voice", "WOMAN", |v| !v.is_empty() && v.len() <= 64);
-                text.map(|text| PromptOption::Speak { text, language, voice })
+                let voice =
+                    literal_word(&mut p, "voice", "WOMAN", |v| !v.is_empty() && v.len() <= 64);
+                text.map(|text| PromptOption::Speak {
+                    text,
+                    language,
+                    voice,
+                })
             };
             p.finish();
             prompt
         }
         other => {
-            r.error(field, "wrong_type", format!("expected a prompt (an object or a string), found {}", kind(other)));
+            r.error(
+                field,
+                "wrong_type",
+                format!(
+                    "expected a prompt (an object or a string), found {}",
+                    kind(other)
+                ),
+            );
             None
         }
     }
 }
 
 /// An optional single prompt under `key`.
-pub(crate) fn parse_optional(r: &mut OptionReader<'_, '_>, key: &'static str) -> Option<PromptOption> {
+pub(crate) fn parse_optional(
+    r: &mut OptionReader<'_, '_>,
+    key: &'static str,
+) -> Option<PromptOption> {
     let value = r.raw(key)?;
     let field = r.field(key);
     parse_one(r, &field, value)
@@ -65,19 +90,29 @@ pub(crate) fn parse_list(r: &mut OptionReader, key: &'static str) -> Vec<PromptO
     };
     let field = r.field(key);
     match value {
-        Value::Array(items) => {
-            items.iter().enumerate().filter_map(|(i, v)| parse_one(r, &format!("{field}[{i}]"), v)).collect()
-        }
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| parse_one(r, &format!("{field}[{i}]"), v))
+            .collect(),
         other => parse_one(r, &field, other).into_iter().collect(),
     }
 }
 
 pub(crate) fn render(ctx: &Context, prompt: &PromptOption) -> Result<Prompt, String> {
     Ok(match prompt {
-        PromptOption::Speak { text, language, voice } => {
-            Prompt::Speak { text: ctx.render(text)?, language: language.clone(), voice: voice.clone() }
-        }
-        PromptOption::Play { url } => Prompt::Play { url: ctx.render(url)? },
+        PromptOption::Speak {
+            text,
+            language,
+            voice,
+        } => Prompt::Speak {
+            text: ctx.render(text)?,
+            language: language.clone(),
+            voice: voice.clone(),
+        },
+        PromptOption::Play { url } => Prompt::Play {
+            url: ctx.render(url)?,
+        },
     })
 }
 
@@ -85,13 +120,22 @@ pub(crate) fn render_all(ctx: &Context, prompts: &[PromptOption]) -> Result<Vec<
     prompts.iter().map(|p| render(ctx, p)).collect()
 }
 
-fn literal_word(r: &mut OptionReader, key: &'static str, default: &str, valid: fn(&str) -> bool) -> String {
+fn literal_word(
+    r: &mut OptionReader,
+    key: &'static str,
+    default: &str,
+    valid: fn(&str) -> bool,
+) -> String {
     match r.raw(key) {
         None => default.to_owned(),
         Some(Value::String(s)) if valid(s) => s.clone(),
         Some(other) => {
             let field = r.field(key);
-            r.error(&field, "invalid_value", format!("{other} is not a valid {key}; the default is {default}"));
+            r.error(
+                &field,
+                "invalid_value",
+                format!("{other} is not a valid {key}; the default is {default}"),
+            );
             default.to_owned()
         }
     }

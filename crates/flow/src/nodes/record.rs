@@ -70,12 +70,29 @@ mod tests {
 
     #[test]
     fn seed_truth_table() {
-        for v in [json!(1), json!(-7), json!(true), json!("TRUE"), json!("True"), json!("yes"), json!({"a": 1}), json!("5")]
-        {
+        for v in [
+            json!(1),
+            json!(-7),
+            json!(true),
+            json!("TRUE"),
+            json!("True"),
+            json!("yes"),
+            json!({"a": 1}),
+            json!("5"),
+        ] {
             assert!(value_is_true(&v), "{v} should record");
         }
-        for v in [json!(0), json!(false), json!("false"), json!("FALSE"), json!(""), json!("  "), json!(null), json!({}), json!("0")]
-        {
+        for v in [
+            json!(0),
+            json!(false),
+            json!("false"),
+            json!("FALSE"),
+            json!(""),
+            json!("  "),
+            json!(null),
+            json!({}),
+            json!("0"),
+        ] {
             assert!(!value_is_true(&v), "{v} should not record");
         }
     }

@@ -30,24 +30,46 @@ pub(crate) fn parse(r: &mut OptionReader) -> Options {
     let finish_on_key = match r.raw("finish_on_key") {
         None => "#".to_owned(),
         Some(v) => match v.as_str() {
-            Some(k) if !k.is_empty() && k.chars().all(|c| super::ivr_menu::KEYS.contains(c)) => k.to_owned(),
+            Some(k) if !k.is_empty() && k.chars().all(|c| super::ivr_menu::KEYS.contains(c)) => {
+                k.to_owned()
+            }
             _ => {
                 let f = r.field("finish_on_key");
-                r.error(&f, "invalid_value", format!("{v} is not a set of keys: use digits, # or *"));
+                r.error(
+                    &f,
+                    "invalid_value",
+                    format!("{v} is not a set of keys: use digits, # or *"),
+                );
                 "#".to_owned()
             }
         },
     };
-    Options { prompt, play_beep, max_length, silence_timeout, finish_on_key }
+    Options {
+        prompt,
+        play_beep,
+        max_length,
+        silence_timeout,
+        finish_on_key,
+    }
 }
 
-pub(crate) fn react(o: &Options, node: &Node, ctx: &Context, event: &Event) -> Result<Reaction, EngineError> {
+pub(crate) fn react(
+    o: &Options,
+    node: &Node,
+    ctx: &Context,
+    event: &Event,
+) -> Result<Reaction, EngineError> {
     Ok(match event {
         Event::Enter => {
-            if ctx.call.is_none() {
+            let Some(call) = &ctx.call else {
                 return Ok(Reaction::stop(no_call(node)));
-            }
-            let prompt = match o.prompt.as_ref().map(|p| prompt::render(ctx, p)).transpose() {
+            };
+            let prompt = match o
+                .prompt
+                .as_ref()
+                .map(|p| prompt::render(ctx, p))
+                .transpose()
+            {
                 Ok(p) => p,
                 Err(e) => return Ok(Reaction::stop(format!("the prompt did not render: {e}"))),
             };
@@ -61,23 +83,35 @@ pub(crate) fn react(o: &Options, node: &Node, ctx: &Context, event: &Event) -> R
             Reaction::wait(
                 WaitOn::Recording,
                 o.max_length + CARRIER_GRACE_SECS,
-                Default::default(),
+                // Parked so the recording still names its call when it arrives after a hang-up.
+                vars(json!({ "call_uuid": call.uuid })),
                 vec![Effect::Voice(record)],
             )
         }
-        Event::Recording(rec) => Reaction::done(
-            "recording_completed",
-            vars(json!({
-                "call_uuid": ctx.call.as_ref().map(|c| c.uuid.clone()),
-                "recording_url": rec.url,
-                "recording_uuid": rec.recording_uuid,
-                "recording_duration": rec.duration_ms,
-                "recording_start_time": rec.start_time,
-                "recording_end_time": rec.end_time,
-            })),
-        ),
+        Event::Recording(rec) => {
+            let call_uuid = ctx.parked.get("call_uuid").cloned();
+            let call_uuid = call_uuid.or_else(|| ctx.call.as_ref().map(|c| json!(c.uuid)));
+            Reaction::done(
+                "recording_completed",
+                vars(json!({
+                    "call_uuid": call_uuid,
+                    "recording_url": rec.url,
+                    "recording_uuid": rec.recording_uuid,
+                    "recording_duration": rec.duration_ms,
+                    "recording_start_time": rec.start_time,
+                    "recording_end_time": rec.end_time,
+                })),
+            )
+        }
         Event::Timeout => Reaction::stop("the carrier never delivered the recording"),
-        Event::Hangup { cause } => Reaction::stop(format!("the caller hung up before a recording arrived ({cause})")),
+        // Hanging up is how callers usually end a voicemail: the carrier still delivers what was
+        // recorded, so keep waiting for it (the timer gives up after the grace period).
+        Event::Hangup { .. } => Reaction::wait(
+            WaitOn::Recording,
+            CARRIER_GRACE_SECS,
+            ctx.parked.clone(),
+            Vec::new(),
+        ),
         _ => return Err(unexpected(node, event)),
     })
 }

@@ -37,8 +37,13 @@ pub(crate) struct Rendered {
 }
 
 pub(crate) fn parse(r: &mut OptionReader, announcement_key: &'static str) -> RoomOptions {
-    let conference_name = r.required_template("conference_name", "the name of the room callers join");
-    if conference_name.as_ref().and_then(Template::as_literal).is_some_and(|n| n.trim().is_empty()) {
+    let conference_name =
+        r.required_template("conference_name", "the name of the room callers join");
+    if conference_name
+        .as_ref()
+        .and_then(Template::as_literal)
+        .is_some_and(|n| n.trim().is_empty())
+    {
         let f = r.field("conference_name");
         r.error(&f, "invalid_value", "`conference_name` must not be blank");
     }
@@ -51,7 +56,16 @@ pub(crate) fn parse(r: &mut OptionReader, announcement_key: &'static str) -> Roo
     let start_muted = r.bool("start_muted", false);
     let record = record::parse(r, "record");
     let max_duration = r.uint("max_duration", 60..=86_400, 14_400);
-    RoomOptions { conference_name, announcement, wait_music_url, enter_sound, exit_sound, start_muted, record, max_duration }
+    RoomOptions {
+        conference_name,
+        announcement,
+        wait_music_url,
+        enter_sound,
+        exit_sound,
+        start_muted,
+        record,
+        max_duration,
+    }
 }
 
 pub(crate) fn optional_url(r: &mut OptionReader, key: &'static str) -> Option<Template> {
@@ -89,14 +103,28 @@ pub(crate) fn react(
                 return Ok(Reaction::failed("failed", Vars::new(), no_call(node)));
             };
             let rendered = (|| -> Result<_, String> {
-                let name = room.conference_name.as_ref().map(|t| ctx.render(t)).transpose()?.unwrap_or_default();
+                let name = room
+                    .conference_name
+                    .as_ref()
+                    .map(|t| ctx.render(t))
+                    .transpose()?
+                    .unwrap_or_default();
                 if name.trim().is_empty() {
                     return Err("`conference_name` rendered empty".to_owned());
                 }
-                let announcement = room.announcement.as_ref().map(|p| prompt::render(ctx, p)).transpose()?;
+                let announcement = room
+                    .announcement
+                    .as_ref()
+                    .map(|p| prompt::render(ctx, p))
+                    .transpose()?;
                 let wait_music_url = render_url(ctx, room.wait_music_url.as_ref())?;
                 let record = record::resolve(ctx, &room.record)?;
-                Ok(Rendered { name, announcement, wait_music_url, record })
+                Ok(Rendered {
+                    name,
+                    announcement,
+                    wait_music_url,
+                    record,
+                })
             })();
             let rendered = match rendered {
                 Ok(r) => r,
@@ -107,13 +135,17 @@ pub(crate) fn react(
                 Ok(a) => a,
                 Err(e) => return Ok(Reaction::failed("failed", Vars::new(), e)),
             };
-            let variables = member_vars(&Vars::new(), &ConferenceEvent {
-                event: String::new(),
-                from: call.from.clone(),
-                to: call.to.clone(),
-                call_uuid: call.uuid.clone(),
-                ..Default::default()
-            }, &name);
+            let variables = member_vars(
+                &Vars::new(),
+                &ConferenceEvent {
+                    event: String::new(),
+                    from: call.from.clone(),
+                    to: call.to.clone(),
+                    call_uuid: call.uuid.clone(),
+                    ..Default::default()
+                },
+                &name,
+            );
             Reaction::wait(
                 WaitOn::Conference,
                 room.max_duration + CARRIER_GRACE_SECS,
@@ -122,10 +154,19 @@ pub(crate) fn react(
             )
         }
         Event::Conference(ev) => {
-            let name = ctx.parked.get("conference_name").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+            let name = ctx
+                .parked
+                .get("conference_name")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned();
             let variables = member_vars(&ctx.parked, ev, &name);
             if let Some(error) = &ev.error {
-                Reaction::failed("failed", variables, format!("the call could not join the room: {error}"))
+                Reaction::failed(
+                    "failed",
+                    variables,
+                    format!("the call could not join the room: {error}"),
+                )
             } else if ev.ended {
                 Reaction::done("completed", variables)
             } else {
@@ -152,13 +193,21 @@ pub(crate) fn react(
 /// The seed's member variables, keeping what earlier events told when this one leaves a field empty.
 fn member_vars(previous: &Vars, ev: &ConferenceEvent, conference_name: &str) -> Vars {
     let keep = |key: &str, new: &str| -> serde_json::Value {
-        if new.is_empty() { previous.get(key).cloned().unwrap_or(json!(null)) } else { json!(new) }
+        if new.is_empty() {
+            previous.get(key).cloned().unwrap_or(json!(null))
+        } else {
+            json!(new)
+        }
     };
     let from = keep("from", &ev.from);
     let to = keep("to", &ev.to);
     let (to_iso2, to_country) = region(to.as_str().unwrap_or_default());
     let (from_iso2, from_country) = region(from.as_str().unwrap_or_default());
-    let caller_name = ev.caller_name.clone().map(|n| json!(n)).unwrap_or_else(|| keep("caller_name", ""));
+    let caller_name = ev
+        .caller_name
+        .clone()
+        .map(|n| json!(n))
+        .unwrap_or_else(|| keep("caller_name", ""));
     vars(json!({
         "from": from,
         "direction": if ev.direction.is_empty() { previous.get("direction").cloned().unwrap_or(json!("inbound")) } else { json!(ev.direction) },

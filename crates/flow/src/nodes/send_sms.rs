@@ -29,7 +29,10 @@ pub struct Options {
 }
 
 pub(crate) fn parse(r: &mut OptionReader) -> Options {
-    let from = r.required_template("from", "the sender: a phone number or an alphanumeric sender ID");
+    let from = r.required_template(
+        "from",
+        "the sender: a phone number or an alphanumeric sender ID",
+    );
     let f = r.field("from");
     check_literal(r, &f, from.as_ref(), "invalid_phone", phone::check_sender);
     let to = r.template_list("to", Some("the recipients' phone numbers"));
@@ -45,14 +48,30 @@ pub(crate) fn parse(r: &mut OptionReader) -> Options {
     }
     if message.is_none() && media_urls.is_empty() && r.raw("message").is_none() {
         let f = r.field("message");
-        r.error(&f, "missing_option", "a message needs text or media: set `message` or `media_urls`");
+        r.error(
+            &f,
+            "missing_option",
+            "a message needs text or media: set `message` or `media_urls`",
+        );
     }
     let log_message = r.bool("log_message", true);
     let status_timeout = r.uint("status_timeout", 5..=86_400, 60);
-    Options { from, to, message, media_urls, log_message, status_timeout }
+    Options {
+        from,
+        to,
+        message,
+        media_urls,
+        log_message,
+        status_timeout,
+    }
 }
 
-pub(crate) fn react(o: &Options, node: &Node, ctx: &Context, event: &Event) -> Result<Reaction, EngineError> {
+pub(crate) fn react(
+    o: &Options,
+    node: &Node,
+    ctx: &Context,
+    event: &Event,
+) -> Result<Reaction, EngineError> {
     match event {
         Event::Enter => Ok(enter(o, ctx)),
         Event::Sms(report) => Ok(report_status(o, ctx, report)),
@@ -118,9 +137,17 @@ fn enter(o: &Options, ctx: &Context) -> Reaction {
             "status": "queued",
             "error_code": null,
         }));
-        waits.push(Wait { on: WaitOn::Sms { recipient }, timeout_secs: o.status_timeout, variables });
+        waits.push(Wait {
+            on: WaitOn::Sms { recipient },
+            timeout_secs: o.status_timeout,
+            variables,
+        });
     }
-    Reaction::Wait { waits, effects, callback_event: None }
+    Reaction::Wait {
+        waits,
+        effects,
+        callback_event: None,
+    }
 }
 
 fn report_status(o: &Options, ctx: &Context, report: &SmsReport) -> Reaction {
@@ -143,10 +170,25 @@ fn report_status(o: &Options, ctx: &Context, report: &SmsReport) -> Reaction {
     match status.as_str() {
         "sent" | "delivered" => Reaction::done("sent", variables),
         "failed" | "undelivered" | "rejected" => {
-            let code = report.error_code.as_deref().map(|c| format!(" (error code {c})")).unwrap_or_default();
-            Reaction::failed("failed", variables, format!("the carrier reported the message {status}{code}"))
+            let code = report
+                .error_code
+                .as_deref()
+                .map(|c| format!(" (error code {c})"))
+                .unwrap_or_default();
+            Reaction::failed(
+                "failed",
+                variables,
+                format!("the carrier reported the message {status}{code}"),
+            )
         }
         // queued, or a status we do not know: keep waiting for a final one.
-        _ => Reaction::wait(WaitOn::Sms { recipient: report.recipient }, o.status_timeout, variables, Vec::new()),
+        _ => Reaction::wait(
+            WaitOn::Sms {
+                recipient: report.recipient,
+            },
+            o.status_timeout,
+            variables,
+            Vec::new(),
+        ),
     }
 }

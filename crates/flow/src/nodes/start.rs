@@ -22,7 +22,11 @@ pub(crate) fn parse(r: &mut OptionReader) -> Options {
         Some(Value::Object(map)) => map.clone(),
         Some(_) => {
             let field = r.field("payload");
-            r.error(&field, "wrong_type", "expected an object of key/value pairs, e.g. {\"otp\": \"779889\"}");
+            r.error(
+                &field,
+                "wrong_type",
+                "expected an object of key/value pairs, e.g. {\"otp\": \"779889\"}",
+            );
             Vars::new()
         }
     };
@@ -34,7 +38,10 @@ pub(crate) fn react(o: &Options, node: &Node, event: &Event) -> Result<Reaction,
         return Err(unexpected(node, event));
     };
     Ok(match trigger {
-        Trigger::Api { request_uuid, params } => {
+        Trigger::Api {
+            request_uuid,
+            params,
+        } => {
             let mut merged = o.payload.clone();
             merged.extend(params.clone());
             Reaction::done(
@@ -59,9 +66,16 @@ pub(crate) fn react(o: &Options, node: &Node, event: &Event) -> Result<Reaction,
                 "to_country": to_country,
                 "from_country": from_country,
             })));
-            let active = ActiveCall { uuid: call.uuid.clone(), from: call.from.clone(), to: call.to.clone() };
-            Reaction::done("incoming_call", vars(json!({ "request_type": "call", "call": details })))
-                .with_call(CallChange::Bind(active))
+            let active = ActiveCall {
+                uuid: call.uuid.clone(),
+                from: call.from.clone(),
+                to: call.to.clone(),
+            };
+            Reaction::done(
+                "incoming_call",
+                vars(json!({ "request_type": "call", "call": details })),
+            )
+            .with_call(CallChange::Bind(active))
         }
         Trigger::Message(m) => {
             let (to_iso2, to_country) = region(&m.to);
@@ -82,7 +96,10 @@ pub(crate) fn react(o: &Options, node: &Node, event: &Event) -> Result<Reaction,
                 "total_rate": m.total_rate,
                 "total_amount": m.total_amount,
             });
-            Reaction::done("incoming_message", vars(json!({ "request_type": "sms", "message": message })))
+            Reaction::done(
+                "incoming_message",
+                vars(json!({ "request_type": "sms", "message": message })),
+            )
         }
     })
 }

@@ -1,0 +1,55 @@
+//! Compiled PHLO revisions. Revisions are immutable, so a compiled one never goes stale: templates are
+//! parsed once per process and revision, not once per step.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use phlo_flow::Phlo;
+use uuid::Uuid;
+
+use crate::RuntimeError;
+
+/// Bound on cached revisions; past it the cache starts over (cheap: a miss is one query and a compile).
+const MAX_ENTRIES: usize = 10_000;
+
+#[derive(Default)]
+pub(crate) struct PhloCache {
+    map: Mutex<HashMap<(Uuid, i32), Arc<Phlo>>>,
+}
+
+impl PhloCache {
+    pub fn get(&self, phlo_id: Uuid, revision: i32) -> Option<Arc<Phlo>> {
+        self.map.lock().ok()?.get(&(phlo_id, revision)).cloned()
+    }
+
+    pub fn insert(&self, phlo_id: Uuid, revision: i32, phlo: Arc<Phlo>) {
+        if let Ok(mut map) = self.map.lock() {
+            if map.len() >= MAX_ENTRIES {
+                map.clear();
+            }
+            map.insert((phlo_id, revision), phlo);
+        }
+    }
+}
+
+impl crate::Runtime {
+    /// The compiled revision, from the cache or the database.
+    pub async fn phlo(&self, phlo_id: Uuid, revision: i32) -> Result<Option<Arc<Phlo>>, RuntimeError> {
+        if let Some(p) = self.inner.phlos.get(phlo_id, revision) {
+            return Ok(Some(p));
+        }
+        let mut conn = self.inner.pool.acquire().await?;
+        let Some(row) = phlo_store::phlos::revision(&mut conn, phlo_id, revision).await? else {
+            return Ok(None);
+        };
+        let phlo = match phlo_flow::compile(&row.definition.0) {
+            Ok((phlo, _)) => Arc::new(phlo),
+            Err(problems) => {
+                let problems = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+                return Err(RuntimeError::Definition { phlo_id, revision, problems });
+            }
+        };
+        self.inner.phlos.insert(phlo_id, revision, phlo.clone());
+        Ok(Some(phlo))
+    }
+}

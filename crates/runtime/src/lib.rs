@@ -1,0 +1,125 @@
+//! Runs PHLOs durably. Postgres is the source of truth and NATS JetStream carries the work:
+//!
+//! - [`Runtime::start_run`] writes the run, its first token and the first step message in one
+//!   transaction, then publishes the message.
+//! - [`Runtime::apply`] applies one step message: lock the run, drop duplicates and stale events (the
+//!   token's `seq` and `wait_id` are the fence), run the pure engine, increment counters, write the step,
+//!   the tokens, the timers and the next messages (outbox) in one transaction; publish after commit.
+//! - [`Runtime::perform_http`] performs an HTTP Request node's request outside any transaction and
+//!   feeds the result back as an event.
+//! - The background loops ([`background`]) re-publish outbox rows a crash left behind, fire due timers,
+//!   re-drive tokens whose message was lost, and end runs that outlived the lifetime guard.
+//!
+//! Every function here is safe to run on any number of replicas at once.
+
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod background;
+mod cache;
+mod cancel;
+mod http;
+mod outbox;
+mod start;
+mod step;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use phlo_bus::Bus;
+use phlo_egress::Egress;
+use phlo_store::PgPool;
+
+pub use start::{StartError, StartRequest};
+pub use step::Applied;
+
+/// The guards and timings of the runtime. Defaults suit production; tests shorten the timings.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Most steps one run may take before it fails (`PHLO_MAX_STEPS`).
+    pub max_steps: i32,
+    /// Most consecutive steps of one token at the same node, a loop guard (`PHLO_MAX_REPEATS`).
+    pub max_repeats: i32,
+    /// Longest a run may stay active before it ends as `timed_out` (`PHLO_MAX_RUN_LIFETIME_SECS`).
+    pub max_lifetime: Duration,
+    /// Longest any wait may last before its timer fires, whatever the node asked for (`PHLO_MAX_WAIT_SECS`).
+    pub max_wait: Duration,
+    /// A ready token whose step message has not been applied for this long is re-driven.
+    pub redrive_after: Duration,
+    /// Outbox rows older than this are re-published by the relay.
+    pub relay_after: Duration,
+    /// How often the background loops look for work.
+    pub poll_interval: Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            max_steps: 1_000,
+            max_repeats: 100,
+            max_lifetime: Duration::from_secs(24 * 3600),
+            max_wait: Duration::from_secs(24 * 3600),
+            redrive_after: Duration::from_secs(60),
+            relay_after: Duration::from_secs(5),
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Store(#[from] phlo_store::StoreError),
+    #[error(transparent)]
+    Bus(#[from] phlo_bus::BusError),
+    #[error("stored PHLO {phlo_id} revision {revision} no longer compiles: {problems}")]
+    Definition { phlo_id: uuid::Uuid, revision: i32, problems: String },
+}
+
+impl RuntimeError {
+    /// Whether retrying later may succeed (a lost connection), as opposed to a message that never will.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RuntimeError::Store(e) => e.is_transient(),
+            RuntimeError::Bus(_) => true,
+            RuntimeError::Definition { .. } => false,
+        }
+    }
+}
+
+impl From<phlo_store::SqlxError> for RuntimeError {
+    fn from(e: phlo_store::SqlxError) -> Self {
+        RuntimeError::Store(phlo_store::StoreError::Db(e))
+    }
+}
+
+/// Shared by every task of a service; cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: PgPool,
+    bus: Bus,
+    egress: Egress,
+    config: RuntimeConfig,
+    phlos: cache::PhloCache,
+}
+
+impl Runtime {
+    pub fn new(pool: PgPool, bus: Bus, egress: Egress, config: RuntimeConfig) -> Self {
+        Runtime { inner: Arc::new(Inner { pool, bus, egress, config, phlos: cache::PhloCache::default() }) }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    pub fn bus(&self) -> &Bus {
+        &self.inner.bus
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.inner.config
+    }
+}

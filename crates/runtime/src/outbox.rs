@@ -1,0 +1,66 @@
+//! Messages written in a step's transaction and published right after it commits.
+
+use bytes::Bytes;
+use phlo_bus::{HttpMessage, Queue, StepMessage};
+use phlo_store::PgConnection;
+
+use crate::{Runtime, RuntimeError};
+
+struct Row {
+    id: i64,
+    subject: String,
+    msg_id: String,
+    payload: Vec<u8>,
+}
+
+/// The outbox rows of one transaction, to publish once it commits.
+#[derive(Default)]
+pub(crate) struct Outbox {
+    rows: Vec<Row>,
+}
+
+impl Outbox {
+    pub async fn step(&mut self, rt: &Runtime, conn: &mut PgConnection, msg: &StepMessage) -> Result<(), RuntimeError> {
+        let subject = rt.bus().subject(Queue::Step);
+        self.push(conn, subject, msg.msg_id(), msg.to_bytes().to_vec()).await
+    }
+
+    pub async fn http(&mut self, rt: &Runtime, conn: &mut PgConnection, msg: &HttpMessage) -> Result<(), RuntimeError> {
+        let subject = rt.bus().subject(Queue::Http);
+        self.push(conn, subject, msg.msg_id(), msg.to_bytes().to_vec()).await
+    }
+
+    async fn push(&mut self, conn: &mut PgConnection, subject: String, msg_id: String, payload: Vec<u8>) -> Result<(), RuntimeError> {
+        let id = phlo_store::outbox::insert(conn, &subject, &msg_id, &payload).await?;
+        self.rows.push(Row { id, subject, msg_id, payload });
+        Ok(())
+    }
+}
+
+impl Runtime {
+    /// Publishes committed outbox rows and deletes the ones JetStream acknowledged. A failure leaves the
+    /// rows for the relay: the state change is committed, so the message will go out, only later.
+    pub(crate) async fn flush(&self, outbox: Outbox) {
+        let mut published = Vec::with_capacity(outbox.rows.len());
+        for row in outbox.rows {
+            match self.bus().publish(&row.subject, &row.msg_id, Bytes::from(row.payload), None).await {
+                Ok(_) => published.push(row.id),
+                Err(e) => {
+                    tracing::warn!(error = %e, msg_id = %row.msg_id, "publish failed; the outbox relay will retry");
+                    break;
+                }
+            }
+        }
+        if published.is_empty() {
+            return;
+        }
+        let deleted = async {
+            let mut conn = self.pool().acquire().await?;
+            phlo_store::outbox::delete(&mut conn, &published).await
+        };
+        if let Err(e) = deleted.await {
+            // Harmless: the relay will publish them again and the consumers drop the duplicates.
+            tracing::warn!(error = %e, "could not delete published outbox rows");
+        }
+    }
+}

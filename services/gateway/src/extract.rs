@@ -1,0 +1,70 @@
+//! Request parts in the API's terms: ids that are not UUIDs are simply unknown (404), bodies that are
+//! not JSON get a 400 that says where the syntax broke, and oversized bodies a 413, all as `{api_id, error}`.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+
+/// A request body parsed as JSON; `None` when empty (SDKs send no body, `{}` or `""` for "nothing").
+pub struct JsonBody(pub Option<Value>);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
+            let status = r.status();
+            if status == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(status, "the request body is larger than the limit (PHLO_MAX_BODY_BYTES)")
+            } else {
+                ApiError::new(status, r.body_text())
+            }
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(JsonBody(None));
+        }
+        serde_json::from_slice(&bytes)
+            .map(|v| JsonBody(Some(v)))
+            .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
+    }
+}
+
+impl JsonBody {
+    /// The body as an object: `None`, `{}` and `""` all count as empty.
+    pub fn object(self, what: &str) -> Result<serde_json::Map<String, Value>, ApiError> {
+        match self.0 {
+            None | Some(Value::Null) => Ok(Default::default()),
+            Some(Value::String(s)) if s.is_empty() => Ok(Default::default()),
+            Some(Value::Object(map)) => Ok(map),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "{what} must be a JSON object, found {}",
+                match other {
+                    Value::Array(_) => "a list",
+                    Value::String(_) => "a string",
+                    Value::Number(_) => "a number",
+                    Value::Bool(_) => "a boolean",
+                    _ => "something else",
+                }
+            ))),
+        }
+    }
+
+    /// The body, required to be present.
+    pub fn required(self, what: &str) -> Result<Value, ApiError> {
+        self.0.ok_or_else(|| ApiError::bad_request(format!("the request body is empty: send {what}")))
+    }
+}
+
+/// Parses a path id; anything that is not a UUID cannot exist, so it is a 404 like any unknown id.
+pub fn id(raw: &str, what: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::not_found(what, raw))
+}
+
+/// Plivo's timestamp format: `2018-11-14 04:41:31.827796+00:00`.
+pub fn plivo_time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S%.6f%:z").to_string()
+}

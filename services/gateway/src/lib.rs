@@ -1,0 +1,84 @@
+//! The gateway: Plivo's PHLO API (the official SDKs work unchanged against it), the management API
+//! (accounts, PHLOs and revisions, runs, counters) and, later, the carrier webhooks. Stateless: any
+//! number of replicas behind a load balancer.
+
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
+mod auth;
+mod error;
+mod extract;
+mod routes;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use phlo_runtime::{Runtime, RuntimeConfig};
+use phlo_service::CommonConfig;
+use phlo_store::PgPool;
+use tokio_util::sync::CancellationToken;
+use tower::Layer;
+use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
+
+pub use auth::{hash_token, new_auth_id};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: CommonConfig,
+    /// `PHLO_GATEWAY_ADDR`: where to listen.
+    pub addr: String,
+    /// `PHLO_ADMIN_TOKEN`: the operator's bearer token for `POST /v1/accounts`; unset disables it.
+    pub admin_token: Option<String>,
+    /// `PHLO_MAX_BODY_BYTES`: largest request body (PHLO definitions included).
+    pub max_body_bytes: usize,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, String> {
+        Ok(Self {
+            common: CommonConfig::from_env()?,
+            addr: phlo_service::env_or("PHLO_GATEWAY_ADDR", "0.0.0.0:8080"),
+            admin_token: std::env::var("PHLO_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()),
+            max_body_bytes: phlo_service::env_parse("PHLO_MAX_BODY_BYTES", 1 << 20)?,
+        })
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub runtime: Runtime,
+    pub pool: PgPool,
+    pub config: Arc<Config>,
+}
+
+/// The whole API. Trailing slashes are trimmed before routing: the SDKs disagree about them.
+pub fn app(state: AppState) -> NormalizePath<Router> {
+    let health = phlo_service::health_routes(state.pool.clone(), state.runtime.bus().clone());
+    let limit = state.config.max_body_bytes;
+    let router = routes::router()
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(limit))
+        .merge(health);
+    NormalizePathLayer::trim_trailing_slash().layer(router)
+}
+
+/// Connects to Postgres and NATS, migrates if configured, and serves until `shutdown`.
+pub async fn run(config: Config, listener: tokio::net::TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let pool = phlo_store::connect(&config.common.database_url, config.common.db_pool).await?;
+    if config.common.migrate {
+        phlo_store::migrate(&pool).await?;
+    }
+    let bus = phlo_bus::Bus::connect(phlo_bus::BusConfig {
+        url: config.common.nats_url.clone(),
+        prefix: config.common.nats_prefix.clone(),
+        ..Default::default()
+    })
+    .await?;
+    let egress = phlo_egress::Egress::new(phlo_egress::EgressConfig::default())?;
+    let runtime = Runtime::new(pool.clone(), bus, egress, RuntimeConfig::default());
+    let state = AppState { runtime, pool, config: Arc::new(config) };
+    axum::serve(listener, axum::ServiceExt::<Request>::into_make_service(app(state)))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+    Ok(())
+}

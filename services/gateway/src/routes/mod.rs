@@ -1,0 +1,36 @@
+//! Routes, one module per resource.
+
+mod accounts;
+mod counters;
+mod openapi;
+mod phlos;
+mod plivo;
+mod runs;
+
+use axum::Router;
+use axum::routing::{delete, get, post};
+
+use crate::AppState;
+use crate::error::{no_route, wrong_method};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/accounts", post(accounts::create))
+        .route("/v1/phlo", get(phlos::list).post(phlos::create))
+        .route("/v1/phlo/validate", post(phlos::validate))
+        .route("/v1/phlo/{phlo_id}", get(phlos::get).put(phlos::update))
+        .route("/v1/phlo/{phlo_id}/revisions", get(phlos::revisions))
+        .route("/v1/phlo/{phlo_id}/revisions/{revision}", get(phlos::revision))
+        .route("/v1/phlo/{phlo_id}/rollback", post(phlos::rollback))
+        .route("/v1/phlo/{phlo_id}/counters", get(counters::list).delete(counters::reset_all))
+        .route("/v1/phlo/{phlo_id}/counters/{node_id}", delete(counters::reset))
+        .route("/v1/phlo/{phlo_id}/runs/{run_id}", get(runs::get_for_phlo))
+        .route("/v1/phlo/{phlo_id}/{node_type}/{node_id}", get(plivo::node))
+        .route("/v1/account/{auth_id}/phlo/{phlo_id}", post(plivo::run))
+        .route("/v1/runs", get(runs::list))
+        .route("/v1/runs/{run_id}", get(runs::get))
+        .route("/v1/runs/{run_id}/cancel", post(runs::cancel))
+        .route("/v1/openapi.json", get(openapi::document))
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
+}

@@ -1,0 +1,129 @@
+//! The worker: one consumer loop per queue (steps, HTTP requests) around the runtime, plus the
+//! background loops (timers, outbox relay, reconciler) and the health endpoints. Stateless: any replica
+//! can take any message, and adding replicas adds throughput.
+
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use phlo_bus::{Bus, BusConfig, Delivery, HttpMessage, Outcome, Queue, StepMessage};
+use phlo_egress::{Egress, EgressConfig};
+use phlo_runtime::background::retry_delay;
+use phlo_runtime::{Runtime, RuntimeConfig};
+use phlo_service::{CommonConfig, env_parse, env_secs};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: CommonConfig,
+    /// `PHLO_WORKER_ADDR`: health endpoints.
+    pub addr: String,
+    /// `PHLO_WORKER_CONCURRENCY`: steps applied at once by this process.
+    pub step_concurrency: usize,
+    /// `PHLO_HTTP_CONCURRENCY`: HTTP Request node requests in flight in this process.
+    pub http_concurrency: usize,
+    /// `PHLO_EGRESS_ALLOW`: networks the HTTP Request node may reach although private (e.g. `10.0.0.0/8`).
+    pub egress: EgressConfig,
+    pub runtime: RuntimeConfig,
+    /// `PHLO_SHUTDOWN_GRACE_SECS`: how long in-flight work may take to finish after SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, String> {
+        let defaults = RuntimeConfig::default();
+        let allow = phlo_service::env_or("PHLO_EGRESS_ALLOW", "");
+        Ok(Self {
+            common: CommonConfig::from_env()?,
+            addr: phlo_service::env_or("PHLO_WORKER_ADDR", "0.0.0.0:9090"),
+            step_concurrency: env_parse("PHLO_WORKER_CONCURRENCY", 32)?,
+            http_concurrency: env_parse("PHLO_HTTP_CONCURRENCY", 64)?,
+            egress: EgressConfig {
+                allow: EgressConfig::parse_allow(&allow).map_err(|e| format!("PHLO_EGRESS_ALLOW: {e}"))?,
+                ..EgressConfig::default()
+            },
+            runtime: RuntimeConfig {
+                max_steps: env_parse("PHLO_MAX_STEPS", defaults.max_steps)?,
+                max_repeats: env_parse("PHLO_MAX_REPEATS", defaults.max_repeats)?,
+                max_lifetime: env_secs("PHLO_MAX_RUN_LIFETIME_SECS", defaults.max_lifetime.as_secs())?,
+                max_wait: env_secs("PHLO_MAX_WAIT_SECS", defaults.max_wait.as_secs())?,
+                redrive_after: env_secs("PHLO_REDRIVE_AFTER_SECS", defaults.redrive_after.as_secs())?,
+                relay_after: env_secs("PHLO_RELAY_AFTER_SECS", defaults.relay_after.as_secs())?,
+                poll_interval: Duration::from_millis(env_parse("PHLO_POLL_INTERVAL_MS", 1000)?),
+            },
+            shutdown_grace: env_secs("PHLO_SHUTDOWN_GRACE_SECS", 20)?,
+        })
+    }
+}
+
+/// Runs until `shutdown`, then stops taking messages and lets in-flight ones finish.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let pool = phlo_store::connect(&config.common.database_url, config.common.db_pool).await?;
+    if config.common.migrate {
+        phlo_store::migrate(&pool).await?;
+    }
+    let bus = Bus::connect(BusConfig {
+        url: config.common.nats_url.clone(),
+        prefix: config.common.nats_prefix.clone(),
+        ..Default::default()
+    })
+    .await?;
+    let egress = Egress::new(config.egress.clone())?;
+    let runtime = Runtime::new(pool.clone(), bus.clone(), egress, config.runtime.clone());
+
+    let listener = tokio::net::TcpListener::bind(&config.addr).await?;
+    tracing::info!(addr = %config.addr, "worker health endpoints listening");
+    let health = phlo_service::health_routes(pool, bus.clone());
+    let serve_shutdown = shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, health).with_graceful_shutdown(async move { serve_shutdown.cancelled().await }).await
+    });
+
+    let steps = {
+        let rt = runtime.clone();
+        bus.consume(Queue::Step, config.step_concurrency, shutdown.clone(), move |d| on_step(rt.clone(), d))
+    };
+    let http = {
+        let rt = runtime.clone();
+        bus.consume(Queue::Http, config.http_concurrency, shutdown.clone(), move |d| on_http(rt.clone(), d))
+    };
+    let background = runtime.run_background(shutdown.clone());
+    let (steps, http, ()) = tokio::join!(steps, http, background);
+    steps?;
+    http?;
+    let _ = server.await;
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+async fn on_step(rt: Runtime, d: Delivery) -> Outcome {
+    let msg = match StepMessage::from_bytes(&d.payload) {
+        Ok(m) => m,
+        Err(e) => return Outcome::Term(format!("undecodable step message: {e}")),
+    };
+    match rt.apply(&msg).await {
+        Ok(_) => Outcome::Ack,
+        Err(e) if e.is_transient() => {
+            tracing::warn!(error = %e, "step failed; will retry");
+            Outcome::Retry(retry_delay(d.delivered))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, ?msg, "step cannot be applied");
+            Outcome::Term(e.to_string())
+        }
+    }
+}
+
+async fn on_http(rt: Runtime, d: Delivery) -> Outcome {
+    let msg = match HttpMessage::from_bytes(&d.payload) {
+        Ok(m) => m,
+        Err(e) => return Outcome::Term(format!("undecodable HTTP message: {e}")),
+    };
+    match rt.perform_http(&msg).await {
+        Ok(()) => Outcome::Ack,
+        Err(e) => {
+            tracing::warn!(error = %e, "publishing an HTTP result failed; will retry");
+            Outcome::Retry(retry_delay(d.delivered))
+        }
+    }
+}
