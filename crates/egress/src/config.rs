@@ -33,7 +33,8 @@ impl Default for EgressConfig {
 
 impl EgressConfig {
     /// Parses a comma-separated list of networks such as `127.0.0.1/32, 10.0.0.0/8`. A bare address
-    /// means that address only. Empty items are ignored so `""` is an empty list.
+    /// means that address only. Empty items are ignored so `""` is an empty list. The error names the
+    /// bad item; callers add which setting it came from.
     pub fn parse_allow(value: &str) -> Result<Vec<IpNet>, String> {
         value
             .split(',')
@@ -43,9 +44,7 @@ impl EgressConfig {
                 item.parse::<IpNet>()
                     .or_else(|_| item.parse::<std::net::IpAddr>().map(IpNet::from))
                     .map_err(|_| {
-                        format!(
-                            "{ALLOW_ENV}: `{item}` is not a network (expected e.g. 10.0.0.0/8 or 127.0.0.1)"
-                        )
+                        format!("`{item}` is not a network (expected e.g. 10.0.0.0/8 or 127.0.0.1)")
                     })
             })
             .collect()

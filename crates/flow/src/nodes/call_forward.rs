@@ -83,15 +83,20 @@ pub(crate) fn parse(r: &mut OptionReader) -> Options {
         prompt.map(|p| (p, key))
     });
     let extension = r.template("extension");
-    if let Some(ext) = extension.as_ref().and_then(Template::as_literal) {
-        if ext.is_empty()
+    if let Some(ext) = extension.as_ref().and_then(Template::as_literal)
+        && (ext.is_empty()
             || !ext
                 .chars()
-                .all(|c| c.is_ascii_digit() || "*#wW".contains(c))
-        {
-            let f = r.field("extension");
-            r.error(&f, "invalid_value", format!("`{ext}` is not an extension: use digits, * and #, and w for a half-second pause"));
-        }
+                .all(|c| c.is_ascii_digit() || "*#wW".contains(c)))
+    {
+        let f = r.field("extension");
+        r.error(
+            &f,
+            "invalid_value",
+            format!(
+                "`{ext}` is not an extension: use digits, * and #, and w for a half-second pause"
+            ),
+        );
     }
     let record = record::parse(r, "record");
     Options {

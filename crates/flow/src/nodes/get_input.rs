@@ -100,10 +100,10 @@ pub(crate) fn react(
                 .chars()
                 .filter(|c| super::ivr_menu::KEYS.contains(*c))
                 .collect();
-            if !o.finish_on_key.is_empty() {
-                if let Some(cut) = input.find(o.finish_on_key.as_str()) {
-                    input.truncate(cut);
-                }
+            if !o.finish_on_key.is_empty()
+                && let Some(cut) = input.find(o.finish_on_key.as_str())
+            {
+                input.truncate(cut);
             }
             let input: String = input
                 .chars()

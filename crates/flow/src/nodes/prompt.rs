@@ -38,11 +38,11 @@ pub(crate) fn parse_one<'a>(
             let kind = p.choice("type", &["speak", "play"], "speak");
             let prompt = if kind == "play" {
                 let url = p.required_template("url", "the URL of an mp3 or wav file");
-                if let Some(literal) = url.as_ref().and_then(Template::as_literal) {
-                    if let Err(msg) = check_url(literal) {
-                        let f = p.field("url");
-                        p.error(&f, "invalid_url", msg);
-                    }
+                if let Some(literal) = url.as_ref().and_then(Template::as_literal)
+                    && let Err(msg) = check_url(literal)
+                {
+                    let f = p.field("url");
+                    p.error(&f, "invalid_url", msg);
                 }
                 url.map(|url| PromptOption::Play { url })
             } else {

@@ -203,11 +203,15 @@ fn member_vars(previous: &Vars, ev: &ConferenceEvent, conference_name: &str) -> 
     let to = keep("to", &ev.to);
     let (to_iso2, to_country) = region(to.as_str().unwrap_or_default());
     let (from_iso2, from_country) = region(from.as_str().unwrap_or_default());
-    let caller_name = ev
-        .caller_name
-        .clone()
-        .map(|n| json!(n))
-        .unwrap_or_else(|| keep("caller_name", ""));
+    // A name reported earlier belongs to the caller it was reported with: when the event names another
+    // caller without a name, the name defaults to that caller's `from`, as the seed says.
+    let same_caller = ev.from.is_empty()
+        || previous.get("from").and_then(|f| f.as_str()) == Some(ev.from.as_str());
+    let caller_name = match &ev.caller_name {
+        Some(n) => json!(n),
+        None if same_caller => keep("caller_name", ""),
+        None => json!(null),
+    };
     vars(json!({
         "from": from,
         "direction": if ev.direction.is_empty() { previous.get("direction").cloned().unwrap_or(json!("inbound")) } else { json!(ev.direction) },

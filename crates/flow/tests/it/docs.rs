@@ -67,7 +67,7 @@ fn compile_clean(what: &str, definition: &Value) -> Phlo {
 }
 
 /// The raw JSON nodes of `kind` in a definition.
-fn nodes_of<'a>(definition: &'a Value, kind: Kind) -> Vec<&'a Value> {
+fn nodes_of(definition: &Value, kind: Kind) -> Vec<&Value> {
     definition["nodes"]
         .as_array()
         .map(|nodes| {

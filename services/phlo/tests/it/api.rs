@@ -1,0 +1,114 @@
+//! The HTTP API's contract: accounts, tenant isolation, bad input.
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::support::{ADMIN_TOKEN, Stack};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn accounts_need_the_operator_token_and_look_like_plivos() {
+    let mut stack = Stack::start(0).await;
+    let r = stack.http.post(stack.url("/v1/accounts")).bearer_auth("wrong").json(&json!({})).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("PHLO_ADMIN_TOKEN"), "{body}");
+    assert!(body["api_id"].is_string());
+
+    let acct = stack.account().await;
+    assert_eq!(acct.auth_id.len(), 20);
+    assert!(acct.auth_id.starts_with("MA"));
+    assert!(acct.auth_id[2..].chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()));
+    // The token is stored hashed: the database never sees it.
+    let pool = phlo_store::connect(&stack.db_url, 1).await.unwrap();
+    let (hash,): (Vec<u8>,) = sqlx_query(&pool, &acct.auth_id).await;
+    assert_eq!(hash.len(), 32);
+    assert_ne!(hash, acct.token.as_bytes());
+    let _ = ADMIN_TOKEN;
+    stack.cleanup().await;
+}
+
+async fn sqlx_query(pool: &phlo_store::PgPool, auth_id: &str) -> (Vec<u8>,) {
+    let mut conn = pool.acquire().await.unwrap();
+    let account = phlo_store::accounts::find_by_auth_id(&mut conn, auth_id).await.unwrap().unwrap();
+    (account.token_hash,)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_account_sees_nothing() {
+    let mut stack = Stack::start(1).await;
+    let a = stack.account().await;
+    let b = stack.account().await;
+    let phlo = json!({ "name": "mine", "nodes": [
+        { "node_id": "11111111-0000-4000-8000-000000000000", "name": "Start", "type": "start" } ] });
+    let phlo_id = stack.create_phlo(&a, phlo.clone()).await;
+    let run_id = stack.run(&a, &phlo_id, json!({})).await;
+
+    let routes = [
+        (Method::GET, format!("/v1/phlo/{phlo_id}")),
+        (Method::PUT, format!("/v1/phlo/{phlo_id}")),
+        (Method::GET, format!("/v1/phlo/{phlo_id}/revisions")),
+        (Method::GET, format!("/v1/phlo/{phlo_id}/revisions/1")),
+        (Method::POST, format!("/v1/phlo/{phlo_id}/rollback")),
+        (Method::GET, format!("/v1/phlo/{phlo_id}/counters")),
+        (Method::GET, format!("/v1/phlo/{phlo_id}/runs/{run_id}")),
+        (Method::POST, format!("/v1/account/{}/phlo/{phlo_id}", b.auth_id)),
+        (Method::GET, format!("/v1/runs/{run_id}")),
+        (Method::POST, format!("/v1/runs/{run_id}/cancel")),
+    ];
+    for (method, path) in routes {
+        let body = if method == Method::GET { None } else { Some(phlo.clone()) };
+        let (status, response) = stack.call(&b, method.clone(), &path, body).await;
+        assert_eq!(status, 404, "{method} {path}: {response}");
+        assert!(response["error"].as_str().unwrap().contains("not found"), "{response}");
+    }
+    let (status, list) = stack.call(&b, Method::GET, "/v1/runs", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(list["objects"], json!([]));
+    let (_, list) = stack.call(&b, Method::GET, "/v1/phlo", None).await;
+    assert_eq!(list["objects"], json!([]));
+    // A's own view is intact.
+    let (status, _) = stack.call(&a, Method::GET, &format!("/v1/runs/{run_id}"), None).await;
+    assert_eq!(status, 200);
+    stack.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_gets_a_clear_4xx() {
+    let mut stack = Stack::start(0).await;
+    let acct = stack.account().await;
+    let send = |method: Method, path: &str, body: &'static str| {
+        stack.http.request(method, stack.url(path)).basic_auth(&acct.auth_id, Some(&acct.token)).header("content-type", "application/json").body(body)
+    };
+    let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
+        (send(Method::POST, "/v1/phlo", "{\"name\": "), 400, "not valid JSON"),
+        (send(Method::POST, "/v1/phlo", "[1, 2]"), 400, "error"),
+        (send(Method::POST, "/v1/phlo", "{\"name\": 5, \"nodes\": []}"), 400, "problems"),
+        (send(Method::GET, "/v1/phlo/not-a-uuid", ""), 404, "not found"),
+        (send(Method::GET, "/v1/runs/00000000-0000-4000-8000-000000000000", ""), 404, "not found"),
+        (send(Method::GET, "/v1/runs?status=sleeping", ""), 400, "status=sleeping"),
+        (send(Method::GET, "/v1/runs?from=yesterday", ""), 400, "RFC 3339"),
+        (send(Method::GET, "/v1/runs?limit=1000", ""), 400, "limit"),
+        (send(Method::DELETE, "/v1/runs", ""), 405, "not allowed"),
+        (send(Method::GET, "/v1/nothing-here", ""), 404, "no route"),
+    ];
+    for (request, status, needle) in cases {
+        let r = request.send().await.unwrap();
+        let got = r.status().as_u16();
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(got, status, "{body}");
+        assert!(body["api_id"].is_string(), "{body}");
+        assert!(body.to_string().contains(needle), "expected `{needle}` in {body}");
+    }
+    // Over the body limit (1 MiB by default).
+    let big = format!("{{\"name\": \"{}\"}}", "x".repeat(2 << 20));
+    let r = stack.http.post(stack.url("/v1/phlo")).basic_auth(&acct.auth_id, Some(&acct.token)).body(big).send().await.unwrap();
+    assert_eq!(r.status(), 413);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("PHLO_MAX_BODY_BYTES"), "{body}");
+    // No credentials, wrong credentials.
+    let r = stack.http.get(stack.url("/v1/phlo")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = stack.http.get(stack.url("/v1/phlo")).basic_auth(&acct.auth_id, Some("nope")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    stack.cleanup().await;
+}

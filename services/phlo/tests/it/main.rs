@@ -1,0 +1,7 @@
+//! System tests: the real binaries (`phlo gateway`, `phlo worker`) as separate processes, against the
+//! Postgres and NATS of this machine, driven through the HTTP API.
+
+mod support;
+
+mod api;
+mod e2e;

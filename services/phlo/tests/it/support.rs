@@ -1,0 +1,259 @@
+//! A whole stack per test: a fresh database, a unique NATS prefix, a gateway process and worker
+//! processes, plus a recording HTTP server for the HTTP Request node.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, Uri};
+use serde_json::{Value, json};
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+pub struct Stack {
+    pub db_url: String,
+    pub nats_url: String,
+    pub prefix: String,
+    pub gateway_url: String,
+    pub http: reqwest::Client,
+    gateway: Option<Child>,
+    workers: Vec<Option<Child>>,
+    extra_env: Vec<(String, String)>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+}
+
+impl Stack {
+    pub async fn start(workers: usize) -> Stack {
+        Stack::start_with(workers, &[]).await
+    }
+
+    /// `env` adds or overrides variables of every process (e.g. `PHLO_MAX_WAIT_SECS`).
+    pub async fn start_with(workers: usize, env: &[(&str, &str)]) -> Stack {
+        let db_url = phlo_store::testing::fresh_database().await.expect("test database");
+        let mut stack = Stack {
+            db_url,
+            nats_url: std::env::var("PHLO_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into()),
+            prefix: format!("t{}", uuid::Uuid::new_v4().simple()),
+            gateway_url: String::new(),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
+            gateway: None,
+            workers: Vec::new(),
+            extra_env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        };
+        stack.start_gateway().await;
+        for _ in 0..workers {
+            stack.spawn_worker();
+        }
+        stack
+    }
+
+    fn command(&self, sub: &str) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_phlo"));
+        cmd.arg(sub)
+            .env("DATABASE_URL", &self.db_url)
+            .env("NATS_URL", &self.nats_url)
+            .env("PHLO_NATS_PREFIX", &self.prefix)
+            .env("PHLO_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("PHLO_WORKER_ADDR", "127.0.0.1:0")
+            .env("PHLO_EGRESS_ALLOW", "127.0.0.1/32")
+            .env("PHLO_POLL_INTERVAL_MS", "200")
+            .env("PHLO_REDRIVE_AFTER_SECS", "3")
+            .env("PHLO_RELAY_AFTER_SECS", "1")
+            .env("PHLO_DB_POOL", "8")
+            .env("RUST_LOG", std::env::var("PHLO_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdin(Stdio::null());
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    pub async fn start_gateway(&mut self) {
+        let port = free_port();
+        let child = self.command("gateway").env("PHLO_GATEWAY_ADDR", format!("127.0.0.1:{port}")).spawn().expect("spawn gateway");
+        self.gateway = Some(child);
+        self.gateway_url = format!("http://127.0.0.1:{port}");
+        self.wait_ready(&format!("{}/readyz", self.gateway_url)).await;
+    }
+
+    async fn wait_ready(&self, url: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(r) = self.http.get(url).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{url} never became ready");
+    }
+
+    /// Starts a worker process and returns its index.
+    pub fn spawn_worker(&mut self) -> usize {
+        let child = self.command("worker").spawn().expect("spawn worker");
+        self.workers.push(Some(child));
+        self.workers.len() - 1
+    }
+
+    /// `kill -9` of a worker.
+    pub fn kill_worker(&mut self, i: usize) {
+        if let Some(mut child) = self.workers.get_mut(i).and_then(Option::take) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn kill_all_workers(&mut self) {
+        for i in 0..self.workers.len() {
+            self.kill_worker(i);
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.gateway_url)
+    }
+
+    /// Creates an account through the admin API.
+    pub async fn account(&self) -> Account {
+        let r = self.http.post(self.url("/v1/accounts")).bearer_auth(ADMIN_TOKEN).json(&json!({ "name": "test" })).send().await.expect("create account");
+        assert_eq!(r.status(), 201, "account creation");
+        let body: Value = r.json().await.expect("json");
+        Account { auth_id: body["auth_id"].as_str().expect("auth_id").to_owned(), token: body["auth_token"].as_str().expect("token").to_owned() }
+    }
+
+    pub async fn call(&self, acct: &Account, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.http.request(method, self.url(path)).basic_auth(&acct.auth_id, Some(&acct.token));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.expect("request");
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub async fn create_phlo(&self, acct: &Account, definition: Value) -> String {
+        let (status, body) = self.call(acct, Method::POST, "/v1/phlo", Some(definition)).await;
+        assert_eq!(status, 201, "create PHLO: {body}");
+        body["phlo_id"].as_str().expect("phlo_id").to_owned()
+    }
+
+    pub async fn run(&self, acct: &Account, phlo_id: &str, payload: Value) -> String {
+        let path = format!("/v1/account/{}/phlo/{phlo_id}", acct.auth_id);
+        let (status, body) = self.call(acct, Method::POST, &path, Some(payload)).await;
+        assert_eq!(status, 201, "run: {body}");
+        body["phlo_run_id"].as_str().expect("run id").to_owned()
+    }
+
+    pub async fn get_run(&self, acct: &Account, run_id: &str) -> Value {
+        let (status, body) = self.call(acct, Method::GET, &format!("/v1/runs/{run_id}"), None).await;
+        assert_eq!(status, 200, "get run: {body}");
+        body
+    }
+
+    /// Polls until the run is no longer active.
+    pub async fn wait_run(&self, acct: &Account, run_id: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let run = self.get_run(acct, run_id).await;
+            if run["status"] != "active" {
+                return run;
+            }
+            if Instant::now() > deadline {
+                panic!("run {run_id} still active after {timeout:?}: {run:#}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Deletes the test's JetStream stream.
+    pub async fn cleanup(&mut self) {
+        self.kill_all_workers();
+        if let Some(mut g) = self.gateway.take() {
+            let _ = g.kill();
+            let _ = g.wait();
+        }
+        if let Ok(client) = async_nats_connect(&self.nats_url).await {
+            let js = async_nats::jetstream::new(client);
+            let _ = js.delete_stream(format!("{}_WORK", self.prefix.to_uppercase())).await;
+        }
+    }
+}
+
+async fn async_nats_connect(url: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
+    async_nats::connect(url).await
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for child in self.workers.iter_mut().filter_map(Option::take).chain(self.gateway.take()) {
+            let mut child = child;
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub auth_id: String,
+    pub token: String,
+}
+
+/// One request the recording server received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub path_and_query: String,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// A local HTTP server that records requests and answers with `reply(path)`: (status, content type, body).
+pub struct Recorder {
+    pub addr: SocketAddr,
+    pub received: Arc<Mutex<Vec<Received>>>,
+}
+
+pub async fn recorder(reply: fn(&str) -> (u16, &'static str, String)) -> Recorder {
+    let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+    let log = received.clone();
+    let app = Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+        let log = log.clone();
+        async move {
+            log.lock().expect("lock").push(Received {
+                method: method.to_string(),
+                path_and_query: uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+                headers,
+                body: body.to_vec(),
+            });
+            let (status, content_type, body) = reply(uri.path());
+            axum::response::Response::builder()
+                .status(status)
+                .header("content-type", content_type)
+                .body(axum::body::Body::from(body))
+                .expect("response")
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Recorder { addr, received }
+}
+
+/// Finds the step of `node_name` with outcome `done`.
+pub fn done_step<'a>(run: &'a Value, node_name: &str) -> &'a Value {
+    run["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["node_name"] == node_name && s["outcome"] == "done"))
+        .unwrap_or_else(|| panic!("no finished step of {node_name} in {run:#}"))
+}
