@@ -21,6 +21,9 @@ use crate::{BusConfig, BusError, Queue};
 /// How long `publish` keeps retrying transient failures (a NATS restart or leader election)
 /// before giving up. Well inside the stream's two-minute dedup window, so retries stay safe.
 const PUBLISH_BUDGET: Duration = Duration::from_secs(10);
+/// One attempt's wait for its PubAck. A publish sent while the connection was down is lost
+/// silently, so waiting the client's default 5 s would waste half the budget.
+const PUBLISH_ATTEMPT: Duration = Duration::from_secs(2);
 /// How long `connect` waits for NATS to come up and accept the stream and consumers, so that
 /// pods may start before NATS does.
 const SETUP_BUDGET: Duration = Duration::from_secs(30);
@@ -149,8 +152,10 @@ impl Bus {
         let deadline = Instant::now() + PUBLISH_BUDGET;
         let mut attempt = 0;
         loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let result = tokio::time::timeout(remaining, self.publish_once(subject, &message))
+            let limit = deadline
+                .saturating_duration_since(Instant::now())
+                .min(PUBLISH_ATTEMPT);
+            let result = tokio::time::timeout(limit, self.publish_once(subject, &message))
                 .await
                 .unwrap_or_else(|_elapsed| Err(PublishError::new(PublishErrorKind::TimedOut)));
             let err = match result {

@@ -448,8 +448,8 @@ fn graph(
     let mut by_id: HashMap<NodeId, usize> = HashMap::new();
     let mut by_name: HashMap<&str, usize> = HashMap::new();
     for (i, p) in parsed.iter().enumerate() {
-        if let Some(id) = p.id {
-            if let Some(first) = by_id.insert(id, i) {
+        if let Some(id) = p.id
+            && let Some(first) = by_id.insert(id, i) {
                 by_id.insert(id, first);
                 problems.error(
                     &p.place,
@@ -461,13 +461,11 @@ fn graph(
                     ),
                 );
             }
-        }
-        if let Some(n) = p.name.as_deref() {
-            if let Some(first) = by_name.insert(n, i) {
+        if let Some(n) = p.name.as_deref()
+            && let Some(first) = by_name.insert(n, i) {
                 by_name.insert(n, first);
                 problems.error(&p.place, &format!("{}name", p.prefix), "duplicate_name", format!("the name `{n}` is already used by node {}: names must be unique because Liquid refers to nodes by name", parsed[first].place.node_id.as_deref().unwrap_or("?")));
             }
-        }
     }
     let starts: Vec<&Parsed> = parsed
         .iter()
@@ -505,8 +503,8 @@ fn graph(
         let states = p.component.as_ref().map(Component::states);
         for (state, target) in &p.transitions {
             let f = format!("{}transitions.{state}", p.prefix);
-            if let Some(states) = &states {
-                if !states.contains(state) {
+            if let Some(states) = &states
+                && !states.contains(state) {
                     problems.error(
                         &p.place,
                         &f,
@@ -522,7 +520,6 @@ fn graph(
                     );
                     continue;
                 }
-            }
             let target_id = match target {
                 Value::Null => continue,
                 Value::String(s) => match s.parse::<NodeId>() {
@@ -590,8 +587,8 @@ fn graph(
     if let Some(start) = start_id {
         let reachable = reachable_from(start, &edges);
         for p in &parsed {
-            if let Some(id) = p.id {
-                if !reachable.contains(&id) {
+            if let Some(id) = p.id
+                && !reachable.contains(&id) {
                     problems.warning(
                         &p.place,
                         &format!("{}node_id", p.prefix),
@@ -599,7 +596,6 @@ fn graph(
                         "no transition leads here from Start, so this node never runs",
                     );
                 }
-            }
         }
     }
     if problems.has_errors() {

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use phlo_flow::Phlo;
+use phlo_store::PgConnection;
 use uuid::Uuid;
 
 use crate::RuntimeError;
@@ -39,7 +40,21 @@ impl crate::Runtime {
             return Ok(Some(p));
         }
         let mut conn = self.inner.pool.acquire().await?;
-        let Some(row) = phlo_store::phlos::revision(&mut conn, phlo_id, revision).await? else {
+        self.phlo_in(&mut conn, phlo_id, revision).await
+    }
+
+    /// Like [`Self::phlo`], reading through the caller's connection: a step that holds a transaction
+    /// must not wait for a second connection, or a burst of cache misses could exhaust the pool.
+    pub(crate) async fn phlo_in(
+        &self,
+        conn: &mut PgConnection,
+        phlo_id: Uuid,
+        revision: i32,
+    ) -> Result<Option<Arc<Phlo>>, RuntimeError> {
+        if let Some(p) = self.inner.phlos.get(phlo_id, revision) {
+            return Ok(Some(p));
+        }
+        let Some(row) = phlo_store::phlos::revision(conn, phlo_id, revision).await? else {
             return Ok(None);
         };
         let phlo = match phlo_flow::compile(&row.definition.0) {

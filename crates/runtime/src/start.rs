@@ -48,7 +48,7 @@ impl Runtime {
         let Some(row) = row else {
             return Err(StartError::PhloNotFound(req.phlo_id));
         };
-        let Some(phlo) = self.phlo(row.id, row.revision).await? else {
+        let Some(phlo) = self.phlo_in(&mut tx, row.id, row.revision).await? else {
             return Err(StartError::PhloNotFound(req.phlo_id));
         };
         runs::create(&mut tx, &runs::NewRun {

@@ -46,11 +46,18 @@ impl Runtime {
         let Some(mut token) = tokens::get(&mut tx, run_id, token_no).await? else {
             return Ok(Applied::Ignored("unknown token"));
         };
-        let phlo = self.phlo(run.phlo_id, run.revision).await?.ok_or(RuntimeError::Definition {
-            phlo_id: run.phlo_id,
-            revision: run.revision,
-            problems: "the revision is missing".into(),
-        })?;
+        let phlo = match self.phlo_in(&mut tx, run.phlo_id, run.revision).await {
+            Ok(Some(phlo)) => phlo,
+            // The revision no longer compiles (or vanished): the run cannot go on, so it fails with the
+            // reason instead of staying active until the lifetime guard.
+            Ok(None) | Err(RuntimeError::Definition { .. }) => {
+                let reason = format!("PHLO revision {} cannot be loaded", run.revision);
+                end_run(&mut tx, run_id, "failed", &reason).await?;
+                tx.commit().await?;
+                return Ok(Applied::Done);
+            }
+            Err(e) => return Err(e),
+        };
         let event = match msg {
             StepMessage::Advance { seq, .. } => {
                 if token.status != "ready" || token.seq != *seq {

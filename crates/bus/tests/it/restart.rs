@@ -101,18 +101,14 @@ async fn publish_and_consume_survive_a_nats_restart() {
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!bus.healthy(), "the bus notices NATS is gone");
-    let t0 = std::time::Instant::now();
     server.start().await;
-    eprintln!("started {:?}", t0.elapsed());
-    {
-        let bus = bus.clone();
-        tokio::spawn(async move { while !bus.healthy() { tokio::time::sleep(Duration::from_millis(10)).await; } eprintln!("healthy {:?}", t0.elapsed()); });
-    }
-    let published = publishing.await.unwrap().expect("publish retried until NATS was back");
-    eprintln!("published {:?} {:?}", t0.elapsed(), published);
-    assert!(!published.duplicate);
-    assert_eq!(&recv(&mut rx, Duration::from_secs(8)).await[..], b"after");
-    eprintln!("received {:?}", t0.elapsed());
+
+    publishing
+        .await
+        .unwrap()
+        .expect("publish retried until NATS was back");
+    // "before" may come again: its ack can die with the server (at-least-once).
+    while &recv(&mut rx, Duration::from_secs(5)).await[..] != b"after" {}
     assert!(bus.healthy());
     consuming.stop().await;
     bus.drain().await.unwrap();

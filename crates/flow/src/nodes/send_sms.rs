@@ -35,17 +35,9 @@ pub(crate) fn parse(r: &mut OptionReader) -> Options {
     );
     let f = r.field("from");
     check_literal(r, &f, from.as_ref(), "invalid_phone", phone::check_sender);
-    let to = r.template_list("to", Some("the recipients' phone numbers"));
-    let f = r.field("to");
-    for t in &to {
-        check_literal(r, &f, Some(t), "invalid_phone", phone::check_phone);
-    }
+    let to = r.checked_list("to", Some("the recipients' phone numbers"), "invalid_phone", phone::check_phone);
     let message = r.template("message");
-    let media_urls = r.template_list("media_urls", None);
-    let f = r.field("media_urls");
-    for t in &media_urls {
-        check_literal(r, &f, Some(t), "invalid_url", check_url);
-    }
+    let media_urls = r.checked_list("media_urls", None, "invalid_url", check_url);
     if message.is_none() && media_urls.is_empty() && r.raw("message").is_none() {
         let f = r.field("message");
         r.error(

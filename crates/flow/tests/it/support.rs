@@ -185,6 +185,7 @@ pub fn params_call_ctx(params: Value) -> Context {
 /// The seed's Record Audio truth table: values of `record` (literal, or passed as
 /// `{{Start.http.params.rec}}`) and whether they record. True: any non-zero integer, `true` in any case,
 /// a non-empty object or string. False: 0, `false` in any case, empty, null.
+#[rustfmt::skip]
 pub fn record_truth_table() -> Vec<(Value, bool)> {
     let truthy = [json!("TRUE"), json!("true"), json!("yes"), json!(1), json!(-7), json!("-2"), json!(true), json!({ "a": 1 })];
     let falsy = [json!(0), json!("0"), json!(""), json!("FaLsE"), json!("false"), json!(false), json!(null), json!({})];

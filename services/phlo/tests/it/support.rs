@@ -257,3 +257,16 @@ pub fn done_step<'a>(run: &'a Value, node_name: &str) -> &'a Value {
         .and_then(|s| s.iter().find(|s| s["node_name"] == node_name && s["outcome"] == "done"))
         .unwrap_or_else(|| panic!("no finished step of {node_name} in {run:#}"))
 }
+
+/// A server that accepts connections and never answers: requests to it hang until their timeout.
+pub async fn silent_server() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    addr
+}
