@@ -68,8 +68,12 @@ impl Bus {
         if max_in_flight == 0 {
             return Err(BusError::Config("max_in_flight must be at least 1".into()));
         }
-        let slots = Arc::new(Semaphore::new(max_in_flight));
-        let tasks = TaskTracker::new();
+        let mut puller = Puller {
+            slots: Arc::new(Semaphore::new(max_in_flight)),
+            tasks: TaskTracker::new(),
+            shutdown: shutdown.clone(),
+            connections: self.connections(),
+        };
         let mut consumer = None;
         while !shutdown.is_cancelled() {
             let current = match consumer.take() {
@@ -83,14 +87,7 @@ impl Bus {
                     }
                 },
             };
-            let run = Run {
-                consumer: &current,
-                connections: self.connections(),
-                slots: &slots,
-                tasks: &tasks,
-                shutdown: &shutdown,
-            };
-            match run.pull_batch(handler.clone()).await {
+            match puller.pull_batch(&current, handler.clone()).await {
                 Ok(()) => consumer = Some(current),
                 Err(err) => {
                     // E.g. NATS restarting or the consumer deleted: open it again after a pause.
@@ -99,8 +96,8 @@ impl Bus {
                 }
             }
         }
-        tasks.close();
-        tasks.wait().await;
+        puller.tasks.close();
+        puller.tasks.wait().await;
         if let Err(err) = self.client().flush().await {
             warn!(error = %err, "could not flush final acks; NATS will redeliver those messages");
         }
@@ -108,18 +105,23 @@ impl Bus {
     }
 }
 
-struct Run<'a> {
-    consumer: &'a Consumer<pull::Config>,
+/// The state of one `consume` loop.
+struct Puller {
+    /// One permit per handler allowed to run.
+    slots: Arc<Semaphore>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
     connections: watch::Receiver<u64>,
-    slots: &'a Arc<Semaphore>,
-    tasks: &'a TaskTracker,
-    shutdown: &'a CancellationToken,
 }
 
-impl Run<'_> {
+impl Puller {
     /// One pull request for exactly as many messages as there are free slots, so that nothing
     /// waits in this replica's buffer while other replicas are idle.
-    async fn pull_batch<H, Fut>(mut self, handler: H) -> Result<(), async_nats::Error>
+    async fn pull_batch<H, Fut>(
+        &mut self,
+        consumer: &Consumer<pull::Config>,
+        handler: H,
+    ) -> Result<(), async_nats::Error>
     where
         H: Fn(Delivery) -> Fut + Clone + Send + 'static,
         Fut: Future<Output = Outcome> + Send + 'static,
@@ -133,14 +135,13 @@ impl Run<'_> {
             permits.push(permit);
         }
         self.connections.mark_unchanged();
-        let mut batch = self
-            .consumer
+        let mut batch = consumer
             .batch()
             .max_messages(permits.len())
             .expires(PULL_EXPIRES)
             .messages()
             .await?;
-        let ack_wait = self.consumer.cached_info().config.ack_wait;
+        let ack_wait = consumer.cached_info().config.ack_wait;
         // Unused permits go back to the semaphore when `permits` drops.
         while let Some(permit) = permits.pop() {
             let next = tokio::select! {

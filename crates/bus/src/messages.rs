@@ -15,6 +15,10 @@ pub const WIRE_VERSION: u32 = 1;
 /// Work for the step queue.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "decoded once per delivery and dropped; a plain `Event` keeps construction simple"
+)]
 pub enum StepMessage {
     /// The token should run its current node (seq = the token's expected step sequence).
     Advance { run_id: Uuid, token: i32, seq: i32 },
@@ -148,8 +152,11 @@ fn event_identity(event: &Event) -> (String, u64) {
         .and_then(|kind| kind.as_str())
         .unwrap_or("event")
         .to_owned();
-    let digest = json.to_string().bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
+    let digest = json
+        .to_string()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
     (kind, digest)
 }

@@ -449,23 +449,25 @@ fn graph(
     let mut by_name: HashMap<&str, usize> = HashMap::new();
     for (i, p) in parsed.iter().enumerate() {
         if let Some(id) = p.id
-            && let Some(first) = by_id.insert(id, i) {
-                by_id.insert(id, first);
-                problems.error(
-                    &p.place,
-                    &format!("{}node_id", p.prefix),
-                    "duplicate_node_id",
-                    format!(
-                        "node_id {id} is already used by node {}: node ids must be unique",
-                        parsed[first].name.as_deref().unwrap_or("?")
-                    ),
-                );
-            }
+            && let Some(first) = by_id.insert(id, i)
+        {
+            by_id.insert(id, first);
+            problems.error(
+                &p.place,
+                &format!("{}node_id", p.prefix),
+                "duplicate_node_id",
+                format!(
+                    "node_id {id} is already used by node {}: node ids must be unique",
+                    parsed[first].name.as_deref().unwrap_or("?")
+                ),
+            );
+        }
         if let Some(n) = p.name.as_deref()
-            && let Some(first) = by_name.insert(n, i) {
-                by_name.insert(n, first);
-                problems.error(&p.place, &format!("{}name", p.prefix), "duplicate_name", format!("the name `{n}` is already used by node {}: names must be unique because Liquid refers to nodes by name", parsed[first].place.node_id.as_deref().unwrap_or("?")));
-            }
+            && let Some(first) = by_name.insert(n, i)
+        {
+            by_name.insert(n, first);
+            problems.error(&p.place, &format!("{}name", p.prefix), "duplicate_name", format!("the name `{n}` is already used by node {}: names must be unique because Liquid refers to nodes by name", parsed[first].place.node_id.as_deref().unwrap_or("?")));
+        }
     }
     let starts: Vec<&Parsed> = parsed
         .iter()
@@ -504,22 +506,23 @@ fn graph(
         for (state, target) in &p.transitions {
             let f = format!("{}transitions.{state}", p.prefix);
             if let Some(states) = &states
-                && !states.contains(state) {
-                    problems.error(
-                        &p.place,
-                        &f,
-                        "unknown_state",
-                        format!(
-                            "`{state}` is not a state of {}: use one of {}",
-                            p.component
-                                .as_ref()
-                                .map(|c| c.kind().as_str())
-                                .unwrap_or_default(),
-                            states.join(", ")
-                        ),
-                    );
-                    continue;
-                }
+                && !states.contains(state)
+            {
+                problems.error(
+                    &p.place,
+                    &f,
+                    "unknown_state",
+                    format!(
+                        "`{state}` is not a state of {}: use one of {}",
+                        p.component
+                            .as_ref()
+                            .map(|c| c.kind().as_str())
+                            .unwrap_or_default(),
+                        states.join(", ")
+                    ),
+                );
+                continue;
+            }
             let target_id = match target {
                 Value::Null => continue,
                 Value::String(s) => match s.parse::<NodeId>() {
@@ -588,14 +591,15 @@ fn graph(
         let reachable = reachable_from(start, &edges);
         for p in &parsed {
             if let Some(id) = p.id
-                && !reachable.contains(&id) {
-                    problems.warning(
-                        &p.place,
-                        &format!("{}node_id", p.prefix),
-                        "unreachable",
-                        "no transition leads here from Start, so this node never runs",
-                    );
-                }
+                && !reachable.contains(&id)
+            {
+                problems.warning(
+                    &p.place,
+                    &format!("{}node_id", p.prefix),
+                    "unreachable",
+                    "no transition leads here from Start, so this node never runs",
+                );
+            }
         }
     }
     if problems.has_errors() {

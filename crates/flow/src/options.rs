@@ -163,13 +163,14 @@ impl<'a, 'p> OptionReader<'a, 'p> {
             }
         };
         if items.is_empty()
-            && let Some(what) = required {
-                self.error(
-                    &field,
-                    "missing_option",
-                    format!("`{key}` must not be empty: set it to {what}"),
-                );
-            }
+            && let Some(what) = required
+        {
+            self.error(
+                &field,
+                "missing_option",
+                format!("`{key}` must not be empty: set it to {what}"),
+            );
+        }
         let mut out = Vec::new();
         for (f, v) in &items {
             let Some(t) = self.template_at(f, v) else {

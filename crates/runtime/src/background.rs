@@ -19,10 +19,24 @@ impl Runtime {
     /// Re-publishes outbox rows whose writer did not (it crashed, or NATS was down). Returns how many.
     pub async fn relay_once(&self) -> Result<usize, RuntimeError> {
         let mut tx = self.pool().begin().await?;
-        let rows = phlo_store::outbox::claim_stale(&mut tx, self.config().relay_after.as_secs_f64(), BATCH).await?;
+        let rows = phlo_store::outbox::claim_stale(
+            &mut tx,
+            self.config().relay_after.as_secs_f64(),
+            BATCH,
+        )
+        .await?;
         let mut published = Vec::new();
         for row in &rows {
-            match self.bus().publish(&row.subject, &row.msg_id, Bytes::from(row.payload.clone()), None).await {
+            match self
+                .bus()
+                .publish(
+                    &row.subject,
+                    &row.msg_id,
+                    Bytes::from(row.payload.clone()),
+                    None,
+                )
+                .await
+            {
                 Ok(_) => published.push(row.id),
                 Err(e) => {
                     tracing::warn!(error = %e, "relay could not publish; will retry");
@@ -42,7 +56,12 @@ impl Runtime {
         let due = phlo_store::timers::take_due(&mut tx, Utc::now(), BATCH).await?;
         let mut outbox = Outbox::default();
         for t in &due {
-            let msg = StepMessage::Resume { run_id: t.run_id, token: t.token, wait_id: t.wait_id, event: Event::Timeout };
+            let msg = StepMessage::Resume {
+                run_id: t.run_id,
+                token: t.token,
+                wait_id: t.wait_id,
+                event: Event::Timeout,
+            };
             outbox.step(self, &mut tx, &msg).await?;
         }
         tx.commit().await?;
@@ -52,7 +71,8 @@ impl Runtime {
 
     /// Re-drives ready tokens whose step message seems lost, and ends runs past the lifetime guard.
     pub async fn reconcile_once(&self) -> Result<usize, RuntimeError> {
-        let cutoff = Utc::now() - chrono::Duration::from_std(self.config().redrive_after).unwrap_or_default();
+        let cutoff = Utc::now()
+            - chrono::Duration::from_std(self.config().redrive_after).unwrap_or_default();
         let mut conn = self.pool().acquire().await?;
         let stale = phlo_store::tokens::stale_ready(&mut conn, cutoff, BATCH).await?;
         let subject = self.bus().subject(Queue::Step);
@@ -60,18 +80,31 @@ impl Runtime {
         // duplicate for two minutes, which is exactly when the original was lost.
         let pass = Utc::now().timestamp();
         for (run_id, token, seq) in &stale {
-            let msg = StepMessage::Advance { run_id: *run_id, token: *token, seq: *seq };
+            let msg = StepMessage::Advance {
+                run_id: *run_id,
+                token: *token,
+                seq: *seq,
+            };
             let id = format!("{}:redrive:{pass}", msg.msg_id());
-            self.bus().publish(&subject, &id, msg.to_bytes(), None).await?;
+            self.bus()
+                .publish(&subject, &id, msg.to_bytes(), None)
+                .await?;
             phlo_store::tokens::touch(&mut conn, *run_id, *token).await?;
         }
-        let lifetime = Utc::now() - chrono::Duration::from_std(self.config().max_lifetime).unwrap_or_default();
+        let lifetime =
+            Utc::now() - chrono::Duration::from_std(self.config().max_lifetime).unwrap_or_default();
         let expired = phlo_store::runs::active_before(&mut conn, lifetime, BATCH).await?;
         drop(conn);
         for run_id in &expired {
             let mut tx = self.pool().begin().await?;
-            if phlo_store::runs::lock(&mut tx, *run_id).await?.is_some_and(|r| r.status == "active") {
-                let reason = format!("lifetime: the run was active longer than {} s", self.config().max_lifetime.as_secs());
+            if phlo_store::runs::lock(&mut tx, *run_id)
+                .await?
+                .is_some_and(|r| r.status == "active")
+            {
+                let reason = format!(
+                    "lifetime: the run was active longer than {} s",
+                    self.config().max_lifetime.as_secs()
+                );
                 end_run(&mut tx, *run_id, "timed_out", &reason).await?;
             }
             tx.commit().await?;

@@ -35,7 +35,11 @@ impl PhloCache {
 
 impl crate::Runtime {
     /// The compiled revision, from the cache or the database.
-    pub async fn phlo(&self, phlo_id: Uuid, revision: i32) -> Result<Option<Arc<Phlo>>, RuntimeError> {
+    pub async fn phlo(
+        &self,
+        phlo_id: Uuid,
+        revision: i32,
+    ) -> Result<Option<Arc<Phlo>>, RuntimeError> {
         if let Some(p) = self.inner.phlos.get(phlo_id, revision) {
             return Ok(Some(p));
         }
@@ -60,8 +64,16 @@ impl crate::Runtime {
         let phlo = match phlo_flow::compile(&row.definition.0) {
             Ok((phlo, _)) => Arc::new(phlo),
             Err(problems) => {
-                let problems = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
-                return Err(RuntimeError::Definition { phlo_id, revision, problems });
+                let problems = problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                return Err(RuntimeError::Definition {
+                    phlo_id,
+                    revision,
+                    problems,
+                });
             }
         };
         self.inner.phlos.insert(phlo_id, revision, phlo.clone());

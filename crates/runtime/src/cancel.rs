@@ -8,9 +8,16 @@ use crate::{Runtime, RuntimeError};
 impl Runtime {
     /// Cancels an active run of this account. `None` when the run does not exist for this account;
     /// `Some(false)` when it had already ended.
-    pub async fn cancel_run(&self, account_id: Uuid, run_id: Uuid) -> Result<Option<bool>, RuntimeError> {
+    pub async fn cancel_run(
+        &self,
+        account_id: Uuid,
+        run_id: Uuid,
+    ) -> Result<Option<bool>, RuntimeError> {
         let mut tx = self.pool().begin().await?;
-        if phlo_store::runs::get(&mut tx, account_id, run_id).await?.is_none() {
+        if phlo_store::runs::get(&mut tx, account_id, run_id)
+            .await?
+            .is_none()
+        {
             return Ok(None);
         }
         let Some(run) = phlo_store::runs::lock(&mut tx, run_id).await? else {

@@ -11,9 +11,16 @@ impl Runtime {
     pub async fn perform_http(&self, msg: &HttpMessage) -> Result<(), RuntimeError> {
         let key = msg.msg_id();
         let result = self.inner.egress.execute(&msg.request, &key).await;
-        let resume = StepMessage::Resume { run_id: msg.run_id, token: msg.token, wait_id: msg.wait_id, event: Event::Http(result) };
+        let resume = StepMessage::Resume {
+            run_id: msg.run_id,
+            token: msg.token,
+            wait_id: msg.wait_id,
+            event: Event::Http(result),
+        };
         let subject = self.bus().subject(Queue::Step);
-        self.bus().publish(&subject, &resume.msg_id(), resume.to_bytes(), None).await?;
+        self.bus()
+            .publish(&subject, &resume.msg_id(), resume.to_bytes(), None)
+            .await?;
         Ok(())
     }
 }

@@ -72,7 +72,11 @@ pub enum RuntimeError {
     #[error(transparent)]
     Bus(#[from] phlo_bus::BusError),
     #[error("stored PHLO {phlo_id} revision {revision} no longer compiles: {problems}")]
-    Definition { phlo_id: uuid::Uuid, revision: i32, problems: String },
+    Definition {
+        phlo_id: uuid::Uuid,
+        revision: i32,
+        problems: String,
+    },
 }
 
 impl RuntimeError {
@@ -108,7 +112,15 @@ struct Inner {
 
 impl Runtime {
     pub fn new(pool: PgPool, bus: Bus, egress: Egress, config: RuntimeConfig) -> Self {
-        Runtime { inner: Arc::new(Inner { pool, bus, egress, config, phlos: cache::PhloCache::default() }) }
+        Runtime {
+            inner: Arc::new(Inner {
+                pool,
+                bus,
+                egress,
+                config,
+                phlos: cache::PhloCache::default(),
+            }),
+        }
     }
 
     pub fn pool(&self) -> &PgPool {

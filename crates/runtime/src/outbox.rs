@@ -20,19 +20,42 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
-    pub async fn step(&mut self, rt: &Runtime, conn: &mut PgConnection, msg: &StepMessage) -> Result<(), RuntimeError> {
+    pub async fn step(
+        &mut self,
+        rt: &Runtime,
+        conn: &mut PgConnection,
+        msg: &StepMessage,
+    ) -> Result<(), RuntimeError> {
         let subject = rt.bus().subject(Queue::Step);
-        self.push(conn, subject, msg.msg_id(), msg.to_bytes().to_vec()).await
+        self.push(conn, subject, msg.msg_id(), msg.to_bytes().to_vec())
+            .await
     }
 
-    pub async fn http(&mut self, rt: &Runtime, conn: &mut PgConnection, msg: &HttpMessage) -> Result<(), RuntimeError> {
+    pub async fn http(
+        &mut self,
+        rt: &Runtime,
+        conn: &mut PgConnection,
+        msg: &HttpMessage,
+    ) -> Result<(), RuntimeError> {
         let subject = rt.bus().subject(Queue::Http);
-        self.push(conn, subject, msg.msg_id(), msg.to_bytes().to_vec()).await
+        self.push(conn, subject, msg.msg_id(), msg.to_bytes().to_vec())
+            .await
     }
 
-    async fn push(&mut self, conn: &mut PgConnection, subject: String, msg_id: String, payload: Vec<u8>) -> Result<(), RuntimeError> {
+    async fn push(
+        &mut self,
+        conn: &mut PgConnection,
+        subject: String,
+        msg_id: String,
+        payload: Vec<u8>,
+    ) -> Result<(), RuntimeError> {
         let id = phlo_store::outbox::insert(conn, &subject, &msg_id, &payload).await?;
-        self.rows.push(Row { id, subject, msg_id, payload });
+        self.rows.push(Row {
+            id,
+            subject,
+            msg_id,
+            payload,
+        });
         Ok(())
     }
 }
@@ -43,7 +66,11 @@ impl Runtime {
     pub(crate) async fn flush(&self, outbox: Outbox) {
         let mut published = Vec::with_capacity(outbox.rows.len());
         for row in outbox.rows {
-            match self.bus().publish(&row.subject, &row.msg_id, Bytes::from(row.payload), None).await {
+            match self
+                .bus()
+                .publish(&row.subject, &row.msg_id, Bytes::from(row.payload), None)
+                .await
+            {
                 Ok(_) => published.push(row.id),
                 Err(e) => {
                     tracing::warn!(error = %e, msg_id = %row.msg_id, "publish failed; the outbox relay will retry");

@@ -2,8 +2,8 @@
 
 use phlo_bus::StepMessage;
 use phlo_flow::{Context, Trigger};
-use phlo_store::{runs, tokens};
 use phlo_store::Json;
+use phlo_store::{runs, tokens};
 use uuid::Uuid;
 
 use crate::outbox::Outbox;
@@ -51,16 +51,19 @@ impl Runtime {
         let Some(phlo) = self.phlo_in(&mut tx, row.id, row.revision).await? else {
             return Err(StartError::PhloNotFound(req.phlo_id));
         };
-        runs::create(&mut tx, &runs::NewRun {
-            id: run_id,
-            account_id: req.account_id,
-            phlo_id: row.id,
-            revision: row.revision,
-            trigger_type: kind,
-            trigger: &trigger,
-            from_number: from.as_deref(),
-            to_number: to.as_deref(),
-        })
+        runs::create(
+            &mut tx,
+            &runs::NewRun {
+                id: run_id,
+                account_id: req.account_id,
+                phlo_id: row.id,
+                revision: row.revision,
+                trigger_type: kind,
+                trigger: &trigger,
+                from_number: from.as_deref(),
+                to_number: to.as_deref(),
+            },
+        )
         .await?;
         let context = Context {
             phlo_id: row.id.to_string(),
@@ -69,22 +72,35 @@ impl Runtime {
             call: None,
             parked: Default::default(),
         };
-        tokens::save(&mut tx, &tokens::Token {
-            run_id,
-            token: 0,
-            node_id: phlo.start.0,
-            status: "ready".into(),
-            seq: 0,
-            wait_id: None,
-            wait: None,
-            context: Json(context),
-            repeats: 0,
-            ended_reason: None,
-            updated_at: chrono::Utc::now(),
-        })
+        tokens::save(
+            &mut tx,
+            &tokens::Token {
+                run_id,
+                token: 0,
+                node_id: phlo.start.0,
+                status: "ready".into(),
+                seq: 0,
+                wait_id: None,
+                wait: None,
+                context: Json(context),
+                repeats: 0,
+                ended_reason: None,
+                updated_at: chrono::Utc::now(),
+            },
+        )
         .await?;
         let mut outbox = Outbox::default();
-        outbox.step(self, &mut tx, &StepMessage::Advance { run_id, token: 0, seq: 0 }).await?;
+        outbox
+            .step(
+                self,
+                &mut tx,
+                &StepMessage::Advance {
+                    run_id,
+                    token: 0,
+                    seq: 0,
+                },
+            )
+            .await?;
         tx.commit().await.map_err(RuntimeError::from)?;
         self.flush(outbox).await;
         Ok(run_id)

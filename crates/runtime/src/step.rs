@@ -34,7 +34,8 @@ pub enum Applied {
 impl Runtime {
     pub async fn apply(&self, msg: &StepMessage) -> Result<Applied, RuntimeError> {
         let (run_id, token_no) = match msg {
-            StepMessage::Advance { run_id, token, .. } | StepMessage::Resume { run_id, token, .. } => (*run_id, *token),
+            StepMessage::Advance { run_id, token, .. }
+            | StepMessage::Resume { run_id, token, .. } => (*run_id, *token),
         };
         let mut tx = self.pool().begin().await?;
         let Some(run) = runs::lock(&mut tx, run_id).await? else {
@@ -80,14 +81,28 @@ impl Runtime {
 
         let mut outbox = Outbox::default();
         if let Some(reason) = self.guard(&run, &token) {
-            end_run(&mut tx, run_id, if reason.starts_with("lifetime") { "timed_out" } else { "failed" }, &reason).await?;
+            end_run(
+                &mut tx,
+                run_id,
+                if reason.starts_with("lifetime") {
+                    "timed_out"
+                } else {
+                    "failed"
+                },
+                &reason,
+            )
+            .await?;
             tx.commit().await?;
             return Ok(Applied::Done);
         }
 
         let started_at = Utc::now();
         let mut ctx = token.context.0.clone();
-        ctx.parked = token.wait.as_ref().map(|w| w.0.variables.clone()).unwrap_or_default();
+        ctx.parked = token
+            .wait
+            .as_ref()
+            .map(|w| w.0.variables.clone())
+            .unwrap_or_default();
         let node_id = phlo_flow::NodeId(token.node_id);
         let mut step = match phlo_flow::step(&phlo, node_id, &ctx, &event) {
             Ok(step) => step,
@@ -98,17 +113,28 @@ impl Runtime {
             }
         };
         if let Some(count) = self.count(&mut tx, &run, &step).await? {
-            step = phlo_flow::step(&phlo, node_id, &ctx, &Event::Counter { count })
-                .map_err(|e| RuntimeError::Definition { phlo_id: run.phlo_id, revision: run.revision, problems: e.to_string() })?;
+            step =
+                phlo_flow::step(&phlo, node_id, &ctx, &Event::Counter { count }).map_err(|e| {
+                    RuntimeError::Definition {
+                        phlo_id: run.phlo_id,
+                        revision: run.revision,
+                        problems: e.to_string(),
+                    }
+                })?;
         }
 
         let seq = token.seq;
         record_step(&mut tx, &phlo, &token, &event, &step, started_at).await?;
         runs::record_step(&mut tx, run_id).await?;
         token.seq += 1;
-        let node = phlo.node(node_id).map(|n| n.name.clone()).unwrap_or_default();
+        let node = phlo
+            .node(node_id)
+            .map(|n| n.name.clone())
+            .unwrap_or_default();
         match step.outcome {
-            Outcome::Done { next, variables, .. } => {
+            Outcome::Done {
+                next, variables, ..
+            } => {
                 ctx.vars.insert(node, Value::Object(variables));
                 ctx.parked.clear();
                 apply_call_change(&mut ctx, step.call);
@@ -116,10 +142,24 @@ impl Runtime {
                 token.wait_id = None;
                 match next {
                     Some(next) => {
-                        token.repeats = if next.0 == token.node_id { token.repeats + 1 } else { 0 };
+                        token.repeats = if next.0 == token.node_id {
+                            token.repeats + 1
+                        } else {
+                            0
+                        };
                         token.node_id = next.0;
                         token.status = "ready".into();
-                        outbox.step(self, &mut tx, &StepMessage::Advance { run_id, token: token_no, seq: token.seq }).await?;
+                        outbox
+                            .step(
+                                self,
+                                &mut tx,
+                                &StepMessage::Advance {
+                                    run_id,
+                                    token: token_no,
+                                    seq: token.seq,
+                                },
+                            )
+                            .await?;
                     }
                     None => token.status = "ended".into(),
                 }
@@ -127,7 +167,16 @@ impl Runtime {
                 tokens::save(&mut tx, &token).await?;
             }
             Outcome::Wait { waits } => {
-                self.park(&mut tx, &mut outbox, &mut token, ctx, waits, step.effects, seq).await?;
+                self.park(
+                    &mut tx,
+                    &mut outbox,
+                    &mut token,
+                    ctx,
+                    waits,
+                    step.effects,
+                    seq,
+                )
+                .await?;
             }
             Outcome::Stop { reason, .. } => {
                 token.status = "ended".into();
@@ -140,7 +189,11 @@ impl Runtime {
         }
         if tokens::live_count(&mut tx, run_id).await? == 0 {
             let failed = runs::lock(&mut tx, run_id).await?.and_then(|r| r.error);
-            let status = if failed.is_some() { "failed" } else { "completed" };
+            let status = if failed.is_some() {
+                "failed"
+            } else {
+                "completed"
+            };
             runs::finish(&mut tx, run_id, status, failed.as_deref()).await?;
         }
         tx.commit().await?;
@@ -152,25 +205,48 @@ impl Runtime {
     fn guard(&self, run: &runs::Run, token: &Token) -> Option<String> {
         let c = self.config();
         if run.steps >= c.max_steps {
-            return Some(format!("guard: the run reached the maximum of {} steps", c.max_steps));
+            return Some(format!(
+                "guard: the run reached the maximum of {} steps",
+                c.max_steps
+            ));
         }
         if token.repeats >= c.max_repeats {
-            return Some(format!("guard: a node ran {} times in a row", c.max_repeats));
+            return Some(format!(
+                "guard: a node ran {} times in a row",
+                c.max_repeats
+            ));
         }
-        let age = Utc::now().signed_duration_since(run.created_at).to_std().unwrap_or_default();
+        let age = Utc::now()
+            .signed_duration_since(run.created_at)
+            .to_std()
+            .unwrap_or_default();
         if age > c.max_lifetime {
-            return Some(format!("lifetime: the run was active longer than {} s", c.max_lifetime.as_secs()));
+            return Some(format!(
+                "lifetime: the run was active longer than {} s",
+                c.max_lifetime.as_secs()
+            ));
         }
         None
     }
 
     /// Performs a Counter's increment inside the step's transaction.
-    async fn count(&self, conn: &mut PgConnection, run: &runs::Run, step: &Step) -> Result<Option<i64>, RuntimeError> {
-        let Outcome::Wait { waits } = &step.outcome else { return Ok(None) };
+    async fn count(
+        &self,
+        conn: &mut PgConnection,
+        run: &runs::Run,
+        step: &Step,
+    ) -> Result<Option<i64>, RuntimeError> {
+        let Outcome::Wait { waits } = &step.outcome else {
+            return Ok(None);
+        };
         if waits.first().map(|w| w.on) != Some(WaitOn::Counter) {
             return Ok(None);
         }
-        let Some(Effect::Counter(c)) = step.effects.iter().find(|e| matches!(e, Effect::Counter(_))) else {
+        let Some(Effect::Counter(c)) = step
+            .effects
+            .iter()
+            .find(|e| matches!(e, Effect::Counter(_)))
+        else {
             return Ok(None);
         };
         let node_id = Uuid::parse_str(&c.node_id).unwrap_or_default();
@@ -178,7 +254,9 @@ impl Runtime {
             CounterScope::Run => (run.id, "run"),
             CounterScope::Phlo => (run.phlo_id, "phlo"),
         };
-        Ok(Some(counters::increment(conn, owner, node_id, scope).await?))
+        Ok(Some(
+            counters::increment(conn, owner, node_id, scope).await?,
+        ))
     }
 
     /// Parks the token on the first wait and forks one new token per further wait (bulk calls, SMS
@@ -196,7 +274,12 @@ impl Runtime {
     ) -> Result<(), RuntimeError> {
         let run_id = token.run_id;
         let first_new = if waits.len() > 1 {
-            runs::allocate_tokens(conn, run_id, i32::try_from(waits.len() - 1).unwrap_or(i32::MAX)).await?
+            runs::allocate_tokens(
+                conn,
+                run_id,
+                i32::try_from(waits.len() - 1).unwrap_or(i32::MAX),
+            )
+            .await?
         } else {
             0
         };
@@ -220,9 +303,20 @@ impl Runtime {
             t.status = "waiting".into();
             t.wait_id = Some(wait_id);
             t.context = Json(ctx.clone());
-            let timeout = std::time::Duration::from_secs(wait.timeout_secs).min(self.config().max_wait);
-            let fire_at = Utc::now() + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::days(1));
-            timers::set(conn, &timers::Timer { run_id, token: t.token, wait_id, fire_at }).await?;
+            let timeout =
+                std::time::Duration::from_secs(wait.timeout_secs).min(self.config().max_wait);
+            let fire_at = Utc::now()
+                + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::days(1));
+            timers::set(
+                conn,
+                &timers::Timer {
+                    run_id,
+                    token: t.token,
+                    wait_id,
+                    fire_at,
+                },
+            )
+            .await?;
             for effect in by_index.remove(&i).unwrap_or_default() {
                 self.dispatch(conn, outbox, &t, wait_id, effect).await?;
             }
@@ -237,11 +331,36 @@ impl Runtime {
 
     /// Sends an effect on its way. Carrier effects (calls, SMS, voice) come with the carrier adapter; until
     /// one is configured they fail at once, so the node takes its failure state instead of waiting.
-    async fn dispatch(&self, conn: &mut PgConnection, outbox: &mut Outbox, t: &Token, wait_id: i32, effect: Effect) -> Result<(), RuntimeError> {
+    async fn dispatch(
+        &self,
+        conn: &mut PgConnection,
+        outbox: &mut Outbox,
+        t: &Token,
+        wait_id: i32,
+        effect: Effect,
+    ) -> Result<(), RuntimeError> {
         let (run_id, token) = (t.run_id, t.token);
-        let fail = |event| StepMessage::Resume { run_id, token, wait_id, event };
+        let fail = |event| StepMessage::Resume {
+            run_id,
+            token,
+            wait_id,
+            event,
+        };
         match effect {
-            Effect::Http(request) => outbox.http(self, conn, &HttpMessage { run_id, token, wait_id, request }).await,
+            Effect::Http(request) => {
+                outbox
+                    .http(
+                        self,
+                        conn,
+                        &HttpMessage {
+                            run_id,
+                            token,
+                            wait_id,
+                            request,
+                        },
+                    )
+                    .await
+            }
             Effect::SendSms(sms) => {
                 let event = Event::Sms(SmsReport {
                     recipient: sms.recipient,
@@ -255,11 +374,26 @@ impl Runtime {
                 let event = Event::Call(CallResult {
                     leg: call.leg,
                     outcome: CallOutcome::Failed,
-                    call: CallDetails { to: call.to, from: call.from, hangup_cause: Some("no carrier configured".into()), ..Default::default() },
+                    call: CallDetails {
+                        to: call.to,
+                        from: call.from,
+                        hangup_cause: Some("no carrier configured".into()),
+                        ..Default::default()
+                    },
                 });
                 outbox.step(self, conn, &fail(event)).await
             }
-            Effect::Voice(_) => outbox.step(self, conn, &fail(Event::Hangup { cause: "no carrier configured".into() })).await,
+            Effect::Voice(_) => {
+                outbox
+                    .step(
+                        self,
+                        conn,
+                        &fail(Event::Hangup {
+                            cause: "no carrier configured".into(),
+                        }),
+                    )
+                    .await
+            }
             // Counters run inline; callbacks are recorded with the step until the callback service takes them.
             Effect::Counter(_) | Effect::Callback(_) => Ok(()),
         }
@@ -284,35 +418,63 @@ async fn record_step(
 ) -> Result<(), RuntimeError> {
     let node = phlo.node(phlo_flow::NodeId(token.node_id));
     let (outcome, state, variables, error) = match &step.outcome {
-        Outcome::Done { state, variables, error, .. } => ("done", Some(state.clone()), Value::Object(variables.clone()), error.clone()),
+        Outcome::Done {
+            state,
+            variables,
+            error,
+            ..
+        } => (
+            "done",
+            Some(state.clone()),
+            Value::Object(variables.clone()),
+            error.clone(),
+        ),
         Outcome::Wait { waits } => {
-            let vars = waits.first().map(|w| Value::Object(w.variables.clone())).unwrap_or(Value::Null);
+            let vars = waits
+                .first()
+                .map(|w| Value::Object(w.variables.clone()))
+                .unwrap_or(Value::Null);
             ("wait", None, vars, None)
         }
-        Outcome::Stop { reason, variables } => ("stop", None, Value::Object(variables.clone()), Some(reason.clone())),
+        Outcome::Stop { reason, variables } => (
+            "stop",
+            None,
+            Value::Object(variables.clone()),
+            Some(reason.clone()),
+        ),
     };
-    steps::insert(conn, &steps::Step {
-        run_id: token.run_id,
-        token: token.token,
-        seq: token.seq,
-        node_id: token.node_id,
-        node_name: node.map(|n| n.name.clone()).unwrap_or_default(),
-        node_type: node.map(|n| n.kind().as_str().to_owned()).unwrap_or_default(),
-        event: event.kind().to_owned(),
-        outcome: outcome.to_owned(),
-        state,
-        variables: Json(variables),
-        effects: Json(serde_json::to_value(&step.effects).unwrap_or(Value::Null)),
-        error,
-        started_at,
-        finished_at: Utc::now(),
-    })
+    steps::insert(
+        conn,
+        &steps::Step {
+            run_id: token.run_id,
+            token: token.token,
+            seq: token.seq,
+            node_id: token.node_id,
+            node_name: node.map(|n| n.name.clone()).unwrap_or_default(),
+            node_type: node
+                .map(|n| n.kind().as_str().to_owned())
+                .unwrap_or_default(),
+            event: event.kind().to_owned(),
+            outcome: outcome.to_owned(),
+            state,
+            variables: Json(variables),
+            effects: Json(serde_json::to_value(&step.effects).unwrap_or(Value::Null)),
+            error,
+            started_at,
+            finished_at: Utc::now(),
+        },
+    )
     .await?;
     Ok(())
 }
 
 /// Ends a run and everything still live in it.
-pub(crate) async fn end_run(conn: &mut PgConnection, run_id: Uuid, status: &str, reason: &str) -> Result<(), RuntimeError> {
+pub(crate) async fn end_run(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    status: &str,
+    reason: &str,
+) -> Result<(), RuntimeError> {
     tokens::end_all(conn, run_id, reason).await?;
     timers::clear_run(conn, run_id).await?;
     runs::finish(conn, run_id, status, Some(reason)).await?;

@@ -44,7 +44,10 @@ impl CommonConfig {
 }
 
 pub fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_owned())
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_owned())
 }
 
 /// Parses an environment variable, or returns the default when it is unset; a bad value is an error
@@ -54,7 +57,10 @@ where
     T::Err: std::fmt::Display,
 {
     match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v.trim().parse().map_err(|e| format!("{name}={v:?} is invalid: {e}")),
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse()
+            .map_err(|e| format!("{name}={v:?} is invalid: {e}")),
         _ => Ok(default),
     }
 }
@@ -109,7 +115,10 @@ struct Health {
 /// `/healthz` (the process answers) and `/readyz` (Postgres and NATS answer).
 pub fn health_routes(pool: PgPool, bus: Bus) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({ "status": "ok" })) }),
+        )
         .route("/readyz", get(ready))
         .with_state(Health { pool, bus })
 }
@@ -118,6 +127,10 @@ async fn ready(State(h): State<Health>) -> (StatusCode, Json<serde_json::Value>)
     let db = tokio::time::timeout(Duration::from_secs(2), phlo_store::ping(&h.pool)).await;
     let db_ok = matches!(db, Ok(Ok(())));
     let nats_ok = h.bus.healthy();
-    let status = if db_ok && nats_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if db_ok && nats_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(json!({ "postgres": db_ok, "nats": nats_ok })))
 }

@@ -15,7 +15,13 @@ pub struct Account {
     pub created_at: DateTime<Utc>,
 }
 
-pub async fn create(conn: &mut PgConnection, id: Uuid, auth_id: &str, token_hash: &[u8], name: &str) -> Result<Account> {
+pub async fn create(
+    conn: &mut PgConnection,
+    id: Uuid,
+    auth_id: &str,
+    token_hash: &[u8],
+    name: &str,
+) -> Result<Account> {
     Ok(sqlx::query_as(
         "INSERT INTO accounts (id, auth_id, token_hash, name) VALUES ($1, $2, $3, $4)
          RETURNING id, auth_id, token_hash, name, created_at",
@@ -29,8 +35,10 @@ pub async fn create(conn: &mut PgConnection, id: Uuid, auth_id: &str, token_hash
 }
 
 pub async fn find_by_auth_id(conn: &mut PgConnection, auth_id: &str) -> Result<Option<Account>> {
-    Ok(sqlx::query_as("SELECT id, auth_id, token_hash, name, created_at FROM accounts WHERE auth_id = $1")
-        .bind(auth_id)
-        .fetch_optional(conn)
-        .await?)
+    Ok(sqlx::query_as(
+        "SELECT id, auth_id, token_hash, name, created_at FROM accounts WHERE auth_id = $1",
+    )
+    .bind(auth_id)
+    .fetch_optional(conn)
+    .await?)
 }

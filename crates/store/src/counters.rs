@@ -17,7 +17,12 @@ pub struct Counter {
 }
 
 /// Adds one and returns the new value. `owner_id` is the run (scope `run`) or the PHLO (scope `phlo`).
-pub async fn increment(conn: &mut PgConnection, owner_id: Uuid, node_id: Uuid, scope: &str) -> Result<i64> {
+pub async fn increment(
+    conn: &mut PgConnection,
+    owner_id: Uuid,
+    node_id: Uuid,
+    scope: &str,
+) -> Result<i64> {
     let (value,): (i64,) = sqlx::query_as(
         "INSERT INTO counters (owner_id, node_id, scope, value) VALUES ($1, $2, $3, 1)
          ON CONFLICT (owner_id, node_id) DO UPDATE SET value = counters.value + 1, updated_at = now()
@@ -42,10 +47,12 @@ pub async fn list(conn: &mut PgConnection, owner_id: Uuid) -> Result<Vec<Counter
 
 /// Resets one counter (or all of the owner's with `None`) to zero by deleting it; returns how many.
 pub async fn reset(conn: &mut PgConnection, owner_id: Uuid, node_id: Option<Uuid>) -> Result<u64> {
-    let done = sqlx::query("DELETE FROM counters WHERE owner_id = $1 AND ($2::uuid IS NULL OR node_id = $2)")
-        .bind(owner_id)
-        .bind(node_id)
-        .execute(conn)
-        .await?;
+    let done = sqlx::query(
+        "DELETE FROM counters WHERE owner_id = $1 AND ($2::uuid IS NULL OR node_id = $2)",
+    )
+    .bind(owner_id)
+    .bind(node_id)
+    .execute(conn)
+    .await?;
     Ok(done.rows_affected())
 }

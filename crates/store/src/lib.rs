@@ -25,10 +25,10 @@ pub mod testing;
 use std::time::Duration;
 
 pub use sqlx::Error as SqlxError;
-pub use sqlx::types::Json;
-pub use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPoolOptions;
+pub use sqlx::types::Json;
+pub use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 /// The schema, embedded at compile time from `migrations/`.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
@@ -48,9 +48,14 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::Db(sqlx::Error::Database(db)) => {
-                matches!(db.code().as_deref(), Some("40001" | "40P01" | "57P01" | "57P03" | "53300"))
+                matches!(
+                    db.code().as_deref(),
+                    Some("40001" | "40P01" | "57P01" | "57P03" | "53300")
+                )
             }
-            StoreError::Db(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed) => true,
+            StoreError::Db(
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed,
+            ) => true,
             StoreError::Db(sqlx::Error::Protocol(_)) => true,
             _ => false,
         }
@@ -67,6 +72,42 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool> {
         .acquire_timeout(Duration::from_secs(10))
         .connect(url)
         .await?)
+}
+
+/// Creates the database named in `url` if it does not exist yet, so a first start on a fresh Postgres
+/// needs no manual `createdb`. Connects to the server's `postgres` database to do so.
+pub async fn ensure_database(url: &str) -> Result<()> {
+    use sqlx::Connection;
+    match sqlx::PgConnection::connect(url).await {
+        Ok(conn) => {
+            conn.close().await?;
+            Ok(())
+        }
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("3D000") => {
+            let (base, rest) = url.rsplit_once('/').unwrap_or((url, ""));
+            let (name, query) = rest
+                .split_once('?')
+                .map_or((rest, None), |(n, q)| (n, Some(q)));
+            let admin = match query {
+                Some(q) => format!("{base}/postgres?{q}"),
+                None => format!("{base}/postgres"),
+            };
+            let mut conn = sqlx::PgConnection::connect(&admin).await?;
+            let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+            let created = sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {quoted}")))
+                .execute(&mut conn)
+                .await;
+            // Another replica may have created it in the meantime (42P04: duplicate database).
+            match created {
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() != Some("42P04") => {
+                    Err(sqlx::Error::Database(e).into())
+                }
+                Err(other @ (sqlx::Error::Io(_) | sqlx::Error::Protocol(_))) => Err(other.into()),
+                _ => Ok(()),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Applies pending migrations. Safe to run from several replicas at once: sqlx takes an advisory lock.

@@ -12,26 +12,39 @@ pub struct Message {
     pub payload: Vec<u8>,
 }
 
-pub async fn insert(conn: &mut PgConnection, subject: &str, msg_id: &str, payload: &[u8]) -> Result<i64> {
-    let (id,): (i64,) =
-        sqlx::query_as("INSERT INTO outbox (subject, msg_id, payload) VALUES ($1, $2, $3) RETURNING id")
-            .bind(subject)
-            .bind(msg_id)
-            .bind(payload)
-            .fetch_one(conn)
-            .await?;
+pub async fn insert(
+    conn: &mut PgConnection,
+    subject: &str,
+    msg_id: &str,
+    payload: &[u8],
+) -> Result<i64> {
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO outbox (subject, msg_id, payload) VALUES ($1, $2, $3) RETURNING id",
+    )
+    .bind(subject)
+    .bind(msg_id)
+    .bind(payload)
+    .fetch_one(conn)
+    .await?;
     Ok(id)
 }
 
 /// Deletes messages JetStream has acknowledged.
 pub async fn delete(conn: &mut PgConnection, ids: &[i64]) -> Result<()> {
-    sqlx::query("DELETE FROM outbox WHERE id = ANY($1)").bind(ids).execute(conn).await?;
+    sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
+        .bind(ids)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
 /// Claims messages older than `min_age_secs` that nobody published (their writer crashed or lost NATS).
 /// `SKIP LOCKED` lets every replica run a relay without two of them claiming the same rows.
-pub async fn claim_stale(conn: &mut PgConnection, min_age_secs: f64, limit: i64) -> Result<Vec<Message>> {
+pub async fn claim_stale(
+    conn: &mut PgConnection,
+    min_age_secs: f64,
+    limit: i64,
+) -> Result<Vec<Message>> {
     Ok(sqlx::query_as(
         "SELECT id, subject, msg_id, payload FROM outbox
          WHERE created_at < now() - make_interval(secs => $1)
@@ -45,6 +58,8 @@ pub async fn claim_stale(conn: &mut PgConnection, min_age_secs: f64, limit: i64)
 
 /// Messages waiting to be published, for the backlog gauge.
 pub async fn backlog(conn: &mut PgConnection) -> Result<i64> {
-    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM outbox").fetch_one(conn).await?;
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM outbox")
+        .fetch_one(conn)
+        .await?;
     Ok(n)
 }

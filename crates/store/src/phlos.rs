@@ -28,7 +28,13 @@ pub struct Revision {
     pub created_at: DateTime<Utc>,
 }
 
-pub async fn create(conn: &mut PgConnection, id: Uuid, account_id: Uuid, name: &str, definition: &Value) -> Result<Phlo> {
+pub async fn create(
+    conn: &mut PgConnection,
+    id: Uuid,
+    account_id: Uuid,
+    name: &str,
+    definition: &Value,
+) -> Result<Phlo> {
     let phlo: Phlo = sqlx::query_as(
         "INSERT INTO phlos (id, account_id, name, revision, latest_revision) VALUES ($1, $2, $3, 1, 1)
          RETURNING id, account_id, name, revision, latest_revision, created_at, updated_at",
@@ -42,7 +48,12 @@ pub async fn create(conn: &mut PgConnection, id: Uuid, account_id: Uuid, name: &
     Ok(phlo)
 }
 
-async fn insert_revision(conn: &mut PgConnection, phlo_id: Uuid, revision: i32, definition: &Value) -> Result<()> {
+async fn insert_revision(
+    conn: &mut PgConnection,
+    phlo_id: Uuid,
+    revision: i32,
+    definition: &Value,
+) -> Result<()> {
     sqlx::query("INSERT INTO phlo_revisions (phlo_id, revision, definition) VALUES ($1, $2, $3)")
         .bind(phlo_id)
         .bind(revision)
@@ -94,12 +105,13 @@ pub async fn update(
     name: &str,
     definition: &Value,
 ) -> Result<Option<Phlo>> {
-    let next: Option<(i32,)> =
-        sqlx::query_as("SELECT latest_revision + 1 FROM phlos WHERE id = $1 AND account_id = $2 FOR UPDATE")
-            .bind(id)
-            .bind(account_id)
-            .fetch_optional(&mut *conn)
-            .await?;
+    let next: Option<(i32,)> = sqlx::query_as(
+        "SELECT latest_revision + 1 FROM phlos WHERE id = $1 AND account_id = $2 FOR UPDATE",
+    )
+    .bind(id)
+    .bind(account_id)
+    .fetch_optional(&mut *conn)
+    .await?;
     let Some((revision,)) = next else {
         return Ok(None);
     };
@@ -137,7 +149,11 @@ pub async fn set_revision(
     .await?)
 }
 
-pub async fn revision(conn: &mut PgConnection, phlo_id: Uuid, revision: i32) -> Result<Option<Revision>> {
+pub async fn revision(
+    conn: &mut PgConnection,
+    phlo_id: Uuid,
+    revision: i32,
+) -> Result<Option<Revision>> {
     Ok(sqlx::query_as(
         "SELECT phlo_id, revision, definition, created_at FROM phlo_revisions WHERE phlo_id = $1 AND revision = $2",
     )

@@ -67,19 +67,27 @@ pub async fn create(conn: &mut PgConnection, run: &NewRun<'_>) -> Result<()> {
 
 /// A run of this account; `None` for unknown ids and other accounts' runs alike.
 pub async fn get(conn: &mut PgConnection, account_id: Uuid, id: Uuid) -> Result<Option<Run>> {
-    Ok(sqlx::query_as(concat!("SELECT ", run_columns!(), " FROM runs WHERE id = $1 AND account_id = $2"))
-        .bind(id)
-        .bind(account_id)
-        .fetch_optional(conn)
-        .await?)
+    Ok(sqlx::query_as(concat!(
+        "SELECT ",
+        run_columns!(),
+        " FROM runs WHERE id = $1 AND account_id = $2"
+    ))
+    .bind(id)
+    .bind(account_id)
+    .fetch_optional(conn)
+    .await?)
 }
 
 /// Locks the run for the rest of the transaction.
 pub async fn lock(conn: &mut PgConnection, id: Uuid) -> Result<Option<Run>> {
-    Ok(sqlx::query_as(concat!("SELECT ", run_columns!(), " FROM runs WHERE id = $1 FOR UPDATE"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await?)
+    Ok(sqlx::query_as(concat!(
+        "SELECT ",
+        run_columns!(),
+        " FROM runs WHERE id = $1 FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?)
 }
 
 /// Counts an applied step.
@@ -93,17 +101,23 @@ pub async fn record_step(conn: &mut PgConnection, id: Uuid) -> Result<()> {
 
 /// Reserves `n` new token numbers and returns the first.
 pub async fn allocate_tokens(conn: &mut PgConnection, id: Uuid, n: i32) -> Result<i32> {
-    let (first,): (i32,) =
-        sqlx::query_as("UPDATE runs SET next_token = next_token + $2 WHERE id = $1 RETURNING next_token - $2")
-            .bind(id)
-            .bind(n)
-            .fetch_one(conn)
-            .await?;
+    let (first,): (i32,) = sqlx::query_as(
+        "UPDATE runs SET next_token = next_token + $2 WHERE id = $1 RETURNING next_token - $2",
+    )
+    .bind(id)
+    .bind(n)
+    .fetch_one(conn)
+    .await?;
     Ok(first)
 }
 
 /// Ends an active run; a run that already ended keeps its first ending. Returns whether it ended now.
-pub async fn finish(conn: &mut PgConnection, id: Uuid, status: &str, error: Option<&str>) -> Result<bool> {
+pub async fn finish(
+    conn: &mut PgConnection,
+    id: Uuid,
+    status: &str,
+    error: Option<&str>,
+) -> Result<bool> {
     let done = sqlx::query(
         "UPDATE runs SET status = $2, error = $3, ended_at = now(), updated_at = now()
          WHERE id = $1 AND status = 'active'",
@@ -136,7 +150,14 @@ pub struct Filter {
 
 pub async fn list(conn: &mut PgConnection, f: &Filter) -> Result<Vec<Run>> {
     let (before_at, before_id) = f.before.map_or((None, None), |(a, i)| (Some(a), Some(i)));
-    let like = f.text.as_ref().map(|t| format!("%{}%", t.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
+    let like = f.text.as_ref().map(|t| {
+        format!(
+            "%{}%",
+            t.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        )
+    });
     Ok(sqlx::query_as(concat!("SELECT ", run_columns!(), " FROM runs
          WHERE account_id = $1
            AND ($2::uuid IS NULL OR phlo_id = $2)
@@ -165,7 +186,11 @@ pub async fn list(conn: &mut PgConnection, f: &Filter) -> Result<Vec<Run>> {
 }
 
 /// Active runs started before `cutoff`: candidates for the lifetime guard.
-pub async fn active_before(conn: &mut PgConnection, cutoff: DateTime<Utc>, limit: i64) -> Result<Vec<Uuid>> {
+pub async fn active_before(
+    conn: &mut PgConnection,
+    cutoff: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Uuid>> {
     let rows: Vec<(Uuid,)> =
         sqlx::query_as("SELECT id FROM runs WHERE status = 'active' AND created_at < $1 ORDER BY created_at LIMIT $2")
             .bind(cutoff)

@@ -40,13 +40,20 @@ pub async fn clear(conn: &mut PgConnection, run_id: Uuid, token: i32, wait_id: i
 }
 
 pub async fn clear_run(conn: &mut PgConnection, run_id: Uuid) -> Result<()> {
-    sqlx::query("DELETE FROM timers WHERE run_id = $1").bind(run_id).execute(conn).await?;
+    sqlx::query("DELETE FROM timers WHERE run_id = $1")
+        .bind(run_id)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
 /// Claims and deletes due timers in one statement; the caller enqueues their events in the same
 /// transaction, so a timer fires exactly once or (on rollback) stays.
-pub async fn take_due(conn: &mut PgConnection, now: DateTime<Utc>, limit: i64) -> Result<Vec<Timer>> {
+pub async fn take_due(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Timer>> {
     Ok(sqlx::query_as(
         "DELETE FROM timers WHERE (run_id, token, wait_id) IN (
              SELECT run_id, token, wait_id FROM timers WHERE fire_at <= $1 ORDER BY fire_at LIMIT $2

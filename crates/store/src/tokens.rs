@@ -54,26 +54,35 @@ pub async fn save(conn: &mut PgConnection, t: &Token) -> Result<()> {
 }
 
 pub async fn get(conn: &mut PgConnection, run_id: Uuid, token: i32) -> Result<Option<Token>> {
-    Ok(sqlx::query_as(concat!("SELECT ", token_columns!(), " FROM tokens WHERE run_id = $1 AND token = $2"))
-        .bind(run_id)
-        .bind(token)
-        .fetch_optional(conn)
-        .await?)
+    Ok(sqlx::query_as(concat!(
+        "SELECT ",
+        token_columns!(),
+        " FROM tokens WHERE run_id = $1 AND token = $2"
+    ))
+    .bind(run_id)
+    .bind(token)
+    .fetch_optional(conn)
+    .await?)
 }
 
 pub async fn list(conn: &mut PgConnection, run_id: Uuid) -> Result<Vec<Token>> {
-    Ok(sqlx::query_as(concat!("SELECT ", token_columns!(), " FROM tokens WHERE run_id = $1 ORDER BY token"))
-        .bind(run_id)
-        .fetch_all(conn)
-        .await?)
+    Ok(sqlx::query_as(concat!(
+        "SELECT ",
+        token_columns!(),
+        " FROM tokens WHERE run_id = $1 ORDER BY token"
+    ))
+    .bind(run_id)
+    .fetch_all(conn)
+    .await?)
 }
 
 /// How many tokens of the run have not ended; the run ends when this reaches zero.
 pub async fn live_count(conn: &mut PgConnection, run_id: Uuid) -> Result<i64> {
-    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM tokens WHERE run_id = $1 AND status <> 'ended'")
-        .bind(run_id)
-        .fetch_one(conn)
-        .await?;
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM tokens WHERE run_id = $1 AND status <> 'ended'")
+            .bind(run_id)
+            .fetch_one(conn)
+            .await?;
     Ok(n)
 }
 
@@ -92,7 +101,11 @@ pub async fn end_all(conn: &mut PgConnection, run_id: Uuid, reason: &str) -> Res
 
 /// Ready tokens whose step message has not been applied for longer than `cutoff` allows: the message
 /// may have been lost, so the reconciler publishes it again (the seq makes that safe).
-pub async fn stale_ready(conn: &mut PgConnection, cutoff: DateTime<Utc>, limit: i64) -> Result<Vec<(Uuid, i32, i32)>> {
+pub async fn stale_ready(
+    conn: &mut PgConnection,
+    cutoff: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<(Uuid, i32, i32)>> {
     Ok(sqlx::query_as(
         "SELECT run_id, token, seq FROM tokens WHERE status = 'ready' AND updated_at < $1 ORDER BY updated_at LIMIT $2",
     )

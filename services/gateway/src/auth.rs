@@ -23,28 +23,36 @@ const BAD_CREDENTIALS: &str = "authentication failed: check your auth_id and aut
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let header = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(|| {
             ApiError::unauthorized("authentication required: send HTTP Basic auth with your auth_id and auth_token")
         })?;
         let encoded = header
             .strip_prefix("Basic ")
             .or_else(|| header.strip_prefix("basic "))
-            .ok_or_else(|| ApiError::unauthorized("use HTTP Basic auth with your auth_id and auth_token"))?;
+            .ok_or_else(|| {
+                ApiError::unauthorized("use HTTP Basic auth with your auth_id and auth_token")
+            })?;
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(encoded.trim())
             .ok()
             .and_then(|b| String::from_utf8(b).ok())
             .ok_or_else(|| ApiError::unauthorized("the Basic auth header is not valid base64"))?;
-        let (auth_id, token) = decoded.split_once(':').ok_or_else(|| ApiError::unauthorized(BAD_CREDENTIALS))?;
+        let (auth_id, token) = decoded
+            .split_once(':')
+            .ok_or_else(|| ApiError::unauthorized(BAD_CREDENTIALS))?;
         let mut conn = state.pool.acquire().await?;
         let account = phlo_store::accounts::find_by_auth_id(&mut conn, auth_id).await?;
         // Hash even for unknown ids so both failures take the same time.
         let presented = hash_token(token);
         match account {
-            Some(a) if constant_time_eq(&a.token_hash, &presented) => {
-                Ok(Caller { account_id: a.id, auth_id: a.auth_id })
-            }
+            Some(a) if constant_time_eq(&a.token_hash, &presented) => Ok(Caller {
+                account_id: a.id,
+                auth_id: a.auth_id,
+            }),
             _ => Err(ApiError::unauthorized(BAD_CREDENTIALS)),
         }
     }
@@ -56,7 +64,10 @@ pub struct Admin;
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let Some(expected) = state.config.admin_token.as_deref() else {
             return Err(ApiError::new(
                 axum::http::StatusCode::FORBIDDEN,
@@ -72,7 +83,9 @@ impl FromRequestParts<AppState> for Admin {
         if constant_time_eq(&hash_token(presented), &hash_token(expected)) {
             Ok(Admin)
         } else {
-            Err(ApiError::unauthorized("the operator token is missing or wrong: send Authorization: Bearer <PHLO_ADMIN_TOKEN>"))
+            Err(ApiError::unauthorized(
+                "the operator token is missing or wrong: send Authorization: Bearer <PHLO_ADMIN_TOKEN>",
+            ))
         }
     }
 }
@@ -88,7 +101,9 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// `MA` + 18 upper-case letters and digits: the shape Plivo's SDKs insist on.
 pub fn new_auth_id() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    let tail: String = (0..18).map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char).collect();
+    let tail: String = (0..18)
+        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+        .collect();
     format!("MA{tail}")
 }
 

@@ -17,7 +17,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into(), details: None }
+        Self {
+            status,
+            message: message.into(),
+            details: None,
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -39,7 +43,10 @@ impl ApiError {
 
     pub fn internal(err: impl std::fmt::Display) -> Self {
         tracing::error!(error = %err, "request failed");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error; the request was not completed, retry later")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error; the request was not completed, retry later",
+        )
     }
 }
 
@@ -52,7 +59,9 @@ impl IntoResponse for ApiError {
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             if let Ok(v) = "Basic realm=\"phlo\"".parse() {
-                response.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, v);
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::WWW_AUTHENTICATE, v);
             }
         }
         response
@@ -63,7 +72,10 @@ impl From<phlo_store::StoreError> for ApiError {
     fn from(e: phlo_store::StoreError) -> Self {
         if e.is_transient() {
             tracing::warn!(error = %e, "database unavailable");
-            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the database is unavailable; retry later");
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the database is unavailable; retry later",
+            );
         }
         ApiError::internal(e)
     }
@@ -81,7 +93,10 @@ impl From<phlo_runtime::RuntimeError> for ApiError {
             phlo_runtime::RuntimeError::Store(s) => s.into(),
             other if other.is_transient() => {
                 tracing::warn!(error = %other, "dependency unavailable");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the service is unavailable; retry later")
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the service is unavailable; retry later",
+                )
             }
             other => ApiError::internal(other),
         }
@@ -90,10 +105,16 @@ impl From<phlo_runtime::RuntimeError> for ApiError {
 
 /// 404 for any path the API does not have.
 pub async fn no_route(uri: axum::http::Uri) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, format!("no route for {}: see /v1/openapi.json", uri.path()))
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no route for {}: see /v1/openapi.json", uri.path()),
+    )
 }
 
 /// 405 for a known path with another method.
 pub async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("{method} is not allowed on {}", uri.path()))
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed on {}", uri.path()),
+    )
 }

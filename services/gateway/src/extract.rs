@@ -19,7 +19,10 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         let bytes = Bytes::from_request(req, state).await.map_err(|r| {
             let status = r.status();
             if status == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(status, "the request body is larger than the limit (PHLO_MAX_BODY_BYTES)")
+                ApiError::new(
+                    status,
+                    "the request body is larger than the limit (PHLO_MAX_BODY_BYTES)",
+                )
             } else {
                 ApiError::new(status, r.body_text())
             }
@@ -55,7 +58,8 @@ impl JsonBody {
 
     /// The body, required to be present.
     pub fn required(self, what: &str) -> Result<Value, ApiError> {
-        self.0.ok_or_else(|| ApiError::bad_request(format!("the request body is empty: send {what}")))
+        self.0
+            .ok_or_else(|| ApiError::bad_request(format!("the request body is empty: send {what}")))
     }
 }
 

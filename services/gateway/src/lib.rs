@@ -38,7 +38,9 @@ impl Config {
         Ok(Self {
             common: CommonConfig::from_env()?,
             addr: phlo_service::env_or("PHLO_GATEWAY_ADDR", "0.0.0.0:8080"),
-            admin_token: std::env::var("PHLO_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()),
+            admin_token: std::env::var("PHLO_ADMIN_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty()),
             max_body_bytes: phlo_service::env_parse("PHLO_MAX_BODY_BYTES", 1 << 20)?,
         })
     }
@@ -63,7 +65,11 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
 }
 
 /// Connects to Postgres and NATS, migrates if configured, and serves until `shutdown`.
-pub async fn run(config: Config, listener: tokio::net::TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let pool = phlo_store::connect(&config.common.database_url, config.common.db_pool).await?;
     if config.common.migrate {
         phlo_store::migrate(&pool).await?;
@@ -76,9 +82,16 @@ pub async fn run(config: Config, listener: tokio::net::TcpListener, shutdown: Ca
     .await?;
     let egress = phlo_egress::Egress::new(phlo_egress::EgressConfig::default())?;
     let runtime = Runtime::new(pool.clone(), bus, egress, RuntimeConfig::default());
-    let state = AppState { runtime, pool, config: Arc::new(config) };
-    axum::serve(listener, axum::ServiceExt::<Request>::into_make_service(app(state)))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await?;
+    let state = AppState {
+        runtime,
+        pool,
+        config: Arc::new(config),
+    };
+    axum::serve(
+        listener,
+        axum::ServiceExt::<Request>::into_make_service(app(state)),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await?;
     Ok(())
 }

@@ -31,6 +31,9 @@ enum Command {
         #[arg(required = true)]
         files: Vec<std::path::PathBuf>,
     },
+    /// Run the gateway and a worker in one process, against the Postgres and NATS of DATABASE_URL
+    /// and NATS_URL (defaults: 127.0.0.1). Creates the database if it does not exist.
+    Serve,
     /// Run the gateway (the HTTP API); configured by environment variables, see docs/operations.md.
     Gateway,
     /// Run a worker; configured by environment variables, see docs/operations.md.
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Validate { files } => validate::run(&files, matches!(cli.output, Output::Json)),
+        Command::Serve => serve(all_in_one()),
         Command::Gateway => serve(gateway()),
         Command::Worker => serve(worker()),
         Command::Migrate => serve(migrate()),
@@ -63,6 +67,43 @@ fn serve(task: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow:
     Ok(true)
 }
 
+async fn all_in_one() -> anyhow::Result<()> {
+    let gateway_config = phlo_gateway::Config::from_env().map_err(anyhow::Error::msg)?;
+    let worker_config = phlo_worker::Config::from_env().map_err(anyhow::Error::msg)?;
+    phlo_store::ensure_database(&gateway_config.common.database_url).await?;
+    let listener = tokio::net::TcpListener::bind(&gateway_config.addr).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "gateway listening");
+    if gateway_config.admin_token.is_none() {
+        tracing::warn!(
+            "PHLO_ADMIN_TOKEN is not set: POST /v1/accounts is disabled, so no account can be created"
+        );
+    }
+    let shutdown = phlo_service::shutdown_signal();
+    // The gateway migrates first; the worker starts once the schema is there.
+    let gateway = phlo_gateway::run(gateway_config, listener, shutdown.clone());
+    let worker = async {
+        let pool = phlo_store::connect(&worker_config.common.database_url, 2).await?;
+        phlo_store::migrate(&pool).await?;
+        pool.close().await;
+        phlo_worker::run(worker_config, shutdown.clone()).await
+    };
+    // Whichever stops first (an error, or the shutdown signal) stops the other.
+    let (g, w) = tokio::join!(
+        async {
+            let r = gateway.await;
+            shutdown.cancel();
+            r
+        },
+        async {
+            let r = worker.await;
+            shutdown.cancel();
+            r
+        }
+    );
+    g.and(w)
+}
+
 async fn gateway() -> anyhow::Result<()> {
     let config = phlo_gateway::Config::from_env().map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind(&config.addr).await?;
@@ -77,6 +118,7 @@ async fn worker() -> anyhow::Result<()> {
 
 async fn migrate() -> anyhow::Result<()> {
     let config = phlo_service::CommonConfig::from_env().map_err(anyhow::Error::msg)?;
+    phlo_store::ensure_database(&config.database_url).await?;
     let pool = phlo_store::connect(&config.database_url, 2).await?;
     phlo_store::migrate(&pool).await?;
     println!("migrations applied to {}", redact(&config.database_url));

@@ -39,15 +39,22 @@ impl Config {
             step_concurrency: env_parse("PHLO_WORKER_CONCURRENCY", 32)?,
             http_concurrency: env_parse("PHLO_HTTP_CONCURRENCY", 64)?,
             egress: EgressConfig {
-                allow: EgressConfig::parse_allow(&allow).map_err(|e| format!("PHLO_EGRESS_ALLOW: {e}"))?,
+                allow: EgressConfig::parse_allow(&allow)
+                    .map_err(|e| format!("PHLO_EGRESS_ALLOW: {e}"))?,
                 ..EgressConfig::default()
             },
             runtime: RuntimeConfig {
                 max_steps: env_parse("PHLO_MAX_STEPS", defaults.max_steps)?,
                 max_repeats: env_parse("PHLO_MAX_REPEATS", defaults.max_repeats)?,
-                max_lifetime: env_secs("PHLO_MAX_RUN_LIFETIME_SECS", defaults.max_lifetime.as_secs())?,
+                max_lifetime: env_secs(
+                    "PHLO_MAX_RUN_LIFETIME_SECS",
+                    defaults.max_lifetime.as_secs(),
+                )?,
                 max_wait: env_secs("PHLO_MAX_WAIT_SECS", defaults.max_wait.as_secs())?,
-                redrive_after: env_secs("PHLO_REDRIVE_AFTER_SECS", defaults.redrive_after.as_secs())?,
+                redrive_after: env_secs(
+                    "PHLO_REDRIVE_AFTER_SECS",
+                    defaults.redrive_after.as_secs(),
+                )?,
                 relay_after: env_secs("PHLO_RELAY_AFTER_SECS", defaults.relay_after.as_secs())?,
                 poll_interval: Duration::from_millis(env_parse("PHLO_POLL_INTERVAL_MS", 1000)?),
             },
@@ -76,16 +83,28 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let health = phlo_service::health_routes(pool, bus.clone());
     let serve_shutdown = shutdown.clone();
     let server = tokio::spawn(async move {
-        axum::serve(listener, health).with_graceful_shutdown(async move { serve_shutdown.cancelled().await }).await
+        axum::serve(listener, health)
+            .with_graceful_shutdown(async move { serve_shutdown.cancelled().await })
+            .await
     });
 
     let steps = {
         let rt = runtime.clone();
-        bus.consume(Queue::Step, config.step_concurrency, shutdown.clone(), move |d| on_step(rt.clone(), d))
+        bus.consume(
+            Queue::Step,
+            config.step_concurrency,
+            shutdown.clone(),
+            move |d| on_step(rt.clone(), d),
+        )
     };
     let http = {
         let rt = runtime.clone();
-        bus.consume(Queue::Http, config.http_concurrency, shutdown.clone(), move |d| on_http(rt.clone(), d))
+        bus.consume(
+            Queue::Http,
+            config.http_concurrency,
+            shutdown.clone(),
+            move |d| on_http(rt.clone(), d),
+        )
     };
     let background = runtime.run_background(shutdown.clone());
     let (steps, http, ()) = tokio::join!(steps, http, background);

@@ -34,7 +34,8 @@ fn reporting(
 async fn acked_messages_leave_the_stream_and_queues_stay_apart() {
     let t = TestBus::new().await;
     for i in 0..5 {
-        t.publish(Queue::Step, &format!("s{i}"), &i.to_string()).await;
+        t.publish(Queue::Step, &format!("s{i}"), &i.to_string())
+            .await;
     }
     t.publish(Queue::Http, "h", "for the http queue").await;
 
@@ -72,7 +73,10 @@ async fn retry_redelivers_after_the_delay() {
     assert_eq!((first.delivered, second.delivered), (1, 2));
     assert_eq!(first.stream_sequence, second.stream_sequence);
     let gap = at_second - at_first;
-    assert!(gap >= Duration::from_millis(900), "redelivered after {gap:?}");
+    assert!(
+        gap >= Duration::from_millis(900),
+        "redelivered after {gap:?}"
+    );
     assert!(t.wait_for_stream_messages(0).await);
     consuming.stop().await;
 }
@@ -88,7 +92,10 @@ async fn term_is_never_redelivered() {
 
     // Longer than ack_wait: an un-terminated message would have come back by now.
     assert!(nothing_for(&mut rx, Duration::from_millis(2500)).await);
-    assert!(t.wait_for_stream_messages(0).await, "terminated messages leave a work queue");
+    assert!(
+        t.wait_for_stream_messages(0).await,
+        "terminated messages leave a work queue"
+    );
     consuming.stop().await;
 }
 
@@ -176,7 +183,11 @@ async fn progress_acks_keep_a_slow_handler_from_redelivery() {
     };
     let consuming = Consuming::start(&t.bus, Queue::Step, 4, handler);
     assert_eq!(recv(&mut rx, SOON).await, 1);
-    assert_eq!(t.stream_messages().await, 1, "still in the queue while running");
+    assert_eq!(
+        t.stream_messages().await,
+        1,
+        "still in the queue while running"
+    );
     assert!(
         nothing_for(&mut rx, Duration::from_secs(5)).await,
         "redelivered while the first handler was still running"
@@ -209,8 +220,14 @@ async fn shutdown_waits_for_running_handlers_and_their_acks() {
     consuming.shutdown();
     consuming.join().await;
 
-    assert!(finished.load(Ordering::SeqCst), "consume returned before its handler finished");
-    assert!(t.wait_for_stream_messages(0).await, "the final ack was flushed");
+    assert!(
+        finished.load(Ordering::SeqCst),
+        "consume returned before its handler finished"
+    );
+    assert!(
+        t.wait_for_stream_messages(0).await,
+        "the final ack was flushed"
+    );
 }
 
 #[tokio::test]
@@ -218,7 +235,9 @@ async fn zero_max_in_flight_is_refused() {
     let t = TestBus::new().await;
     let result = t
         .bus
-        .consume(Queue::Step, 0, CancellationToken::new(), |_d| async { Outcome::Ack })
+        .consume(Queue::Step, 0, CancellationToken::new(), |_d| async {
+            Outcome::Ack
+        })
         .await;
     assert!(matches!(result, Err(BusError::Config(_))));
 }

@@ -70,8 +70,15 @@ fn msg_ids_are_deterministic() {
     assert_eq!(http().msg_id(), format!("http:{}:0:2", run()));
 
     let timeout = resume(Event::Timeout).msg_id();
-    assert!(timeout.starts_with(&format!("res:{}:1:4:timeout:", run())), "{timeout}");
-    assert_eq!(timeout, resume(Event::Timeout).msg_id(), "same event, same id");
+    assert!(
+        timeout.starts_with(&format!("res:{}:1:4:timeout:", run())),
+        "{timeout}"
+    );
+    assert_eq!(
+        timeout,
+        resume(Event::Timeout).msg_id(),
+        "same event, same id"
+    );
 }
 
 #[test]
@@ -84,16 +91,29 @@ fn different_events_for_one_wait_get_different_ids() {
     };
     let queued = sms("queued").msg_id();
     let sent = sms("sent").msg_id();
-    assert!(queued.starts_with(&format!("res:{}:1:4:sms:", run())), "{queued}");
-    assert_ne!(queued, sent, "a later status must not be dropped as a duplicate");
-    assert_ne!(queued, resume(Event::Timeout).msg_id(), "timer and event differ");
+    assert!(
+        queued.starts_with(&format!("res:{}:1:4:sms:", run())),
+        "{queued}"
+    );
+    assert_ne!(
+        queued, sent,
+        "a later status must not be dropped as a duplicate"
+    );
+    assert_ne!(
+        queued,
+        resume(Event::Timeout).msg_id(),
+        "timer and event differ"
+    );
 }
 
 #[test]
 fn unknown_versions_and_garbage_are_decode_errors() {
     let future = br#"{"v":2,"msg":{"type":"advance","run_id":"x","token":0,"seq":1}}"#;
     let err = StepMessage::from_bytes(future).unwrap_err();
-    assert!(matches!(err, DecodeError::UnknownVersion { found: 2 }), "{err}");
+    assert!(
+        matches!(err, DecodeError::UnknownVersion { found: 2 }),
+        "{err}"
+    );
     assert!(err.to_string().contains("version 2"), "{err}");
 
     assert!(matches!(

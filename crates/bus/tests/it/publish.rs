@@ -11,13 +11,31 @@ async fn same_msg_id_is_stored_once() {
     let t = TestBus::new().await;
     let subject = t.bus.subject(Queue::Step);
 
-    let first = t.bus.publish(&subject, "a", "1".into(), None).await.unwrap();
-    let again = t.bus.publish(&subject, "a", "other body".into(), None).await.unwrap();
-    let other = t.bus.publish(&subject, "b", "2".into(), None).await.unwrap();
+    let first = t
+        .bus
+        .publish(&subject, "a", "1".into(), None)
+        .await
+        .unwrap();
+    let again = t
+        .bus
+        .publish(&subject, "a", "other body".into(), None)
+        .await
+        .unwrap();
+    let other = t
+        .bus
+        .publish(&subject, "b", "2".into(), None)
+        .await
+        .unwrap();
 
     assert!(!first.duplicate);
-    assert!(again.duplicate, "the second publish of id `a` is a duplicate");
-    assert_eq!(again.sequence, first.sequence, "a duplicate reports the original sequence");
+    assert!(
+        again.duplicate,
+        "the second publish of id `a` is a duplicate"
+    );
+    assert_eq!(
+        again.sequence, first.sequence,
+        "a duplicate reports the original sequence"
+    );
     assert!(!other.duplicate);
     assert_eq!(other.sequence, first.sequence + 1);
     assert_eq!(t.stream_messages().await, 2);
@@ -32,7 +50,10 @@ async fn replicas_connecting_at_once_share_one_stream_and_consumers() {
     drop(b.unwrap());
 
     let prefix = &config.prefix;
-    assert_eq!(t.bus.stream_name(), format!("{}_WORK", prefix.to_uppercase()));
+    assert_eq!(
+        t.bus.stream_name(),
+        format!("{}_WORK", prefix.to_uppercase())
+    );
     let mut stream = t.js().get_stream(t.bus.stream_name()).await.unwrap();
     let info = stream.info().await.unwrap();
     assert_eq!(info.config.retention, RetentionPolicy::WorkQueue);
@@ -42,7 +63,10 @@ async fn replicas_connecting_at_once_share_one_stream_and_consumers() {
         let name = format!("{prefix}-{}", queue.name());
         let consumer: PullConsumer = stream.get_consumer(&name).await.unwrap();
         let config = &consumer.cached_info().config;
-        assert_eq!(config.filter_subject, format!("{prefix}.v1.{}", queue.name()));
+        assert_eq!(
+            config.filter_subject,
+            format!("{prefix}.v1.{}", queue.name())
+        );
         assert_eq!(config.ack_policy, AckPolicy::Explicit);
         assert_eq!(config.ack_wait, BusConfig::default().ack_wait);
         assert_eq!(config.max_deliver, 20);
@@ -66,9 +90,15 @@ async fn a_changed_ack_wait_updates_the_consumer() {
 async fn headers_reach_the_handler_with_the_msg_id() {
     let t = TestBus::new().await;
     let mut headers = async_nats::HeaderMap::new();
-    headers.insert("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    headers.insert(
+        "traceparent",
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    );
     let subject = t.bus.subject(Queue::Http);
-    t.bus.publish(&subject, "h1", "x".into(), Some(headers)).await.unwrap();
+    t.bus
+        .publish(&subject, "h1", "x".into(), Some(headers))
+        .await
+        .unwrap();
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let consuming = crate::support::Consuming::start(&t.bus, Queue::Http, 1, move |d| {
@@ -94,5 +124,8 @@ async fn invalid_prefix_is_refused_before_connecting() {
         prefix: "has.dots".into(),
         ..test_config()
     };
-    assert!(matches!(Bus::connect(config).await, Err(BusError::Config(_))));
+    assert!(matches!(
+        Bus::connect(config).await,
+        Err(BusError::Config(_))
+    ));
 }

@@ -25,7 +25,11 @@ impl Server {
         let binary = std::env::var_os("NATS_SERVER_BIN")
             .map(PathBuf::from)
             .or_else(|| Some(PathBuf::from("/usr/sbin/nats-server")).filter(|p| p.exists()))?;
-        let port = TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
         let store = std::env::temp_dir().join(format!("phlo-bus-{}", uuid::Uuid::new_v4()));
         Some(Self {
             binary,
@@ -37,7 +41,14 @@ impl Server {
 
     async fn start(&mut self) {
         let child = Command::new(&self.binary)
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
             .arg(&self.store)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -45,7 +56,10 @@ impl Server {
             .expect("start nats-server");
         self.child = Some(child);
         for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -90,7 +104,9 @@ async fn publish_and_consume_survive_a_nats_restart() {
         }
     });
     let subject = bus.subject(Queue::Step);
-    bus.publish(&subject, "before", "before".into(), None).await.unwrap();
+    bus.publish(&subject, "before", "before".into(), None)
+        .await
+        .unwrap();
     assert_eq!(&recv(&mut rx, Duration::from_secs(5)).await[..], b"before");
 
     server.kill();

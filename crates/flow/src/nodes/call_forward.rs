@@ -37,7 +37,12 @@ pub(crate) fn parse(r: &mut OptionReader) -> Options {
     let from = r.required_template("from", "the caller ID shown to the recipient");
     let f = r.field("from");
     check_literal(r, &f, from.as_ref(), "invalid_phone", phone::check_address);
-    let to = r.checked_list("to", Some("the phone numbers or SIP URIs to forward to"), "invalid_phone", phone::check_address);
+    let to = r.checked_list(
+        "to",
+        Some("the phone numbers or SIP URIs to forward to"),
+        "invalid_phone",
+        phone::check_address,
+    );
     let ring_timeout = r.uint("ring_timeout", 5..=300, 30);
     let mode = match r.choice("forwarding", &["sequential", "parallel"], "sequential") {
         "parallel" => DialMode::Parallel,

@@ -31,7 +31,12 @@ pub(crate) fn parse(r: &mut OptionReader) -> Options {
     let from = r.required_template("from", "the caller ID: a phone number you own");
     let f = r.field("from");
     check_literal(r, &f, from.as_ref(), "invalid_phone", phone::check_address);
-    let to = r.checked_list("to", Some("the phone numbers or SIP URIs to call"), "invalid_phone", phone::check_address);
+    let to = r.checked_list(
+        "to",
+        Some("the phone numbers or SIP URIs to call"),
+        "invalid_phone",
+        phone::check_address,
+    );
     let ring_timeout = r.uint("ring_timeout", 5..=300, 60);
     let record = record::parse(r, "record");
     let machine_detection = r.bool("machine_detection", true);

@@ -35,7 +35,12 @@ pub(crate) fn parse(r: &mut OptionReader) -> Options {
     );
     let f = r.field("from");
     check_literal(r, &f, from.as_ref(), "invalid_phone", phone::check_sender);
-    let to = r.checked_list("to", Some("the recipients' phone numbers"), "invalid_phone", phone::check_phone);
+    let to = r.checked_list(
+        "to",
+        Some("the recipients' phone numbers"),
+        "invalid_phone",
+        phone::check_phone,
+    );
     let message = r.template("message");
     let media_urls = r.checked_list("media_urls", None, "invalid_url", check_url);
     if message.is_none() && media_urls.is_empty() && r.raw("message").is_none() {

@@ -72,7 +72,12 @@ fn one_definition_with_every_problem_reports_them_all() {
     });
     let problems = validate(&definition);
 
-    let bad_phone = find(&problems, "invalid_phone", Some("Send_SMS_1"), "options.to[0]");
+    let bad_phone = find(
+        &problems,
+        "invalid_phone",
+        Some("Send_SMS_1"),
+        "options.to[0]",
+    );
     assert_eq!(bad_phone.node_id.as_deref(), Some(SMS));
     assert!(bad_phone.message.contains("E.164"), "{}", bad_phone.message);
     let liquid = find(

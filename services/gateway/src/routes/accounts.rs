@@ -11,20 +11,36 @@ use crate::auth::{Admin, hash_token, new_auth_id, new_auth_token};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, plivo_time};
 
-pub async fn create(_: Admin, State(state): State<AppState>, body: JsonBody) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub async fn create(
+    _: Admin,
+    State(state): State<AppState>,
+    body: JsonBody,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let body = body.object("the account")?;
     let name = match body.get("name") {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) if s.len() <= 200 => s.clone(),
-        Some(_) => return Err(ApiError::bad_request("`name` must be a string of at most 200 characters")),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "`name` must be a string of at most 200 characters",
+            ));
+        }
     };
     if let Some(key) = body.keys().find(|k| *k != "name") {
-        return Err(ApiError::bad_request(format!("`{key}` is not a field of an account; the only field is `name`")));
+        return Err(ApiError::bad_request(format!(
+            "`{key}` is not a field of an account; the only field is `name`"
+        )));
     }
     let token = new_auth_token();
     let mut conn = state.pool.acquire().await?;
-    let account =
-        phlo_store::accounts::create(&mut conn, Uuid::now_v7(), &new_auth_id(), &hash_token(&token), &name).await?;
+    let account = phlo_store::accounts::create(
+        &mut conn,
+        Uuid::now_v7(),
+        &new_auth_id(),
+        &hash_token(&token),
+        &name,
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({

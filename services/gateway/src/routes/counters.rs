@@ -11,7 +11,11 @@ use crate::error::ApiError;
 use crate::extract::{id, plivo_time};
 use crate::routes::phlos::find;
 
-pub async fn list(caller: Caller, State(state): State<AppState>, Path(phlo_id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(phlo_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let phlo = find(&state, &caller, &phlo_id).await?;
     let compiled = state.runtime.phlo(phlo.id, phlo.revision).await?;
     let mut conn = state.pool.acquire().await?;
@@ -23,20 +27,34 @@ pub async fn list(caller: Caller, State(state): State<AppState>, Path(phlo_id): 
             json!({ "node_id": c.node_id, "node_name": name, "scope": c.scope, "value": c.value, "updated_on": plivo_time(c.updated_at) })
         })
         .collect();
-    Ok(Json(json!({ "api_id": Uuid::now_v7(), "phlo_id": phlo.id, "objects": objects })))
+    Ok(Json(
+        json!({ "api_id": Uuid::now_v7(), "phlo_id": phlo.id, "objects": objects }),
+    ))
 }
 
-pub async fn reset(caller: Caller, State(state): State<AppState>, Path((phlo_id, node_id)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
+pub async fn reset(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path((phlo_id, node_id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
     let phlo = find(&state, &caller, &phlo_id).await?;
     let node_id = id(&node_id, "counter")?;
     let mut conn = state.pool.acquire().await?;
     let n = phlo_store::counters::reset(&mut conn, phlo.id, Some(node_id)).await?;
-    Ok(Json(json!({ "api_id": Uuid::now_v7(), "phlo_id": phlo.id, "reset": n })))
+    Ok(Json(
+        json!({ "api_id": Uuid::now_v7(), "phlo_id": phlo.id, "reset": n }),
+    ))
 }
 
-pub async fn reset_all(caller: Caller, State(state): State<AppState>, Path(phlo_id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn reset_all(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(phlo_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let phlo = find(&state, &caller, &phlo_id).await?;
     let mut conn = state.pool.acquire().await?;
     let n = phlo_store::counters::reset(&mut conn, phlo.id, None).await?;
-    Ok(Json(json!({ "api_id": Uuid::now_v7(), "phlo_id": phlo.id, "reset": n })))
+    Ok(Json(
+        json!({ "api_id": Uuid::now_v7(), "phlo_id": phlo.id, "reset": n }),
+    ))
 }

@@ -20,10 +20,19 @@ pub fn router() -> Router<AppState> {
         .route("/v1/phlo/validate", post(phlos::validate))
         .route("/v1/phlo/{phlo_id}", get(phlos::get).put(phlos::update))
         .route("/v1/phlo/{phlo_id}/revisions", get(phlos::revisions))
-        .route("/v1/phlo/{phlo_id}/revisions/{revision}", get(phlos::revision))
+        .route(
+            "/v1/phlo/{phlo_id}/revisions/{revision}",
+            get(phlos::revision),
+        )
         .route("/v1/phlo/{phlo_id}/rollback", post(phlos::rollback))
-        .route("/v1/phlo/{phlo_id}/counters", get(counters::list).delete(counters::reset_all))
-        .route("/v1/phlo/{phlo_id}/counters/{node_id}", delete(counters::reset))
+        .route(
+            "/v1/phlo/{phlo_id}/counters",
+            get(counters::list).delete(counters::reset_all),
+        )
+        .route(
+            "/v1/phlo/{phlo_id}/counters/{node_id}",
+            delete(counters::reset),
+        )
         .route("/v1/phlo/{phlo_id}/runs/{run_id}", get(runs::get_for_phlo))
         .route("/v1/phlo/{phlo_id}/{node_type}/{node_id}", get(plivo::node))
         .route("/v1/account/{auth_id}/phlo/{phlo_id}", post(plivo::run))

@@ -32,13 +32,19 @@ pub async fn run(
         ));
     }
     let phlo_id = id(&phlo_id, "PHLO")?;
-    let mut params: serde_json::Map<String, Value> =
-        query.into_iter().filter(|(k, _)| k != "phlo_id").map(|(k, v)| (k, Value::String(v))).collect();
+    let mut params: serde_json::Map<String, Value> = query
+        .into_iter()
+        .filter(|(k, _)| k != "phlo_id")
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
     params.extend(body.object("the run payload")?);
     let request = StartRequest {
         account_id: caller.account_id,
         phlo_id,
-        trigger: Trigger::Api { request_uuid: String::new(), params },
+        trigger: Trigger::Api {
+            request_uuid: String::new(),
+            params,
+        },
     };
     let run_id = match state.runtime.start_run(request).await {
         Ok(run_id) => run_id,
@@ -63,7 +69,11 @@ pub async fn node(
     Path((phlo_id, node_type, node_id)): Path<(String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let phlo = find(&state, &caller, &phlo_id).await?;
-    let compiled = state.runtime.phlo(phlo.id, phlo.revision).await?.ok_or_else(|| ApiError::not_found("PHLO", phlo.id))?;
+    let compiled = state
+        .runtime
+        .phlo(phlo.id, phlo.revision)
+        .await?
+        .ok_or_else(|| ApiError::not_found("PHLO", phlo.id))?;
     let node = id(&node_id, "node")
         .ok()
         .and_then(|n| compiled.node(phlo_flow::NodeId(n)))

@@ -52,9 +52,10 @@ const TRIGGERS: &[&str] = &["api", "call", "sms"];
 
 fn one_of(name: &str, value: Option<String>, allowed: &[&str]) -> Result<Option<String>, ApiError> {
     match value {
-        Some(v) if !allowed.contains(&v.as_str()) => {
-            Err(ApiError::bad_request(format!("{name}={v} is not valid: use one of {}", allowed.join(", "))))
-        }
+        Some(v) if !allowed.contains(&v.as_str()) => Err(ApiError::bad_request(format!(
+            "{name}={v} is not valid: use one of {}",
+            allowed.join(", ")
+        ))),
         other => Ok(other),
     }
 }
@@ -64,15 +65,26 @@ fn time(name: &str, value: Option<String>) -> Result<Option<DateTime<Utc>>, ApiE
         .map(|v| {
             DateTime::parse_from_rfc3339(&v)
                 .map(|t| t.with_timezone(&Utc))
-                .map_err(|_| ApiError::bad_request(format!("{name}={v} is not an RFC 3339 time such as 2026-01-02T03:04:05Z")))
+                .map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "{name}={v} is not an RFC 3339 time such as 2026-01-02T03:04:05Z"
+                    ))
+                })
         })
         .transpose()
 }
 
-pub async fn list(caller: Caller, State(state): State<AppState>, Query(f): Query<Filters>) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    caller: Caller,
+    State(state): State<AppState>,
+    Query(f): Query<Filters>,
+) -> Result<Json<Value>, ApiError> {
     let limit = page_limit(f.limit)?;
     let phlo_id = match f.phlo_id {
-        Some(raw) => Some(Uuid::parse_str(&raw).map_err(|_| ApiError::bad_request(format!("phlo_id={raw} is not a UUID")))?),
+        Some(raw) => Some(
+            Uuid::parse_str(&raw)
+                .map_err(|_| ApiError::bad_request(format!("phlo_id={raw} is not a UUID")))?,
+        ),
         None => None,
     };
     let filter = runs::Filter {
@@ -89,7 +101,9 @@ pub async fn list(caller: Caller, State(state): State<AppState>, Query(f): Query
     };
     let mut conn = state.pool.acquire().await?;
     let rows = runs::list(&mut conn, &filter).await?;
-    let next = (rows.len() as i64 == limit).then(|| rows.last().map(|r| cursor(r.created_at, r.id))).flatten();
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| cursor(r.created_at, r.id)))
+        .flatten();
     Ok(Json(json!({
         "api_id": Uuid::now_v7(),
         "meta": { "limit": limit, "next": next },
@@ -98,19 +112,32 @@ pub async fn list(caller: Caller, State(state): State<AppState>, Query(f): Query
 }
 
 /// The run with its steps (node, state, variables, timing, error), tokens, context and counters.
-pub async fn get(caller: Caller, State(state): State<AppState>, Path(run_id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn get(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(run_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let run_id = id(&run_id, "run")?;
     Ok(Json(detail(&state, &caller, run_id, None).await?))
 }
 
 /// `GET /v1/phlo/{phlo_id}/runs/{run_id}` (the Java SDK's run getter).
-pub async fn get_for_phlo(caller: Caller, State(state): State<AppState>, Path((phlo_id, run_id)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
+pub async fn get_for_phlo(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path((phlo_id, run_id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
     let phlo_id = id(&phlo_id, "PHLO")?;
     let run_id = id(&run_id, "run")?;
     Ok(Json(detail(&state, &caller, run_id, Some(phlo_id)).await?))
 }
 
-async fn detail(state: &AppState, caller: &Caller, run_id: Uuid, phlo_id: Option<Uuid>) -> Result<Value, ApiError> {
+async fn detail(
+    state: &AppState,
+    caller: &Caller,
+    run_id: Uuid,
+    phlo_id: Option<Uuid>,
+) -> Result<Value, ApiError> {
     let mut conn = state.pool.acquire().await?;
     let run = runs::get(&mut conn, caller.account_id, run_id)
         .await?
@@ -123,8 +150,15 @@ async fn detail(state: &AppState, caller: &Caller, run_id: Uuid, phlo_id: Option
     for s in &steps {
         let v = &s.variables.0;
         let found = [
-            ("call_uuids", v.pointer("/call/uuid").or_else(|| v.get("uuid"))),
-            ("message_uuids", v.pointer("/message/message_uuid").or_else(|| v.get("message_uuid"))),
+            (
+                "call_uuids",
+                v.pointer("/call/uuid").or_else(|| v.get("uuid")),
+            ),
+            (
+                "message_uuids",
+                v.pointer("/message/message_uuid")
+                    .or_else(|| v.get("message_uuid")),
+            ),
             ("recording_ids", v.get("recording_uuid")),
         ];
         for (key, value) in found {
@@ -162,22 +196,38 @@ async fn detail(state: &AppState, caller: &Caller, run_id: Uuid, phlo_id: Option
         "waiting_for": t.wait.as_ref().map(|w| serde_json::to_value(w.0.on).unwrap_or(Value::Null)),
         "ended_reason": t.ended_reason,
     })).collect::<Vec<_>>());
-    body["context"] = tokens.first().map(|t| Value::Object(t.context.0.vars.clone())).unwrap_or(Value::Null);
-    body["counters"] = json!(counters.iter().map(|c| json!({ "node_id": c.node_id, "scope": c.scope, "value": c.value })).collect::<Vec<_>>());
+    body["context"] = tokens
+        .first()
+        .map(|t| Value::Object(t.context.0.vars.clone()))
+        .unwrap_or(Value::Null);
+    body["counters"] = json!(
+        counters
+            .iter()
+            .map(|c| json!({ "node_id": c.node_id, "scope": c.scope, "value": c.value }))
+            .collect::<Vec<_>>()
+    );
     if let Some(map) = body.as_object_mut() {
         map.extend(ids.as_object().cloned().unwrap_or_default());
     }
     Ok(body)
 }
 
-pub async fn cancel(caller: Caller, State(state): State<AppState>, Path(run_id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn cancel(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(run_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let run_id = id(&run_id, "run")?;
     match state.runtime.cancel_run(caller.account_id, run_id).await? {
         None => Err(ApiError::not_found("run", run_id)),
         Some(cancelled) => {
             let mut conn = state.pool.acquire().await?;
-            let status = runs::get(&mut conn, caller.account_id, run_id).await?.map(|r| r.status);
-            Ok(Json(json!({ "api_id": Uuid::now_v7(), "run_id": run_id, "cancelled": cancelled, "status": status })))
+            let status = runs::get(&mut conn, caller.account_id, run_id)
+                .await?
+                .map(|r| r.status);
+            Ok(Json(
+                json!({ "api_id": Uuid::now_v7(), "run_id": run_id, "cancelled": cancelled, "status": status }),
+            ))
         }
     }
 }

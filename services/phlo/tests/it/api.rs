@@ -8,16 +8,30 @@ use crate::support::{ADMIN_TOKEN, Stack};
 #[tokio::test(flavor = "multi_thread")]
 async fn accounts_need_the_operator_token_and_look_like_plivos() {
     let mut stack = Stack::start(0).await;
-    let r = stack.http.post(stack.url("/v1/accounts")).bearer_auth("wrong").json(&json!({})).send().await.unwrap();
+    let r = stack
+        .http
+        .post(stack.url("/v1/accounts"))
+        .bearer_auth("wrong")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let body: serde_json::Value = r.json().await.unwrap();
-    assert!(body["error"].as_str().unwrap().contains("PHLO_ADMIN_TOKEN"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("PHLO_ADMIN_TOKEN"),
+        "{body}"
+    );
     assert!(body["api_id"].is_string());
 
     let acct = stack.account().await;
     assert_eq!(acct.auth_id.len(), 20);
     assert!(acct.auth_id.starts_with("MA"));
-    assert!(acct.auth_id[2..].chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()));
+    assert!(
+        acct.auth_id[2..]
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+    );
     // The token is stored hashed: the database never sees it.
     let pool = phlo_store::connect(&stack.db_url, 1).await.unwrap();
     let (hash,): (Vec<u8>,) = sqlx_query(&pool, &acct.auth_id).await;
@@ -29,7 +43,10 @@ async fn accounts_need_the_operator_token_and_look_like_plivos() {
 
 async fn sqlx_query(pool: &phlo_store::PgPool, auth_id: &str) -> (Vec<u8>,) {
     let mut conn = pool.acquire().await.unwrap();
-    let account = phlo_store::accounts::find_by_auth_id(&mut conn, auth_id).await.unwrap().unwrap();
+    let account = phlo_store::accounts::find_by_auth_id(&mut conn, auth_id)
+        .await
+        .unwrap()
+        .unwrap();
     (account.token_hash,)
 }
 
@@ -51,15 +68,25 @@ async fn another_account_sees_nothing() {
         (Method::POST, format!("/v1/phlo/{phlo_id}/rollback")),
         (Method::GET, format!("/v1/phlo/{phlo_id}/counters")),
         (Method::GET, format!("/v1/phlo/{phlo_id}/runs/{run_id}")),
-        (Method::POST, format!("/v1/account/{}/phlo/{phlo_id}", b.auth_id)),
+        (
+            Method::POST,
+            format!("/v1/account/{}/phlo/{phlo_id}", b.auth_id),
+        ),
         (Method::GET, format!("/v1/runs/{run_id}")),
         (Method::POST, format!("/v1/runs/{run_id}/cancel")),
     ];
     for (method, path) in routes {
-        let body = if method == Method::GET { None } else { Some(phlo.clone()) };
+        let body = if method == Method::GET {
+            None
+        } else {
+            Some(phlo.clone())
+        };
         let (status, response) = stack.call(&b, method.clone(), &path, body).await;
         assert_eq!(status, 404, "{method} {path}: {response}");
-        assert!(response["error"].as_str().unwrap().contains("not found"), "{response}");
+        assert!(
+            response["error"].as_str().unwrap().contains("not found"),
+            "{response}"
+        );
     }
     let (status, list) = stack.call(&b, Method::GET, "/v1/runs", None).await;
     assert_eq!(status, 200);
@@ -67,7 +94,9 @@ async fn another_account_sees_nothing() {
     let (_, list) = stack.call(&b, Method::GET, "/v1/phlo", None).await;
     assert_eq!(list["objects"], json!([]));
     // A's own view is intact.
-    let (status, _) = stack.call(&a, Method::GET, &format!("/v1/runs/{run_id}"), None).await;
+    let (status, _) = stack
+        .call(&a, Method::GET, &format!("/v1/runs/{run_id}"), None)
+        .await;
     assert_eq!(status, 200);
     stack.cleanup().await;
 }
@@ -77,16 +106,49 @@ async fn bad_input_gets_a_clear_4xx() {
     let mut stack = Stack::start(0).await;
     let acct = stack.account().await;
     let send = |method: Method, path: &str, body: &'static str| {
-        stack.http.request(method, stack.url(path)).basic_auth(&acct.auth_id, Some(&acct.token)).header("content-type", "application/json").body(body)
+        stack
+            .http
+            .request(method, stack.url(path))
+            .basic_auth(&acct.auth_id, Some(&acct.token))
+            .header("content-type", "application/json")
+            .body(body)
     };
     let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
-        (send(Method::POST, "/v1/phlo", "{\"name\": "), 400, "not valid JSON"),
+        (
+            send(Method::POST, "/v1/phlo", "{\"name\": "),
+            400,
+            "not valid JSON",
+        ),
         (send(Method::POST, "/v1/phlo", "[1, 2]"), 400, "error"),
-        (send(Method::POST, "/v1/phlo", "{\"name\": 5, \"nodes\": []}"), 400, "problems"),
-        (send(Method::GET, "/v1/phlo/not-a-uuid", ""), 404, "not found"),
-        (send(Method::GET, "/v1/runs/00000000-0000-4000-8000-000000000000", ""), 404, "not found"),
-        (send(Method::GET, "/v1/runs?status=sleeping", ""), 400, "status=sleeping"),
-        (send(Method::GET, "/v1/runs?from=yesterday", ""), 400, "RFC 3339"),
+        (
+            send(Method::POST, "/v1/phlo", "{\"name\": 5, \"nodes\": []}"),
+            400,
+            "problems",
+        ),
+        (
+            send(Method::GET, "/v1/phlo/not-a-uuid", ""),
+            404,
+            "not found",
+        ),
+        (
+            send(
+                Method::GET,
+                "/v1/runs/00000000-0000-4000-8000-000000000000",
+                "",
+            ),
+            404,
+            "not found",
+        ),
+        (
+            send(Method::GET, "/v1/runs?status=sleeping", ""),
+            400,
+            "status=sleeping",
+        ),
+        (
+            send(Method::GET, "/v1/runs?from=yesterday", ""),
+            400,
+            "RFC 3339",
+        ),
         (send(Method::GET, "/v1/runs?limit=1000", ""), 400, "limit"),
         (send(Method::DELETE, "/v1/runs", ""), 405, "not allowed"),
         (send(Method::GET, "/v1/nothing-here", ""), 404, "no route"),
@@ -97,18 +159,40 @@ async fn bad_input_gets_a_clear_4xx() {
         let body: serde_json::Value = r.json().await.unwrap();
         assert_eq!(got, status, "{body}");
         assert!(body["api_id"].is_string(), "{body}");
-        assert!(body.to_string().contains(needle), "expected `{needle}` in {body}");
+        assert!(
+            body.to_string().contains(needle),
+            "expected `{needle}` in {body}"
+        );
     }
     // Over the body limit (1 MiB by default).
     let big = format!("{{\"name\": \"{}\"}}", "x".repeat(2 << 20));
-    let r = stack.http.post(stack.url("/v1/phlo")).basic_auth(&acct.auth_id, Some(&acct.token)).body(big).send().await.unwrap();
+    let r = stack
+        .http
+        .post(stack.url("/v1/phlo"))
+        .basic_auth(&acct.auth_id, Some(&acct.token))
+        .body(big)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 413);
     let body: serde_json::Value = r.json().await.unwrap();
-    assert!(body["error"].as_str().unwrap().contains("PHLO_MAX_BODY_BYTES"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("PHLO_MAX_BODY_BYTES"),
+        "{body}"
+    );
     // No credentials, wrong credentials.
     let r = stack.http.get(stack.url("/v1/phlo")).send().await.unwrap();
     assert_eq!(r.status(), 401);
-    let r = stack.http.get(stack.url("/v1/phlo")).basic_auth(&acct.auth_id, Some("nope")).send().await.unwrap();
+    let r = stack
+        .http
+        .get(stack.url("/v1/phlo"))
+        .basic_auth(&acct.auth_id, Some("nope"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     stack.cleanup().await;
 }

@@ -15,8 +15,16 @@ const COUNTER_2: &str = "e2e00000-0000-4000-8000-000000000005";
 
 fn order_api(path: &str) -> (u16, &'static str, String) {
     match path {
-        "/orders/17" => (200, "application/json", json!({ "order": { "id": "A-17", "status": "shipped" } }).to_string()),
-        _ => (404, "application/json", json!({ "error": "no such order" }).to_string()),
+        "/orders/17" => (
+            200,
+            "application/json",
+            json!({ "order": { "id": "A-17", "status": "shipped" } }).to_string(),
+        ),
+        _ => (
+            404,
+            "application/json",
+            json!({ "error": "no such order" }).to_string(),
+        ),
     }
 }
 
@@ -56,16 +64,25 @@ async fn a_non_voice_phlo_runs_end_to_end_across_processes() {
     let server = recorder(order_api).await;
     let mut stack = Stack::start(2).await;
     let acct = stack.account().await;
-    let phlo_id = stack.create_phlo(&acct, order_phlo(server.addr.port())).await;
-    let run_id = stack.run(&acct, &phlo_id, json!({ "order_id": "17" })).await;
-    let run = stack.wait_run(&acct, &run_id, Duration::from_secs(30)).await;
+    let phlo_id = stack
+        .create_phlo(&acct, order_phlo(server.addr.port()))
+        .await;
+    let run_id = stack
+        .run(&acct, &phlo_id, json!({ "order_id": "17" }))
+        .await;
+    let run = stack
+        .wait_run(&acct, &run_id, Duration::from_secs(30))
+        .await;
 
     assert_eq!(run["status"], "completed", "{run:#}");
     assert_eq!(run["trigger"], "api");
     let start = done_step(&run, "Start");
     assert_eq!(start["state"], "api_request");
     assert_eq!(start["variables"]["request_type"], "http");
-    assert_eq!(start["variables"]["http"]["params"], json!({ "kind": "order", "order_id": "17" }));
+    assert_eq!(
+        start["variables"]["http"]["params"],
+        json!({ "kind": "order", "order_id": "17" })
+    );
     assert_eq!(start["variables"]["request"]["uuid"], run_id.as_str());
     assert_eq!(done_step(&run, "Branch_1")["state"], "order");
     let counter = done_step(&run, "Counter_1");
@@ -84,7 +101,12 @@ async fn a_non_voice_phlo_runs_end_to_end_across_processes() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (s["node_name"].as_str().unwrap().to_owned(), s["outcome"].as_str().unwrap().to_owned()))
+        .map(|s| {
+            (
+                s["node_name"].as_str().unwrap().to_owned(),
+                s["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     let expected = [
         ("Start", "done"),
@@ -106,7 +128,10 @@ async fn a_non_voice_phlo_runs_end_to_end_across_processes() {
     assert_eq!(r.path_and_query, "/orders/17?source=phlo");
     assert_eq!(r.headers["x-run"], run_id.as_str());
     assert!(r.headers.contains_key("idempotency-key"));
-    assert_eq!(serde_json::from_slice::<Value>(&r.body).unwrap(), json!({ "kind": "order", "n": 1 }));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&r.body).unwrap(),
+        json!({ "kind": "order", "n": 1 })
+    );
     stack.cleanup().await;
 }
 
@@ -131,14 +156,23 @@ async fn a_timer_due_while_no_worker_runs_fires_when_one_starts() {
         if run["tokens"][0]["status"] == "waiting" {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "never parked: {run:#}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never parked: {run:#}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stack.kill_all_workers();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(stack.get_run(&acct, &run_id).await["status"], "active", "nothing moves without a worker");
+    assert_eq!(
+        stack.get_run(&acct, &run_id).await["status"],
+        "active",
+        "nothing moves without a worker"
+    );
     stack.spawn_worker();
-    let run = stack.wait_run(&acct, &run_id, Duration::from_secs(30)).await;
+    let run = stack
+        .wait_run(&acct, &run_id, Duration::from_secs(30))
+        .await;
     let http = done_step(&run, "HTTP_Request_1");
     // The killed worker's request is lost with it; the timer decides.
     assert_eq!(http["state"], "failed", "{run:#}");

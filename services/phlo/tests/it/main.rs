@@ -4,4 +4,6 @@
 mod support;
 
 mod api;
+mod chaos;
 mod e2e;
+mod sdk;

@@ -27,7 +27,10 @@ pub struct Stack {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
 }
 
 impl Stack {
@@ -37,16 +40,31 @@ impl Stack {
 
     /// `env` adds or overrides variables of every process (e.g. `PHLO_MAX_WAIT_SECS`).
     pub async fn start_with(workers: usize, env: &[(&str, &str)]) -> Stack {
-        let db_url = phlo_store::testing::fresh_database().await.expect("test database");
+        let nats_url =
+            std::env::var("PHLO_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+        Stack::start_custom(workers, &nats_url, env).await
+    }
+
+    /// Like [`Stack::start_with`], against the NATS at `nats_url` (e.g. a test's own [`NatsServer`]).
+    pub async fn start_custom(workers: usize, nats_url: &str, env: &[(&str, &str)]) -> Stack {
+        let db_url = phlo_store::testing::fresh_database()
+            .await
+            .expect("test database");
         let mut stack = Stack {
             db_url,
-            nats_url: std::env::var("PHLO_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into()),
+            nats_url: nats_url.to_owned(),
             prefix: format!("t{}", uuid::Uuid::new_v4().simple()),
             gateway_url: String::new(),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
             gateway: None,
             workers: Vec::new(),
-            extra_env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            extra_env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         };
         stack.start_gateway().await;
         for _ in 0..workers {
@@ -68,7 +86,10 @@ impl Stack {
             .env("PHLO_REDRIVE_AFTER_SECS", "3")
             .env("PHLO_RELAY_AFTER_SECS", "1")
             .env("PHLO_DB_POOL", "8")
-            .env("RUST_LOG", std::env::var("PHLO_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("PHLO_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null());
         for (k, v) in &self.extra_env {
             cmd.env(k, v);
@@ -78,10 +99,15 @@ impl Stack {
 
     pub async fn start_gateway(&mut self) {
         let port = free_port();
-        let child = self.command("gateway").env("PHLO_GATEWAY_ADDR", format!("127.0.0.1:{port}")).spawn().expect("spawn gateway");
+        let child = self
+            .command("gateway")
+            .env("PHLO_GATEWAY_ADDR", format!("127.0.0.1:{port}"))
+            .spawn()
+            .expect("spawn gateway");
         self.gateway = Some(child);
         self.gateway_url = format!("http://127.0.0.1:{port}");
-        self.wait_ready(&format!("{}/readyz", self.gateway_url)).await;
+        self.wait_ready(&format!("{}/readyz", self.gateway_url))
+            .await;
     }
 
     async fn wait_ready(&self, url: &str) {
@@ -112,6 +138,11 @@ impl Stack {
         }
     }
 
+    /// How many worker processes this stack started and has not killed.
+    pub fn live_workers(&self) -> usize {
+        self.workers.iter().filter(|w| w.is_some()).count()
+    }
+
     pub fn kill_all_workers(&mut self) {
         for i in 0..self.workers.len() {
             self.kill_worker(i);
@@ -124,25 +155,49 @@ impl Stack {
 
     /// Creates an account through the admin API.
     pub async fn account(&self) -> Account {
-        let r = self.http.post(self.url("/v1/accounts")).bearer_auth(ADMIN_TOKEN).json(&json!({ "name": "test" })).send().await.expect("create account");
+        let r = self
+            .http
+            .post(self.url("/v1/accounts"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({ "name": "test" }))
+            .send()
+            .await
+            .expect("create account");
         assert_eq!(r.status(), 201, "account creation");
         let body: Value = r.json().await.expect("json");
-        Account { auth_id: body["auth_id"].as_str().expect("auth_id").to_owned(), token: body["auth_token"].as_str().expect("token").to_owned() }
+        Account {
+            auth_id: body["auth_id"].as_str().expect("auth_id").to_owned(),
+            token: body["auth_token"].as_str().expect("token").to_owned(),
+        }
     }
 
-    pub async fn call(&self, acct: &Account, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self.http.request(method, self.url(path)).basic_auth(&acct.auth_id, Some(&acct.token));
+    pub async fn call(
+        &self,
+        acct: &Account,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, self.url(path))
+            .basic_auth(&acct.auth_id, Some(&acct.token));
         if let Some(b) = body {
             req = req.json(&b);
         }
         let r = req.send().await.expect("request");
         let status = r.status().as_u16();
         let text = r.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn create_phlo(&self, acct: &Account, definition: Value) -> String {
-        let (status, body) = self.call(acct, Method::POST, "/v1/phlo", Some(definition)).await;
+        let (status, body) = self
+            .call(acct, Method::POST, "/v1/phlo", Some(definition))
+            .await;
         assert_eq!(status, 201, "create PHLO: {body}");
         body["phlo_id"].as_str().expect("phlo_id").to_owned()
     }
@@ -155,7 +210,9 @@ impl Stack {
     }
 
     pub async fn get_run(&self, acct: &Account, run_id: &str) -> Value {
-        let (status, body) = self.call(acct, Method::GET, &format!("/v1/runs/{run_id}"), None).await;
+        let (status, body) = self
+            .call(acct, Method::GET, &format!("/v1/runs/{run_id}"), None)
+            .await;
         assert_eq!(status, 200, "get run: {body}");
         body
     }
@@ -184,7 +241,9 @@ impl Stack {
         }
         if let Ok(client) = async_nats_connect(&self.nats_url).await {
             let js = async_nats::jetstream::new(client);
-            let _ = js.delete_stream(format!("{}_WORK", self.prefix.to_uppercase())).await;
+            let _ = js
+                .delete_stream(format!("{}_WORK", self.prefix.to_uppercase()))
+                .await;
         }
     }
 }
@@ -195,7 +254,12 @@ async fn async_nats_connect(url: &str) -> Result<async_nats::Client, async_nats:
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        for child in self.workers.iter_mut().filter_map(Option::take).chain(self.gateway.take()) {
+        for child in self
+            .workers
+            .iter_mut()
+            .filter_map(Option::take)
+            .chain(self.gateway.take())
+        {
             let mut child = child;
             let _ = child.kill();
             let _ = child.wait();
@@ -227,24 +291,31 @@ pub struct Recorder {
 pub async fn recorder(reply: fn(&str) -> (u16, &'static str, String)) -> Recorder {
     let received: Arc<Mutex<Vec<Received>>> = Arc::default();
     let log = received.clone();
-    let app = Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-        let log = log.clone();
-        async move {
-            log.lock().expect("lock").push(Received {
-                method: method.to_string(),
-                path_and_query: uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
-                headers,
-                body: body.to_vec(),
-            });
-            let (status, content_type, body) = reply(uri.path());
-            axum::response::Response::builder()
-                .status(status)
-                .header("content-type", content_type)
-                .body(axum::body::Body::from(body))
-                .expect("response")
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let app = Router::new().fallback(
+        move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+            let log = log.clone();
+            async move {
+                log.lock().expect("lock").push(Received {
+                    method: method.to_string(),
+                    path_and_query: uri
+                        .path_and_query()
+                        .map(|p| p.to_string())
+                        .unwrap_or_default(),
+                    headers,
+                    body: body.to_vec(),
+                });
+                let (status, content_type, body) = reply(uri.path());
+                axum::response::Response::builder()
+                    .status(status)
+                    .header("content-type", content_type)
+                    .body(axum::body::Body::from(body))
+                    .expect("response")
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, app).await });
     Recorder { addr, received }
@@ -254,13 +325,18 @@ pub async fn recorder(reply: fn(&str) -> (u16, &'static str, String)) -> Recorde
 pub fn done_step<'a>(run: &'a Value, node_name: &str) -> &'a Value {
     run["steps"]
         .as_array()
-        .and_then(|s| s.iter().find(|s| s["node_name"] == node_name && s["outcome"] == "done"))
+        .and_then(|s| {
+            s.iter()
+                .find(|s| s["node_name"] == node_name && s["outcome"] == "done")
+        })
         .unwrap_or_else(|| panic!("no finished step of {node_name} in {run:#}"))
 }
 
 /// A server that accepts connections and never answers: requests to it hang until their timeout.
 pub async fn silent_server() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         let mut held = Vec::new();
@@ -269,4 +345,98 @@ pub async fn silent_server() -> SocketAddr {
         }
     });
     addr
+}
+
+/// A NATS server of the test's own (JetStream, file storage in a temp dir), for tests that kill or
+/// restart NATS: the machine's shared server on 4222 serves every other test. Killed and its
+/// directory removed on drop.
+pub struct NatsServer {
+    pub port: u16,
+    pub url: String,
+    pub dir: std::path::PathBuf,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    /// `PHLO_TEST_NATS_SERVER` overrides the binary (default `/usr/sbin/nats-server`).
+    pub async fn start() -> NatsServer {
+        let port = free_port();
+        let dir =
+            std::env::temp_dir().join(format!("phlo-test-nats-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("NATS store dir");
+        let mut server = NatsServer {
+            port,
+            url: format!("nats://127.0.0.1:{port}"),
+            dir,
+            child: None,
+        };
+        server.spawn().await;
+        server
+    }
+
+    async fn spawn(&mut self) {
+        let bin = std::env::var("PHLO_TEST_NATS_SERVER")
+            .unwrap_or_else(|_| "/usr/sbin/nats-server".into());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("nats.log"))
+            .expect("NATS log");
+        let child = Command::new(&bin)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+        self.child = Some(child);
+        // Up once a client can connect and JetStream answers.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(client) = async_nats_connect(&self.url).await {
+                if async_nats::jetstream::new(client)
+                    .query_account()
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nats-server on port {} never became ready",
+                self.port
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `kill -9`.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port and store directory (after [`NatsServer::kill`]).
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
