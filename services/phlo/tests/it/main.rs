@@ -6,4 +6,5 @@ mod support;
 mod api;
 mod chaos;
 mod e2e;
+mod guards;
 mod sdk;
