@@ -21,8 +21,8 @@ use crate::{BusConfig, BusError, Queue};
 /// How long `publish` keeps retrying transient failures (a NATS restart or leader election)
 /// before giving up. Well inside the stream's two-minute dedup window, so retries stay safe.
 const PUBLISH_BUDGET: Duration = Duration::from_secs(10);
-/// One attempt's wait for its PubAck. A publish sent while the connection was down is lost
-/// silently, so waiting the client's default 5 s would waste half the budget.
+/// One attempt's wait for its PubAck. An attempt made while the connection was down never gets
+/// one (seen with NATS restarts), so the client's default 5 s would waste half the budget.
 const PUBLISH_ATTEMPT: Duration = Duration::from_secs(2);
 /// How long `connect` waits for NATS to come up and accept the stream and consumers, so that
 /// pods may start before NATS does.
@@ -56,7 +56,6 @@ impl Bus {
     pub async fn connect(config: BusConfig) -> Result<Bus, BusError> {
         config.validate().map_err(BusError::Config)?;
         let (connected, connections) = watch::channel(0);
-        let connected = Arc::new(connected);
         let client = ConnectOptions::new()
             .name(format!("{}-bus", config.prefix))
             .retry_on_initial_connect()
@@ -66,10 +65,10 @@ impl Bus {
                 }
                 async move {
                     match event {
-                        Event::Disconnected | Event::LameDuckMode => {
-                            warn!(%event, "NATS connection")
+                        Event::Connected | Event::Draining | Event::Closed => {
+                            info!(%event, "NATS connection")
                         }
-                        _ => info!(%event, "NATS connection"),
+                        _ => warn!(%event, "NATS connection"),
                     }
                 }
             })

@@ -11,6 +11,8 @@ use crate::nodes::Component;
 use crate::options::{OptionReader, check_url, kind};
 use crate::problem::{Place, Problem, Problems, Severity};
 
+/// The name under which Liquid sees the Start node's variables, whatever the node is called.
+pub const START_NAME: &str = "Start";
 /// Most nodes one PHLO may have.
 pub const MAX_NODES: usize = 500;
 /// Longest node name; names are Liquid identifiers (`{{Send_SMS_1.status}}`).
@@ -83,7 +85,7 @@ fn build(definition: &Value, problems: &mut Problems) -> Option<Phlo> {
     };
     unknown_fields(problems, &top, "", map, TOP_FIELDS);
     let name = match map.get("name") {
-        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 200 => s.trim().to_owned(),
+        Some(Value::String(s)) if !s.trim().is_empty() && s.trim().len() <= 200 => s.trim().to_owned(),
         Some(Value::String(_)) => {
             problems.error(
                 &top,
@@ -346,12 +348,21 @@ fn parse_callback(
         map,
         &["url", "method", "events"],
     );
-    let url = match map.get("url").and_then(Value::as_str) {
-        Some(u) => {
+    let url = match map.get("url").filter(|v| !v.is_null()) {
+        Some(Value::String(u)) => {
             if let Err(msg) = check_url(u) {
                 problems.error(place, &format!("{field}.url"), "invalid_url", msg);
             }
             u.to_owned()
+        }
+        Some(other) => {
+            problems.error(
+                place,
+                &format!("{field}.url"),
+                "wrong_type",
+                format!("expected a URL string, found {}", kind(other)),
+            );
+            String::new()
         }
         None => {
             problems.error(
@@ -363,11 +374,9 @@ fn parse_callback(
             String::new()
         }
     };
-    let method = match map
-        .get("method")
-        .and_then(Value::as_str)
-        .map(str::to_ascii_uppercase)
-    {
+    let method = match map.get("method").filter(|v| !v.is_null()).map(|m| {
+        m.as_str().map(str::to_ascii_uppercase).unwrap_or_else(|| m.to_string())
+    }) {
         None => "POST".to_owned(),
         Some(m) if m == "POST" || m == "GET" => m,
         Some(m) => {
@@ -497,6 +506,19 @@ fn graph(
         }
     }
     let start_id = starts.first().and_then(|s| s.id);
+    // Liquid reaches the trigger as `{{Start.…}}` whatever the Start node is called, so no other node
+    // may take that name.
+    for p in &parsed {
+        let is_start = p.component.as_ref().is_some_and(|c| c.kind() == Kind::Start);
+        if !is_start && p.name.as_deref() == Some(START_NAME) {
+            problems.error(
+                &p.place,
+                &format!("{}name", p.prefix),
+                "invalid_value",
+                "`Start` is reserved for the Start node (Liquid reads the trigger as {{Start.…}}): rename this node",
+            );
+        }
+    }
 
     let mut edges: BTreeMap<NodeId, Vec<NodeId>> = BTreeMap::new();
     let mut nodes = BTreeMap::new();

@@ -28,7 +28,7 @@ mod options;
 pub mod phone;
 mod problem;
 
-pub use compile::{MAX_NAME_LEN, MAX_NODES, compile, compile_str, validate};
+pub use compile::{MAX_NAME_LEN, MAX_NODES, START_NAME, compile, compile_str, validate};
 pub use effect::Effect;
 pub use engine::{ActiveCall, CallChange, Context, EngineError, Outcome, Step, Wait, WaitOn, step};
 pub use event::{Event, Trigger, Vars};

@@ -129,10 +129,10 @@ impl Runtime {
                 tracing::warn!(error = %e, "outbox relay failed");
             }
             // The reconciler scans more; every tenth tick is plenty for a 60 s threshold.
-            if ticks % 10 == 0 {
-                if let Err(e) = self.reconcile_once().await {
-                    tracing::warn!(error = %e, "reconciler failed");
-                }
+            if ticks.is_multiple_of(10)
+                && let Err(e) = self.reconcile_once().await
+            {
+                tracing::warn!(error = %e, "reconciler failed");
             }
         }
     }

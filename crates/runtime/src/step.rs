@@ -135,6 +135,10 @@ impl Runtime {
             Outcome::Done {
                 next, variables, ..
             } => {
+                if node_id == phlo.start && node != phlo_flow::START_NAME {
+                    let start = Value::Object(variables.clone());
+                    ctx.vars.insert(phlo_flow::START_NAME.to_owned(), start);
+                }
                 ctx.vars.insert(node, Value::Object(variables));
                 ctx.parked.clear();
                 apply_call_change(&mut ctx, step.call);

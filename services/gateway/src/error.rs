@@ -57,13 +57,12 @@ impl IntoResponse for ApiError {
             map.insert(key.to_owned(), value);
         }
         let mut response = (self.status, Json(body)).into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
-            if let Ok(v) = "Basic realm=\"phlo\"".parse() {
+        if self.status == StatusCode::UNAUTHORIZED
+            && let Ok(v) = "Basic realm=\"phlo\"".parse() {
                 response
                     .headers_mut()
                     .insert(axum::http::header::WWW_AUTHENTICATE, v);
             }
-        }
         response
     }
 }

@@ -2,8 +2,10 @@
 //! not JSON get a 400 that says where the syntax broke, and oversized bodies a 413, all as `{api_id, error}`.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -60,6 +62,36 @@ impl JsonBody {
     pub fn required(self, what: &str) -> Result<Value, ApiError> {
         self.0
             .ok_or_else(|| ApiError::bad_request(format!("the request body is empty: send {what}")))
+    }
+}
+
+/// `axum::extract::Query` whose rejection (e.g. `limit=abc`) is a `{api_id, error}` 400 like every other
+/// error, not axum's plain-text one.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| Query(v))
+            .map_err(|r| ApiError::new(r.status(), r.body_text()))
+    }
+}
+
+/// `axum::extract::Path` whose rejection (e.g. a segment that is not UTF-8 once percent-decoded) is a
+/// `{api_id, error}` body too.
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| Path(v))
+            .map_err(|r| ApiError::new(r.status(), r.body_text()))
     }
 }
 

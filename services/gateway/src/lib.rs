@@ -18,6 +18,7 @@ use phlo_service::CommonConfig;
 use phlo_store::PgPool;
 use tokio_util::sync::CancellationToken;
 use tower::Layer;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
 
 pub use auth::{hash_token, new_auth_id};
@@ -60,7 +61,11 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
     let router = routes::router()
         .with_state(state)
         .layer(DefaultBodyLimit::max(limit))
-        .merge(health);
+        .merge(health)
+        // A bug must cost one request a 500, never the process.
+        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+            axum::response::IntoResponse::into_response(error::ApiError::internal("a handler panicked"))
+        }));
     NormalizePathLayer::trim_trailing_slash().layer(router)
 }
 

@@ -57,7 +57,7 @@ pub(crate) fn parse(r: &mut OptionReader) -> Options {
 fn parse_condition(c: &mut OptionReader, earlier: &[Condition]) -> Option<Condition> {
     let alias_field = c.field("alias");
     let alias = match c.raw("alias") {
-        Some(Value::String(a)) if !a.trim().is_empty() && a.len() <= 64 => {
+        Some(Value::String(a)) if !a.trim().is_empty() && a.trim().len() <= 64 => {
             Some(a.trim().to_owned())
         }
         Some(other) => {

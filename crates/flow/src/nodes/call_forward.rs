@@ -43,6 +43,7 @@ pub(crate) fn parse(r: &mut OptionReader) -> Options {
         "invalid_phone",
         phone::check_address,
     );
+    super::check_recipient_count(r, "to", &to);
     let ring_timeout = r.uint("ring_timeout", 5..=300, 30);
     let mode = match r.choice("forwarding", &["sequential", "parallel"], "sequential") {
         "parallel" => DialMode::Parallel,

@@ -134,13 +134,10 @@ fn parse_body(r: &mut OptionReader, method: &str) -> Option<BodyOption> {
         );
     }
     let mut b = r.nested(map, field);
-    let kind_word = match b
-        .raw("type")
-        .and_then(Value::as_str)
-        .map(str::to_ascii_lowercase)
-    {
+    let kind_word = match b.raw("type") {
         None => "json".to_owned(),
-        Some(t) => t,
+        Some(Value::String(t)) => t.to_ascii_lowercase(),
+        Some(other) => other.to_string(),
     };
     let content = b.raw("content");
     let content_field = b.field("content");

@@ -37,6 +37,7 @@ pub(crate) fn parse(r: &mut OptionReader) -> Options {
         "invalid_phone",
         phone::check_address,
     );
+    super::check_recipient_count(r, "to", &to);
     let ring_timeout = r.uint("ring_timeout", 5..=300, 60);
     let record = record::parse(r, "record");
     let machine_detection = r.bool("machine_detection", true);

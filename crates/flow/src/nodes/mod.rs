@@ -213,6 +213,23 @@ pub(crate) fn render_recipients(
     Ok(out)
 }
 
+/// Reports, at save time, a literal recipient list longer than a step may address.
+pub(crate) fn check_recipient_count(r: &mut OptionReader, key: &str, list: &[phlo_template::Template]) {
+    let literal: usize = list
+        .iter()
+        .filter_map(|t| t.as_literal())
+        .map(|l| crate::options::split_list(l).len())
+        .sum();
+    if literal > MAX_RECIPIENTS {
+        let f = r.field(key);
+        r.error(
+            &f,
+            "too_large",
+            format!("{literal} recipients; the limit is {MAX_RECIPIENTS} per node: split them over several nodes"),
+        );
+    }
+}
+
 /// Reports a literal that can never be valid (a phone number, SIP address, URL) at save time.
 pub(crate) fn check_literal(
     r: &mut OptionReader,

@@ -21,7 +21,7 @@ pub struct Options {
 
 pub(crate) fn parse(r: &mut OptionReader) -> Options {
     let prompts = prompt::parse_list(r, "prompts");
-    if prompts.is_empty() && r.raw("prompts").is_none() {
+    if prompts.is_empty() {
         let f = r.field("prompts");
         r.error(
             &f,

@@ -41,6 +41,7 @@ pub(crate) fn parse(r: &mut OptionReader) -> Options {
         "invalid_phone",
         phone::check_phone,
     );
+    super::check_recipient_count(r, "to", &to);
     let message = r.template("message");
     let media_urls = r.checked_list("media_urls", None, "invalid_url", check_url);
     if message.is_none() && media_urls.is_empty() && r.raw("message").is_none() {

@@ -403,7 +403,7 @@ fn reference_documents_every_option_the_examples_use() {
 }
 
 /// The code of every problem the source can emit, with its severity: the second-to-last argument of
-/// `.error(..)`, `.warning(..)` and `check_literal(..)` calls, and `code: "..."` fields.
+/// `.error(..)`, `.warning(..)`, `check_literal(..)` and `.checked_list(..)` calls, and `code: "..."` fields.
 fn emitted_codes() -> BTreeMap<String, Severity> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = vec![src.clone()];
@@ -421,6 +421,7 @@ fn emitted_codes() -> BTreeMap<String, Severity> {
             (".error(", Severity::Error),
             (".warning(", Severity::Warning),
             ("check_literal(", Severity::Error),
+            (".checked_list(", Severity::Error),
         ] {
             for (at, _) in text.match_indices(call) {
                 if text[..at].ends_with("fn ") {

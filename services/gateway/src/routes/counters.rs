@@ -1,14 +1,14 @@
 //! Counters of a PHLO's Counter nodes with scope `phlo` (run-scoped counts are on the run): read, reset.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::extract::{id, plivo_time};
+use crate::extract::{Path, id, plivo_time};
 use crate::routes::phlos::find;
 
 pub async fn list(

@@ -2,7 +2,7 @@
 //! revisions, roll back, and validate without saving.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use phlo_flow::{Problem, Severity};
@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::extract::{JsonBody, id, plivo_time};
+use crate::extract::{JsonBody, Path, Query, id, plivo_time};
 
 /// Checks a definition; on errors, a 400 whose body lists every problem with its node and field.
 fn checked(definition: &Value) -> Result<(String, Vec<Problem>), ApiError> {

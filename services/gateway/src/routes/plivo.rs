@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use phlo_flow::Trigger;
 use phlo_runtime::{StartError, StartRequest};
@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::extract::{JsonBody, id, plivo_time};
+use crate::extract::{JsonBody, Path, Query, id, plivo_time};
 use crate::routes::phlos::find;
 
 /// `POST /v1/account/{auth_id}/phlo/{phlo_id}`: starts a run with the payload as `Start.http.params`.

@@ -1,7 +1,7 @@
 //! Runs: list with filters, get with steps and context, cancel.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use phlo_store::runs::{self, Run};
 use serde::Deserialize;
@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::extract::{id, plivo_time};
+use crate::extract::{Path, Query, id, plivo_time};
 use crate::routes::phlos::{cursor, page_limit, parse_cursor};
 
 fn summary(r: &Run) -> Value {
@@ -162,11 +162,10 @@ async fn detail(
             ("recording_ids", v.get("recording_uuid")),
         ];
         for (key, value) in found {
-            if let (Some(Value::String(x)), Some(Value::Array(list))) = (value, ids.get_mut(key)) {
-                if !x.is_empty() && !list.contains(&json!(x)) {
+            if let (Some(Value::String(x)), Some(Value::Array(list))) = (value, ids.get_mut(key))
+                && !x.is_empty() && !list.contains(&json!(x)) {
                     list.push(json!(x));
                 }
-            }
         }
     }
     let mut body = summary(&run);

@@ -386,7 +386,9 @@ async fn bus_figures(stack: &Stack, applied: usize) {
             println!(
                 "  bus: {stored} step messages stored for {applied} applied steps ({} extra: re-drives and \
                  publishes outside the dedup window); {deliveries} deliveries ({} not applied: duplicates, \
-                 stale re-drives, retries); {} still pending",
+                 stale re-drives, retries); {} delivered but unacked (a dead worker's, or acks a killed \
+                 NATS forgot: redelivered after ack_wait, then dropped by the seq fence). After a NATS \
+                 kill -9 the consumer restarts from its last flushed state, so deliveries undercount.",
                 stored.saturating_sub(applied as u64),
                 deliveries.saturating_sub(applied as u64),
                 c.num_ack_pending,
