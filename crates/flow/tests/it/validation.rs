@@ -273,3 +273,19 @@ fn liquid_that_parses_but_names_unknown_variables_is_fine() {
     ]}));
     assert!(problems.is_empty(), "{problems:#?}");
 }
+
+#[test]
+fn start_is_reserved_and_literal_lists_are_bounded() {
+    let numbers: Vec<String> = (0..101).map(|i| format!("+1415555{i:04}")).collect();
+    let problems = validate(&json!({ "name": "n", "nodes": [
+        { "node_id": START, "name": "Begin", "type": "start", "transitions": { "api_request": SMS } },
+        { "node_id": SMS, "name": "Start", "type": "send_sms",
+          "options": { "from": "+14155550100", "to": numbers, "message": "hi" }, "transitions": { "sent": CALL } },
+        { "node_id": CALL, "name": "Play_1", "type": "play_audio", "options": { "prompts": [] } },
+    ]}));
+    let reserved = find(&problems, "invalid_value", Some("Start"), "name");
+    assert!(reserved.message.contains("reserved"), "{}", reserved.message);
+    let many = find(&problems, "too_large", Some("Start"), "options.to");
+    assert!(many.message.contains("101 recipients"), "{}", many.message);
+    find(&problems, "missing_option", Some("Play_1"), "options.prompts");
+}

@@ -398,6 +398,15 @@ async fn bus_figures(stack: &Stack, applied: usize) {
     }
 }
 
+/// How long NATS stays down: 2 s, or `PHLO_CHAOS_NATS_OUTAGE_SECS` (longer than the 10 s publish retry
+/// budget makes the gateway give up publishing, leaving the first steps to the outbox relay).
+fn outage() -> Duration {
+    let secs = std::env::var("PHLO_CHAOS_NATS_OUTAGE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok());
+    Duration::from_secs_f64(secs.unwrap_or(2.0))
+}
+
 struct Setup {
     stack: Stack,
     acct: Account,
@@ -491,7 +500,7 @@ async fn nats_restart_mid_load() {
     nats.kill();
     let killed_at = started.elapsed();
     let answered_at_kill = answered.load(Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(outage()).await;
     let answered_in_outage = answered.load(Ordering::SeqCst) - answered_at_kill;
     let outbox_in_outage = scalar(&pool, "SELECT count(*) FROM outbox").await;
     nats.restart().await;
