@@ -92,6 +92,8 @@ pub(crate) fn react(o: &Options, node: &Node, event: &Event) -> Result<Reaction,
                 "to_country": to_country,
                 "from_country": from_country,
                 "msg": m.msg,
+                // Plivo's own guides write `{{Start.message.text}}`; its reference says `msg`. Both work.
+                "text": m.msg,
                 "units": m.units,
                 "total_rate": m.total_rate,
                 "total_amount": m.total_amount,

@@ -221,7 +221,7 @@ fn incoming_message_sets_every_message_variable() {
             "direction": "inbound", "status": "received",
             "to": "+14155552671", "from": "+33612345678",
             "to_iso2": "US", "from_iso2": "FR", "to_country": "United States", "from_country": "France",
-            "msg": "STOP", "units": 1, "total_rate": "0.0050", "total_amount": "0.0050",
+            "msg": "STOP", "text": "STOP", "units": 1, "total_rate": "0.0050", "total_amount": "0.0050",
         }
     });
     assert_eq!(done_in(&step, "incoming_message"), expected);
