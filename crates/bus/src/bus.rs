@@ -217,6 +217,29 @@ impl Bus {
         self.client.drain().await.map_err(BusError::Drain)
     }
 
+    /// The core-NATS subject on which a call's next instruction is announced (not JetStream: a lost
+    /// notification only means the waiting webhook finds the instruction on its next poll).
+    pub fn call_subject(&self, call_uuid: &str) -> String {
+        let safe: String =
+            call_uuid.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+        format!("{}.calls.{safe}", self.config.prefix)
+    }
+
+    /// Fire-and-forget core-NATS publish for wake-ups.
+    pub async fn notify(&self, subject: &str) {
+        if let Err(e) = self.client.publish(subject.to_owned(), Bytes::new()).await {
+            warn!(subject, error = %e, "notification not sent; the waiter will poll");
+        }
+    }
+
+    /// Subscribes to wake-ups on `subject`.
+    pub async fn subscribe(&self, subject: &str) -> Result<async_nats::Subscriber, BusError> {
+        self.client
+            .subscribe(subject.to_owned())
+            .await
+            .map_err(|e| BusError::Config(format!("cannot subscribe to {subject}: {e}")))
+    }
+
     pub(crate) fn client(&self) -> &async_nats::Client {
         &self.client
     }

@@ -120,15 +120,18 @@ pub enum Queue {
     Step,
     /// Perform an HTTP Request node's request outside any transaction ([`crate::HttpMessage`]).
     Http,
+    /// Call the carrier's REST API: place calls, send SMS, hang up ([`crate::CarrierMessage`]).
+    Carrier,
 }
 
 impl Queue {
-    pub const ALL: [Queue; 2] = [Queue::Step, Queue::Http];
+    pub const ALL: [Queue; 3] = [Queue::Step, Queue::Http, Queue::Carrier];
 
     pub fn name(self) -> &'static str {
         match self {
             Queue::Step => "step",
             Queue::Http => "http",
+            Queue::Carrier => "carrier",
         }
     }
 

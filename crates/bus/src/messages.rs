@@ -4,7 +4,8 @@
 //! Messages carry ids and small inputs only; everything else is read from Postgres.
 
 use bytes::Bytes;
-use phlo_flow::{Event, effect::HttpRequest};
+use phlo_flow::Event;
+use phlo_flow::effect::{HttpRequest, PlaceCall, SendSms};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use uuid::Uuid;
 
@@ -39,6 +40,50 @@ pub struct HttpMessage {
     pub token: i32,
     pub wait_id: i32,
     pub request: HttpRequest,
+}
+
+/// A request to the carrier's REST API, performed outside any transaction. Failures the carrier
+/// reports come back as events for the same wait (`Sms` failed, `Call` failed).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct CarrierMessage {
+    pub run_id: Uuid,
+    pub token: i32,
+    pub wait_id: i32,
+    pub command: CarrierCommand,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum CarrierCommand {
+    /// Initiate Call: one outbound leg; the carrier calls `answer_url` / `hangup_url` back.
+    PlaceCall {
+        call: PlaceCall,
+        answer_url: String,
+        hangup_url: String,
+    },
+    /// Send SMS: one message; delivery reports go to `status_url`.
+    SendSms { sms: SendSms, status_url: String },
+    /// End a live call (its run ended or was cancelled).
+    Hangup { call_uuid: String },
+}
+
+impl CarrierMessage {
+    pub fn msg_id(&self) -> String {
+        let what = match &self.command {
+            CarrierCommand::PlaceCall { call, .. } => format!("call{}", call.leg),
+            CarrierCommand::SendSms { sms, .. } => format!("sms{}", sms.recipient),
+            CarrierCommand::Hangup { call_uuid } => format!("hangup:{call_uuid}"),
+        };
+        format!("carrier:{}:{}:{}:{what}", self.run_id, self.token, self.wait_id)
+    }
+
+    pub fn to_bytes(&self) -> Bytes {
+        encode(self)
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        decode(bytes, "carrier message")
+    }
 }
 
 /// The payload is not a message this build understands. Permanent: redelivering it cannot

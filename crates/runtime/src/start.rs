@@ -102,7 +102,10 @@ impl Runtime {
             )
             .await?;
         tx.commit().await.map_err(RuntimeError::from)?;
-        self.flush(outbox).await;
+        // The run is committed: answer now and publish in the background. If NATS is down the
+        // caller does not wait for the publish retries; the relay sends the message later.
+        let rt = self.clone();
+        tokio::spawn(async move { rt.flush(outbox).await });
         Ok(run_id)
     }
 }

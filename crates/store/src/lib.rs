@@ -11,7 +11,9 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod accounts;
+pub mod calls;
 pub mod counters;
+pub mod numbers;
 pub mod outbox;
 pub mod phlos;
 pub mod runs;

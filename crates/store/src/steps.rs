@@ -30,8 +30,8 @@ pub struct Step {
 pub async fn insert(conn: &mut PgConnection, s: &Step) -> Result<()> {
     sqlx::query(
         "INSERT INTO steps (run_id, token, seq, node_id, node_name, node_type, event, outcome, state, variables,
-                            effects, error, started_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                            effects, error, started_at, finished_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(s.run_id)
     .bind(s.token)
@@ -46,6 +46,8 @@ pub async fn insert(conn: &mut PgConnection, s: &Step) -> Result<()> {
     .bind(&s.effects)
     .bind(&s.error)
     .bind(s.started_at)
+    // Bound rather than `now()`: Postgres' now() is the transaction's start, before `started_at`.
+    .bind(s.finished_at)
     .execute(conn)
     .await?;
     Ok(())

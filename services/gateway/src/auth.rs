@@ -44,6 +44,10 @@ impl FromRequestParts<AppState> for Caller {
         let (auth_id, token) = decoded
             .split_once(':')
             .ok_or_else(|| ApiError::unauthorized(BAD_CREDENTIALS))?;
+        // No auth id holds a NUL, and Postgres text cannot even be compared with one.
+        if auth_id.contains('\0') {
+            return Err(ApiError::unauthorized(BAD_CREDENTIALS));
+        }
         let mut conn = state.pool.acquire().await?;
         let account = phlo_store::accounts::find_by_auth_id(&mut conn, auth_id).await?;
         // Hash even for unknown ids so both failures take the same time.

@@ -32,9 +32,25 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(JsonBody(None));
         }
-        serde_json::from_slice(&bytes)
-            .map(|v| JsonBody(Some(v)))
-            .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
+        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::bad_request(format!("the request body is not valid JSON: {e}"))
+        })?;
+        if has_nul(&value) {
+            return Err(ApiError::bad_request(
+                "the request body contains a NUL character (\\u0000), which cannot be stored: remove it",
+            ));
+        }
+        Ok(JsonBody(Some(value)))
+    }
+}
+
+/// Postgres text and jsonb cannot hold U+0000, so a value with one could never be stored.
+fn has_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
     }
 }
 
@@ -73,6 +89,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if parts.uri.query().is_some_and(|q| q.contains("%00")) {
+            return Err(ApiError::bad_request(
+                "a query parameter contains a NUL character (%00), which cannot be stored: remove it",
+            ));
+        }
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(v)| Query(v))
@@ -80,8 +101,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     }
 }
 
-/// `axum::extract::Path` whose rejection (e.g. a segment that is not UTF-8 once percent-decoded) is a
-/// `{api_id, error}` body too.
+/// `axum::extract::Path` whose rejection is a `{api_id, error}` body too. A segment that is not UTF-8
+/// once percent-decoded cannot name anything, so it is a 404 like any other unknown id.
 pub struct Path<T>(pub T);
 
 impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
@@ -91,7 +112,13 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(v)| Path(v))
-            .map_err(|r| ApiError::new(r.status(), r.body_text()))
+            .map_err(|r| match r.status() {
+                StatusCode::BAD_REQUEST => ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    format!("not found: {}", r.body_text()),
+                ),
+                status => ApiError::new(status, r.body_text()),
+            })
     }
 }
 

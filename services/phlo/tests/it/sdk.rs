@@ -549,5 +549,49 @@ async fn the_request_shapes_of_the_node_go_and_java_sdks_are_accepted() {
     .await;
     assert_eq!(status, 404, "{body}");
     assert_eq!(body["error"], format!("PHLO {UNKNOWN_PHLO} not found"));
+
+    // Malformed input is a JSON error too (never axum's plain text, never a 500): a query value of the
+    // wrong type, a path segment that is not UTF-8, and NUL characters (which Postgres cannot store).
+    let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
+        (send(Method::GET, "/v1/runs?limit=abc"), 400, "limit"),
+        (send(Method::GET, "/v1/phlo?limit=1&limit=2"), 400, "limit"),
+        (send(Method::GET, "/v1/runs/%FF"), 404, "not found"),
+        (send(Method::GET, "/v1/runs?q=%00"), 400, "NUL"),
+        (send(Method::POST, &format!("{run_path}?x=%00")), 400, "NUL"),
+        (
+            with_json(Method::POST, &run_path, r#"{"item": "a\u0000b"}"#),
+            400,
+            "NUL",
+        ),
+        (
+            with_json(Method::POST, &run_path, r#"{"a\u0000": 1}"#),
+            400,
+            "NUL",
+        ),
+        (
+            stack
+                .http
+                .get(stack.url("/v1/phlo"))
+                .basic_auth("MA\u{0}", Some(&acct.token)),
+            401,
+            "authentication failed",
+        ),
+    ];
+    for (request, expected, needle) in cases {
+        let r = request.send().await.unwrap();
+        assert_eq!(
+            r.headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            Some("application/json")
+        );
+        let (status, body) = json_of(r).await;
+        assert_eq!(status, expected, "{body}");
+        assert!(is_uuid(&body["api_id"]), "{body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| e.contains(needle)),
+            "expected `{needle}` in {body}"
+        );
+    }
     stack.cleanup().await;
 }

@@ -1,0 +1,118 @@
+//! Calls runs are on, and the XML instruction each call runs next.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::Result;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Call {
+    pub call_uuid: String,
+    pub run_id: Uuid,
+    pub token: i32,
+    pub direction: String,
+    pub from_number: String,
+    pub to_number: String,
+    pub status: String,
+    pub hangup_cause: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+pub struct NewCall<'a> {
+    pub call_uuid: &'a str,
+    pub run_id: Uuid,
+    pub token: i32,
+    pub direction: &'a str,
+    pub from_number: &'a str,
+    pub to_number: &'a str,
+}
+
+/// Records a call, or hands an existing one to another token (an answered outbound leg joins its token).
+pub async fn upsert(conn: &mut PgConnection, c: &NewCall<'_>) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO calls (call_uuid, run_id, token, direction, from_number, to_number, status)
+         VALUES ($1, $2, $3, $4, $5, $6, 'in-progress')
+         ON CONFLICT (call_uuid) DO UPDATE SET run_id = $2, token = $3",
+    )
+    .bind(c.call_uuid)
+    .bind(c.run_id)
+    .bind(c.token)
+    .bind(c.direction)
+    .bind(c.from_number)
+    .bind(c.to_number)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn get(conn: &mut PgConnection, call_uuid: &str) -> Result<Option<Call>> {
+    Ok(sqlx::query_as(
+        "SELECT call_uuid, run_id, token, direction, from_number, to_number, status, hangup_cause, created_at, ended_at
+         FROM calls WHERE call_uuid = $1",
+    )
+    .bind(call_uuid)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Marks a call ended; returns the call as it was if it had not ended before.
+pub async fn end(conn: &mut PgConnection, call_uuid: &str, cause: Option<&str>) -> Result<Option<Call>> {
+    Ok(sqlx::query_as(
+        "UPDATE calls SET status = 'completed', hangup_cause = $2, ended_at = now()
+         WHERE call_uuid = $1 AND status <> 'completed'
+         RETURNING call_uuid, run_id, token, direction, from_number, to_number, status, hangup_cause, created_at, ended_at",
+    )
+    .bind(call_uuid)
+    .bind(cause)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Live calls of a run (to hang up when the run ends).
+pub async fn live_of_run(conn: &mut PgConnection, run_id: Uuid) -> Result<Vec<String>> {
+    let rows: Vec<(String,)> = sqlx::query_as("SELECT call_uuid FROM calls WHERE run_id = $1 AND status <> 'completed'")
+        .bind(run_id)
+        .fetch_all(conn)
+        .await?;
+    Ok(rows.into_iter().map(|(c,)| c).collect())
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Instruction {
+    pub call_uuid: String,
+    pub version: i64,
+    pub run_id: Uuid,
+    pub token: i32,
+    pub wait_id: Option<i32>,
+    pub xml: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Sets the XML the call runs next; its version is one more than the previous instruction's.
+pub async fn instruct(conn: &mut PgConnection, call_uuid: &str, run_id: Uuid, token: i32, wait_id: Option<i32>, xml: &str) -> Result<i64> {
+    let (version,): (i64,) = sqlx::query_as(
+        "INSERT INTO call_instructions (call_uuid, version, run_id, token, wait_id, xml) VALUES ($1, 1, $2, $3, $4, $5)
+         ON CONFLICT (call_uuid) DO UPDATE SET version = call_instructions.version + 1, run_id = $2, token = $3,
+             wait_id = $4, xml = $5, created_at = now()
+         RETURNING version",
+    )
+    .bind(call_uuid)
+    .bind(run_id)
+    .bind(token)
+    .bind(wait_id)
+    .bind(xml)
+    .fetch_one(conn)
+    .await?;
+    Ok(version)
+}
+
+pub async fn instruction(conn: &mut PgConnection, call_uuid: &str) -> Result<Option<Instruction>> {
+    Ok(sqlx::query_as(
+        "SELECT call_uuid, version, run_id, token, wait_id, xml, created_at FROM call_instructions WHERE call_uuid = $1",
+    )
+    .bind(call_uuid)
+    .fetch_optional(conn)
+    .await?)
+}
