@@ -113,11 +113,10 @@ impl Stack {
     async fn wait_ready(&self, url: &str) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            if let Ok(r) = self.http.get(url).send().await {
-                if r.status().is_success() {
+            if let Ok(r) = self.http.get(url).send().await
+                && r.status().is_success() {
                     return;
                 }
-            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("{url} never became ready");
@@ -402,11 +401,10 @@ impl NatsServer {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             // A raw request: async-nats cannot decode NATS 2.9's account info, any answer will do.
-            if let Ok(client) = async_nats_connect(&self.url).await {
-                if client.request("$JS.API.INFO", Bytes::new()).await.is_ok() {
+            if let Ok(client) = async_nats_connect(&self.url).await
+                && client.request("$JS.API.INFO", Bytes::new()).await.is_ok() {
                     return;
                 }
-            }
             assert!(
                 Instant::now() < deadline,
                 "nats-server on port {} never became ready",
