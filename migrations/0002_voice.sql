@@ -32,6 +32,17 @@ CREATE TABLE call_instructions (
     run_id      uuid NOT NULL,
     token       int NOT NULL,
     wait_id     int,
+    -- The engine's voice action behind the XML: screening prompts, wait music and the next attempt of a
+    -- sequential dial are answered from it.
+    action      jsonb,
     xml         text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- Carrier requests (place a call, send an SMS) already attempted: each is made at most once, so a
+-- redelivered message never calls or texts someone twice. A request lost to a crash is resolved by
+-- its wait's timer.
+CREATE TABLE carrier_requests (
+    msg_id      text PRIMARY KEY,
     created_at  timestamptz NOT NULL DEFAULT now()
 );

@@ -20,7 +20,7 @@ mod consume;
 mod error;
 mod messages;
 
-pub use async_nats::HeaderMap;
+pub use async_nats::{HeaderMap, Subscriber};
 pub use bus::{Bus, Published};
 pub use config::{BusConfig, Queue};
 pub use consume::{Delivery, Outcome};

@@ -10,7 +10,6 @@ use phlo_flow::Event;
 use tokio_util::sync::CancellationToken;
 
 use crate::outbox::Outbox;
-use crate::step::end_run;
 use crate::{Runtime, RuntimeError};
 
 const BATCH: i64 = 200;
@@ -97,6 +96,7 @@ impl Runtime {
         drop(conn);
         for run_id in &expired {
             let mut tx = self.pool().begin().await?;
+            let mut outbox = Outbox::default();
             if phlo_store::runs::lock(&mut tx, *run_id)
                 .await?
                 .is_some_and(|r| r.status == "active")
@@ -105,9 +105,10 @@ impl Runtime {
                     "lifetime: the run was active longer than {} s",
                     self.config().max_lifetime.as_secs()
                 );
-                end_run(&mut tx, *run_id, "timed_out", &reason).await?;
+                self.end_run(&mut tx, &mut outbox, *run_id, "timed_out", &reason).await?;
             }
             tx.commit().await?;
+            self.flush(outbox).await;
         }
         Ok(stale.len() + expired.len())
     }

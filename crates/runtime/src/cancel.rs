@@ -2,7 +2,6 @@
 
 use uuid::Uuid;
 
-use crate::step::end_run;
 use crate::{Runtime, RuntimeError};
 
 impl Runtime {
@@ -26,8 +25,10 @@ impl Runtime {
         if run.status != "active" {
             return Ok(Some(false));
         }
-        end_run(&mut tx, run_id, "cancelled", "cancelled through the API").await?;
+        let mut outbox = crate::outbox::Outbox::default();
+        self.end_run(&mut tx, &mut outbox, run_id, "cancelled", "cancelled through the API").await?;
         tx.commit().await?;
+        self.flush(outbox).await;
         Ok(Some(true))
     }
 }

@@ -17,15 +17,20 @@
 pub mod background;
 mod cache;
 mod cancel;
+mod carrier;
+mod effects;
+mod end;
 mod http;
 mod outbox;
 mod start;
 mod step;
+pub mod voice;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use phlo_bus::Bus;
+use phlo_carrier::Carrier;
 use phlo_egress::Egress;
 use phlo_store::PgPool;
 
@@ -49,6 +54,8 @@ pub struct RuntimeConfig {
     pub relay_after: Duration,
     /// How often the background loops look for work.
     pub poll_interval: Duration,
+    /// The gateway's URL as the carrier reaches it (`PHLO_PUBLIC_URL`): the base of every callback URL.
+    pub public_url: String,
 }
 
 impl Default for RuntimeConfig {
@@ -61,6 +68,7 @@ impl Default for RuntimeConfig {
             redrive_after: Duration::from_secs(60),
             relay_after: Duration::from_secs(5),
             poll_interval: Duration::from_secs(1),
+            public_url: "http://127.0.0.1:8080".to_owned(),
         }
     }
 }
@@ -71,6 +79,8 @@ pub enum RuntimeError {
     Store(#[from] phlo_store::StoreError),
     #[error(transparent)]
     Bus(#[from] phlo_bus::BusError),
+    #[error("carrier unavailable: {0}")]
+    Carrier(String),
     #[error("stored PHLO {phlo_id} revision {revision} no longer compiles: {problems}")]
     Definition {
         phlo_id: uuid::Uuid,
@@ -84,7 +94,7 @@ impl RuntimeError {
     pub fn is_transient(&self) -> bool {
         match self {
             RuntimeError::Store(e) => e.is_transient(),
-            RuntimeError::Bus(_) => true,
+            RuntimeError::Bus(_) | RuntimeError::Carrier(_) => true,
             RuntimeError::Definition { .. } => false,
         }
     }
@@ -108,19 +118,28 @@ struct Inner {
     egress: Egress,
     config: RuntimeConfig,
     phlos: cache::PhloCache,
+    /// The carrier's REST API; without one, calls and SMS fail at once ("no carrier configured").
+    carrier: Option<Arc<dyn Carrier>>,
 }
 
 impl Runtime {
-    pub fn new(pool: PgPool, bus: Bus, egress: Egress, config: RuntimeConfig) -> Self {
-        Runtime {
-            inner: Arc::new(Inner {
-                pool,
-                bus,
-                egress,
-                config,
-                phlos: cache::PhloCache::default(),
-            }),
-        }
+    pub fn new(
+        pool: PgPool,
+        bus: Bus,
+        egress: Egress,
+        config: RuntimeConfig,
+        carrier: Option<Arc<dyn Carrier>>,
+    ) -> Self {
+        let phlos = cache::PhloCache::default();
+        Runtime { inner: Arc::new(Inner { pool, bus, egress, config, phlos, carrier }) }
+    }
+
+    pub fn has_carrier(&self) -> bool {
+        self.inner.carrier.is_some()
+    }
+
+    pub fn carrier(&self) -> Option<&Arc<dyn Carrier>> {
+        self.inner.carrier.as_ref()
     }
 
     pub fn pool(&self) -> &PgPool {

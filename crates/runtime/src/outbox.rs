@@ -1,7 +1,7 @@
 //! Messages written in a step's transaction and published right after it commits.
 
 use bytes::Bytes;
-use phlo_bus::{HttpMessage, Queue, StepMessage};
+use phlo_bus::{CarrierMessage, HttpMessage, Queue, StepMessage};
 use phlo_store::PgConnection;
 
 use crate::{Runtime, RuntimeError};
@@ -17,6 +17,8 @@ struct Row {
 #[derive(Default)]
 pub(crate) struct Outbox {
     rows: Vec<Row>,
+    /// Calls with a new instruction, announced after commit to the webhook waiting for it.
+    notify: Vec<String>,
 }
 
 impl Outbox {
@@ -42,6 +44,15 @@ impl Outbox {
             .await
     }
 
+    pub async fn carrier(&mut self, rt: &Runtime, conn: &mut PgConnection, msg: &CarrierMessage) -> Result<(), RuntimeError> {
+        let subject = rt.bus().subject(Queue::Carrier);
+        self.push(conn, subject, msg.msg_id(), msg.to_bytes().to_vec()).await
+    }
+
+    pub fn notify(&mut self, call_uuid: &str) {
+        self.notify.push(call_uuid.to_owned());
+    }
+
     async fn push(
         &mut self,
         conn: &mut PgConnection,
@@ -64,6 +75,9 @@ impl Runtime {
     /// Publishes committed outbox rows and deletes the ones JetStream acknowledged. A failure leaves the
     /// rows for the relay: the state change is committed, so the message will go out, only later.
     pub(crate) async fn flush(&self, outbox: Outbox) {
+        for call_uuid in &outbox.notify {
+            self.bus().notify(&self.bus().call_subject(call_uuid)).await;
+        }
         let mut published = Vec::with_capacity(outbox.rows.len());
         for row in outbox.rows {
             match self

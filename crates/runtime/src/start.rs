@@ -89,6 +89,20 @@ impl Runtime {
             },
         )
         .await?;
+        if let Trigger::Call(call) = &trigger {
+            phlo_store::calls::upsert(
+                &mut tx,
+                &phlo_store::calls::NewCall {
+                    call_uuid: &call.uuid,
+                    run_id,
+                    token: 0,
+                    direction: "inbound",
+                    from_number: &call.from,
+                    to_number: &call.to,
+                },
+            )
+            .await?;
+        }
         let mut outbox = Outbox::default();
         outbox
             .step(

@@ -10,9 +10,8 @@
 use std::collections::BTreeMap;
 
 use chrono::Utc;
-use phlo_bus::{HttpMessage, StepMessage};
+use phlo_bus::StepMessage;
 use phlo_flow::effect::{CounterScope, Effect};
-use phlo_flow::event::{CallDetails, CallOutcome, CallResult, SmsReport};
 use phlo_flow::{CallChange, Event, Outcome, Phlo, Step, Wait, WaitOn};
 use phlo_store::tokens::Token;
 use phlo_store::{Json, PgConnection, counters, runs, steps, timers, tokens};
@@ -53,8 +52,10 @@ impl Runtime {
             // reason instead of staying active until the lifetime guard.
             Ok(None) | Err(RuntimeError::Definition { .. }) => {
                 let reason = format!("PHLO revision {} cannot be loaded", run.revision);
-                end_run(&mut tx, run_id, "failed", &reason).await?;
+                let mut outbox = Outbox::default();
+                self.end_run(&mut tx, &mut outbox, run_id, "failed", &reason).await?;
                 tx.commit().await?;
+                self.flush(outbox).await;
                 return Ok(Applied::Done);
             }
             Err(e) => return Err(e),
@@ -81,8 +82,9 @@ impl Runtime {
 
         let mut outbox = Outbox::default();
         if let Some(reason) = self.guard(&run, &token) {
-            end_run(
+            self.end_run(
                 &mut tx,
+                &mut outbox,
                 run_id,
                 if reason.starts_with("lifetime") {
                     "timed_out"
@@ -93,6 +95,7 @@ impl Runtime {
             )
             .await?;
             tx.commit().await?;
+            self.flush(outbox).await;
             return Ok(Applied::Done);
         }
 
@@ -141,6 +144,10 @@ impl Runtime {
                 }
                 ctx.vars.insert(node, Value::Object(variables));
                 ctx.parked.clear();
+                // A finished node's effects (Hangup's XML, ...) act on the call it had.
+                for effect in step.effects {
+                    self.dispatch(&mut tx, &mut outbox, &token, None, effect).await?;
+                }
                 apply_call_change(&mut ctx, step.call);
                 token.wait = None;
                 token.wait_id = None;
@@ -165,7 +172,12 @@ impl Runtime {
                             )
                             .await?;
                     }
-                    None => token.status = "ended".into(),
+                    None => {
+                        token.status = "ended".into();
+                        if let Some(call) = &ctx.call {
+                            self.release_call(&mut tx, &mut outbox, &call.uuid, run_id, token_no).await?;
+                        }
+                    }
                 }
                 token.context = Json(ctx);
                 tokens::save(&mut tx, &token).await?;
@@ -188,6 +200,9 @@ impl Runtime {
                 token.wait_id = None;
                 token.ended_reason = Some(reason.clone());
                 tokens::save(&mut tx, &token).await?;
+                if let Some(call) = &ctx.call {
+                    self.release_call(&mut tx, &mut outbox, &call.uuid, run_id, token_no).await?;
+                }
                 runs::set_error(&mut tx, run_id, &format!("{node}: {reason}")).await?;
             }
         }
@@ -322,7 +337,7 @@ impl Runtime {
             )
             .await?;
             for effect in by_index.remove(&i).unwrap_or_default() {
-                self.dispatch(conn, outbox, &t, wait_id, effect).await?;
+                self.dispatch(conn, outbox, &t, Some(wait_id), effect).await?;
             }
             t.wait = Some(Json(wait));
             tokens::save(conn, &t).await?;
@@ -331,76 +346,6 @@ impl Runtime {
             }
         }
         Ok(())
-    }
-
-    /// Sends an effect on its way. Carrier effects (calls, SMS, voice) come with the carrier adapter; until
-    /// one is configured they fail at once, so the node takes its failure state instead of waiting.
-    async fn dispatch(
-        &self,
-        conn: &mut PgConnection,
-        outbox: &mut Outbox,
-        t: &Token,
-        wait_id: i32,
-        effect: Effect,
-    ) -> Result<(), RuntimeError> {
-        let (run_id, token) = (t.run_id, t.token);
-        let fail = |event| StepMessage::Resume {
-            run_id,
-            token,
-            wait_id,
-            event,
-        };
-        match effect {
-            Effect::Http(request) => {
-                outbox
-                    .http(
-                        self,
-                        conn,
-                        &HttpMessage {
-                            run_id,
-                            token,
-                            wait_id,
-                            request,
-                        },
-                    )
-                    .await
-            }
-            Effect::SendSms(sms) => {
-                let event = Event::Sms(SmsReport {
-                    recipient: sms.recipient,
-                    status: "failed".into(),
-                    error_code: Some("no_carrier".into()),
-                    ..Default::default()
-                });
-                outbox.step(self, conn, &fail(event)).await
-            }
-            Effect::PlaceCall(call) => {
-                let event = Event::Call(CallResult {
-                    leg: call.leg,
-                    outcome: CallOutcome::Failed,
-                    call: CallDetails {
-                        to: call.to,
-                        from: call.from,
-                        hangup_cause: Some("no carrier configured".into()),
-                        ..Default::default()
-                    },
-                });
-                outbox.step(self, conn, &fail(event)).await
-            }
-            Effect::Voice(_) => {
-                outbox
-                    .step(
-                        self,
-                        conn,
-                        &fail(Event::Hangup {
-                            cause: "no carrier configured".into(),
-                        }),
-                    )
-                    .await
-            }
-            // Counters run inline; callbacks are recorded with the step until the callback service takes them.
-            Effect::Counter(_) | Effect::Callback(_) => Ok(()),
-        }
     }
 }
 
@@ -469,18 +414,5 @@ async fn record_step(
         },
     )
     .await?;
-    Ok(())
-}
-
-/// Ends a run and everything still live in it.
-pub(crate) async fn end_run(
-    conn: &mut PgConnection,
-    run_id: Uuid,
-    status: &str,
-    reason: &str,
-) -> Result<(), RuntimeError> {
-    tokens::end_all(conn, run_id, reason).await?;
-    timers::clear_run(conn, run_id).await?;
-    runs::finish(conn, run_id, status, Some(reason)).await?;
     Ok(())
 }

@@ -1,7 +1,9 @@
 //! Calls runs are on, and the XML instruction each call runs next.
 
 use chrono::{DateTime, Utc};
+use serde_json::Value;
 use sqlx::PgConnection;
+use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::Result;
@@ -86,23 +88,35 @@ pub struct Instruction {
     pub run_id: Uuid,
     pub token: i32,
     pub wait_id: Option<i32>,
+    pub action: Option<Json<Value>>,
     pub xml: String,
     pub created_at: DateTime<Utc>,
 }
 
+pub struct NewInstruction<'a> {
+    pub call_uuid: &'a str,
+    pub run_id: Uuid,
+    pub token: i32,
+    pub wait_id: Option<i32>,
+    pub action: Option<&'a Value>,
+    pub xml: &'a str,
+}
+
 /// Sets the XML the call runs next; its version is one more than the previous instruction's.
-pub async fn instruct(conn: &mut PgConnection, call_uuid: &str, run_id: Uuid, token: i32, wait_id: Option<i32>, xml: &str) -> Result<i64> {
+pub async fn instruct(conn: &mut PgConnection, i: &NewInstruction<'_>) -> Result<i64> {
     let (version,): (i64,) = sqlx::query_as(
-        "INSERT INTO call_instructions (call_uuid, version, run_id, token, wait_id, xml) VALUES ($1, 1, $2, $3, $4, $5)
+        "INSERT INTO call_instructions (call_uuid, version, run_id, token, wait_id, action, xml)
+         VALUES ($1, 1, $2, $3, $4, $5, $6)
          ON CONFLICT (call_uuid) DO UPDATE SET version = call_instructions.version + 1, run_id = $2, token = $3,
-             wait_id = $4, xml = $5, created_at = now()
+             wait_id = $4, action = $5, xml = $6, created_at = now()
          RETURNING version",
     )
-    .bind(call_uuid)
-    .bind(run_id)
-    .bind(token)
-    .bind(wait_id)
-    .bind(xml)
+    .bind(i.call_uuid)
+    .bind(i.run_id)
+    .bind(i.token)
+    .bind(i.wait_id)
+    .bind(i.action.map(Json))
+    .bind(i.xml)
     .fetch_one(conn)
     .await?;
     Ok(version)
@@ -110,9 +124,25 @@ pub async fn instruct(conn: &mut PgConnection, call_uuid: &str, run_id: Uuid, to
 
 pub async fn instruction(conn: &mut PgConnection, call_uuid: &str) -> Result<Option<Instruction>> {
     Ok(sqlx::query_as(
-        "SELECT call_uuid, version, run_id, token, wait_id, xml, created_at FROM call_instructions WHERE call_uuid = $1",
+        "SELECT call_uuid, version, run_id, token, wait_id, action, xml, created_at FROM call_instructions
+         WHERE call_uuid = $1",
     )
     .bind(call_uuid)
     .fetch_optional(conn)
     .await?)
+}
+
+/// Records that a carrier request is being made; `false` when it was already attempted.
+pub async fn claim_request(conn: &mut PgConnection, msg_id: &str) -> Result<bool> {
+    let done = sqlx::query("INSERT INTO carrier_requests (msg_id) VALUES ($1) ON CONFLICT DO NOTHING")
+        .bind(msg_id)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Gives a claimed request back, when the carrier said for sure that it did not take it (a 5xx).
+pub async fn release_request(conn: &mut PgConnection, msg_id: &str) -> Result<()> {
+    sqlx::query("DELETE FROM carrier_requests WHERE msg_id = $1").bind(msg_id).execute(conn).await?;
+    Ok(())
 }

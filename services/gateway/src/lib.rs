@@ -32,6 +32,13 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// `PHLO_MAX_BODY_BYTES`: largest request body (PHLO definitions included).
     pub max_body_bytes: usize,
+    /// `PHLO_PUBLIC_URL`: this gateway's URL as the carrier reaches it (callback URLs, signatures).
+    pub public_url: String,
+    /// `PHLO_CARRIER_AUTH_TOKEN`: when set, carrier webhooks must carry a valid `X-Plivo-Signature-V3`.
+    pub carrier_auth_token: Option<String>,
+    /// `PHLO_VOICE_PATIENCE_MS`: how long a voice webhook waits for the call's next XML before answering
+    /// with a keep-alive (Wait + Redirect). Carriers give up after a few seconds.
+    pub voice_patience: std::time::Duration,
 }
 
 impl Config {
@@ -43,6 +50,9 @@ impl Config {
                 .ok()
                 .filter(|t| !t.is_empty()),
             max_body_bytes: phlo_service::env_parse("PHLO_MAX_BODY_BYTES", 1 << 20)?,
+            public_url: phlo_service::env_or("PHLO_PUBLIC_URL", "http://127.0.0.1:8080"),
+            carrier_auth_token: std::env::var("PHLO_CARRIER_AUTH_TOKEN").ok().filter(|t| !t.is_empty()),
+            voice_patience: std::time::Duration::from_millis(phlo_service::env_parse("PHLO_VOICE_PATIENCE_MS", 3000)?),
         })
     }
 }
@@ -86,7 +96,8 @@ pub async fn run(
     })
     .await?;
     let egress = phlo_egress::Egress::new(phlo_egress::EgressConfig::default())?;
-    let runtime = Runtime::new(pool.clone(), bus, egress, RuntimeConfig::default());
+    let runtime_config = RuntimeConfig { public_url: config.public_url.clone(), ..RuntimeConfig::default() };
+    let runtime = Runtime::new(pool.clone(), bus, egress, runtime_config, None);
     let state = AppState {
         runtime,
         pool,

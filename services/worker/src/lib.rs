@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use phlo_bus::{Bus, BusConfig, Delivery, HttpMessage, Outcome, Queue, StepMessage};
+use std::sync::Arc;
+
+use phlo_bus::{Bus, BusConfig, CarrierMessage, Delivery, HttpMessage, Outcome, Queue, StepMessage};
 use phlo_egress::{Egress, EgressConfig};
 use phlo_runtime::background::retry_delay;
 use phlo_runtime::{Runtime, RuntimeConfig};
@@ -22,6 +24,11 @@ pub struct Config {
     pub step_concurrency: usize,
     /// `PHLO_HTTP_CONCURRENCY`: HTTP Request node requests in flight in this process.
     pub http_concurrency: usize,
+    /// `PHLO_CARRIER_CONCURRENCY`: carrier API requests in flight in this process.
+    pub carrier_concurrency: usize,
+    /// The carrier's REST API (`PHLO_CARRIER_URL`, `PHLO_CARRIER_AUTH_ID`, `PHLO_CARRIER_AUTH_TOKEN`);
+    /// `None` when no credentials are set: calls and SMS then fail with "no carrier configured".
+    pub carrier: Option<phlo_carrier::PlivoConfig>,
     /// `PHLO_EGRESS_ALLOW`: networks the HTTP Request node may reach although private (e.g. `10.0.0.0/8`).
     pub egress: EgressConfig,
     pub runtime: RuntimeConfig,
@@ -38,6 +45,8 @@ impl Config {
             addr: phlo_service::env_or("PHLO_WORKER_ADDR", "0.0.0.0:9090"),
             step_concurrency: env_parse("PHLO_WORKER_CONCURRENCY", 32)?,
             http_concurrency: env_parse("PHLO_HTTP_CONCURRENCY", 64)?,
+            carrier_concurrency: env_parse("PHLO_CARRIER_CONCURRENCY", 32)?,
+            carrier: carrier_config()?,
             egress: EgressConfig {
                 allow: EgressConfig::parse_allow(&allow)
                     .map_err(|e| format!("PHLO_EGRESS_ALLOW: {e}"))?,
@@ -57,10 +66,34 @@ impl Config {
                 )?,
                 relay_after: env_secs("PHLO_RELAY_AFTER_SECS", defaults.relay_after.as_secs())?,
                 poll_interval: Duration::from_millis(env_parse("PHLO_POLL_INTERVAL_MS", 1000)?),
+                public_url: phlo_service::env_or("PHLO_PUBLIC_URL", &defaults.public_url),
             },
             shutdown_grace: env_secs("PHLO_SHUTDOWN_GRACE_SECS", 20)?,
         })
     }
+}
+
+/// The carrier from `PHLO_CARRIER_*`, shared by the gateway (signatures, live-call control) and workers.
+pub fn carrier_config() -> Result<Option<phlo_carrier::PlivoConfig>, String> {
+    let id = phlo_service::env_or("PHLO_CARRIER_AUTH_ID", "");
+    let token = phlo_service::env_or("PHLO_CARRIER_AUTH_TOKEN", "");
+    match (id.is_empty(), token.is_empty()) {
+        (true, true) => Ok(None),
+        (false, false) => {
+            let mut config = phlo_carrier::PlivoConfig::new(id, token);
+            config.base_url = phlo_service::env_or("PHLO_CARRIER_URL", &config.base_url);
+            Ok(Some(config))
+        }
+        _ => Err("set both PHLO_CARRIER_AUTH_ID and PHLO_CARRIER_AUTH_TOKEN, or neither".to_owned()),
+    }
+}
+
+/// The carrier client, if one is configured.
+pub fn carrier(config: Option<&phlo_carrier::PlivoConfig>) -> anyhow::Result<Option<Arc<dyn phlo_carrier::Carrier>>> {
+    Ok(match config {
+        Some(c) => Some(Arc::new(phlo_carrier::PlivoCarrier::new(c.clone())?)),
+        None => None,
+    })
 }
 
 /// Runs until `shutdown`, then stops taking messages and lets in-flight ones finish.
@@ -76,7 +109,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     })
     .await?;
     let egress = Egress::new(config.egress.clone())?;
-    let runtime = Runtime::new(pool.clone(), bus.clone(), egress, config.runtime.clone());
+    let carrier = carrier(config.carrier.as_ref())?;
+    let runtime = Runtime::new(pool.clone(), bus.clone(), egress, config.runtime.clone(), carrier);
 
     let listener = tokio::net::TcpListener::bind(&config.addr).await?;
     tracing::info!(addr = %config.addr, "worker health endpoints listening");
@@ -106,10 +140,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             move |d| on_http(rt.clone(), d),
         )
     };
+    let carrier_calls = {
+        let rt = runtime.clone();
+        bus.consume(Queue::Carrier, config.carrier_concurrency, shutdown.clone(), move |d| on_carrier(rt.clone(), d))
+    };
     let background = runtime.run_background(shutdown.clone());
-    let (steps, http, ()) = tokio::join!(steps, http, background);
+    let (steps, http, carrier_calls, ()) = tokio::join!(steps, http, carrier_calls, background);
     steps?;
     http?;
+    carrier_calls?;
     let _ = server.await;
     tracing::info!("worker stopped");
     Ok(())
@@ -142,6 +181,20 @@ async fn on_http(rt: Runtime, d: Delivery) -> Outcome {
         Ok(()) => Outcome::Ack,
         Err(e) => {
             tracing::warn!(error = %e, "publishing an HTTP result failed; will retry");
+            Outcome::Retry(retry_delay(d.delivered))
+        }
+    }
+}
+
+async fn on_carrier(rt: Runtime, d: Delivery) -> Outcome {
+    let msg = match CarrierMessage::from_bytes(&d.payload) {
+        Ok(m) => m,
+        Err(e) => return Outcome::Term(format!("undecodable carrier message: {e}")),
+    };
+    match rt.perform_carrier(&msg).await {
+        Ok(()) => Outcome::Ack,
+        Err(e) => {
+            tracing::warn!(error = %e, "carrier request failed; will retry");
             Outcome::Retry(retry_delay(d.delivered))
         }
     }

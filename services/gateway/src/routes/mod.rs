@@ -1,14 +1,16 @@
 //! Routes, one module per resource.
 
 mod accounts;
+pub mod carrier;
 mod counters;
+mod numbers;
 mod openapi;
 mod phlos;
 mod plivo;
 mod runs;
 
 use axum::Router;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 
 use crate::AppState;
 use crate::error::{no_route, wrong_method};
@@ -36,10 +38,13 @@ pub fn router() -> Router<AppState> {
         .route("/v1/phlo/{phlo_id}/runs/{run_id}", get(runs::get_for_phlo))
         .route("/v1/phlo/{phlo_id}/{node_type}/{node_id}", get(plivo::node))
         .route("/v1/account/{auth_id}/phlo/{phlo_id}", post(plivo::run))
+        .route("/v1/numbers", get(numbers::list))
+        .route("/v1/numbers/{number}", put(numbers::attach).delete(numbers::detach))
         .route("/v1/runs", get(runs::list))
         .route("/v1/runs/{run_id}", get(runs::get))
         .route("/v1/runs/{run_id}/cancel", post(runs::cancel))
         .route("/v1/openapi.json", get(openapi::document))
+        .merge(carrier::router())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
 }

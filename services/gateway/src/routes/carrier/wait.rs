@@ -1,0 +1,86 @@
+//! Answering the carrier with the call's next XML: wait for a newer instruction than the one the call
+//! had, within the carrier's patience; past it, keep the call alive with Wait + Redirect to `continue`.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use phlo_bus::StepMessage;
+use phlo_runtime::voice::hangup_xml;
+use tokio::time::Instant;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// How many keep-alive rounds a call gets before the runner gives up on it and hangs up: a token that
+/// never produces XML (its event was stale, its run is stuck) must not hold a call forever.
+const MAX_KEEP_ALIVE_ROUNDS: u32 = 60;
+/// Seconds the carrier waits before asking again.
+const KEEP_ALIVE_SECS: u32 = 2;
+
+/// The call's current instruction version (0 when it has none yet).
+pub async fn version(state: &AppState, call_uuid: &str) -> Result<i64, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    Ok(phlo_store::calls::instruction(&mut conn, call_uuid).await?.map_or(0, |i| i.version))
+}
+
+/// Runs `act` (which makes the run produce the call's next XML), then waits for that XML.
+pub async fn after<F>(state: &AppState, call_uuid: &str, act: F) -> Result<String, ApiError>
+where
+    F: std::future::Future<Output = Result<(), ApiError>>,
+{
+    let seen = version(state, call_uuid).await?;
+    // Subscribe before acting, so the announcement cannot slip between the act and the wait.
+    let subscription = state.runtime.bus().subscribe(&state.runtime.bus().call_subject(call_uuid)).await.ok();
+    act.await?;
+    next_xml(state, call_uuid, seen, subscription, 0).await
+}
+
+/// The first instruction newer than `seen`, or a keep-alive when it takes longer than the patience.
+pub async fn next_xml(
+    state: &AppState,
+    call_uuid: &str,
+    seen: i64,
+    mut subscription: Option<phlo_bus::Subscriber>,
+    round: u32,
+) -> Result<String, ApiError> {
+    let deadline = Instant::now() + state.config.voice_patience;
+    loop {
+        let mut conn = state.pool.acquire().await?;
+        if let Some(i) = phlo_store::calls::instruction(&mut conn, call_uuid).await? {
+            if i.version > seen {
+                return Ok(i.xml);
+            }
+        }
+        drop(conn);
+        if Instant::now() >= deadline {
+            if round >= MAX_KEEP_ALIVE_ROUNDS {
+                tracing::warn!(call_uuid, "no XML for the call after {round} keep-alive rounds; hanging up");
+                return Ok(hangup_xml());
+            }
+            let url = format!(
+                "{}/v1/carrier/voice/continue/{call_uuid}?after={seen}&round={}",
+                state.config.public_url.trim_end_matches('/'),
+                round + 1
+            );
+            return Ok(phlo_carrier::voice::keep_alive(&url, KEEP_ALIVE_SECS).render());
+        }
+        let tick = Duration::from_millis(200);
+        match subscription.as_mut() {
+            Some(sub) => {
+                let _ = tokio::time::timeout(tick, sub.next()).await;
+            }
+            None => tokio::time::sleep(tick).await,
+        }
+    }
+}
+
+/// Publishes an event for a parked token.
+pub async fn resume(state: &AppState, msg: StepMessage) -> Result<(), ApiError> {
+    let bus = state.runtime.bus();
+    let subject = bus.subject(phlo_bus::Queue::Step);
+    bus.publish(&subject, &msg.msg_id(), msg.to_bytes(), None).await.map_err(|e| {
+        tracing::warn!(error = %e, "could not publish a carrier event");
+        ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "the runner is unavailable; retry the webhook")
+    })?;
+    Ok(())
+}
