@@ -8,3 +8,4 @@ mod chaos;
 mod e2e;
 mod guards;
 mod sdk;
+mod voice;

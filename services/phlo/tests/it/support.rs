@@ -76,6 +76,7 @@ impl Stack {
     fn command(&self, sub: &str) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_phlo"));
         cmd.arg(sub)
+            .env("PHLO_PUBLIC_URL", &self.gateway_url)
             .env("DATABASE_URL", &self.db_url)
             .env("NATS_URL", &self.nats_url)
             .env("PHLO_NATS_PREFIX", &self.prefix)
@@ -99,13 +100,14 @@ impl Stack {
 
     pub async fn start_gateway(&mut self) {
         let port = free_port();
+        // Known before the gateway starts: its own URL is what callback URLs and signatures use.
+        self.gateway_url = format!("http://127.0.0.1:{port}");
         let child = self
             .command("gateway")
             .env("PHLO_GATEWAY_ADDR", format!("127.0.0.1:{port}"))
             .spawn()
             .expect("spawn gateway");
         self.gateway = Some(child);
-        self.gateway_url = format!("http://127.0.0.1:{port}");
         self.wait_ready(&format!("{}/readyz", self.gateway_url))
             .await;
     }
@@ -433,5 +435,56 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The carrier simulator, in the test's process, fast (time scaled down 50×).
+pub struct Sim {
+    pub url: String,
+    pub auth_id: String,
+    pub auth_token: String,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl Sim {
+    pub async fn start() -> Sim {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let config = phlo_carrier_sim::Config { time_scale: 0.02, ..phlo_carrier_sim::Config::default() };
+        let (auth_id, auth_token) = (config.auth_id.clone(), config.auth_token.clone());
+        let stop = tokio_util::sync::CancellationToken::new();
+        let s = stop.clone();
+        tokio::spawn(async move { phlo_carrier_sim::run(config, listener, s).await });
+        Sim { url, auth_id, auth_token, stop }
+    }
+
+    /// The environment that points the runner at this simulator, signatures checked.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("PHLO_CARRIER_URL".into(), self.url.clone()),
+            ("PHLO_CARRIER_AUTH_ID".into(), self.auth_id.clone()),
+            ("PHLO_CARRIER_AUTH_TOKEN".into(), self.auth_token.clone()),
+        ]
+    }
+
+    pub async fn script(&self, http: &reqwest::Client, number: &str, script: Value) {
+        let r = http.put(format!("{}/sim/numbers/{number}", self.url)).json(&script).send().await.expect("script");
+        assert!(r.status().is_success(), "script {number}: {}", r.text().await.unwrap_or_default());
+    }
+
+    pub async fn get(&self, http: &reqwest::Client, path: &str) -> Value {
+        http.get(format!("{}{path}", self.url)).send().await.expect("sim").json().await.expect("json")
+    }
+
+    pub async fn post(&self, http: &reqwest::Client, path: &str, body: Value) -> Value {
+        let r = http.post(format!("{}{path}", self.url)).json(&body).send().await.expect("sim");
+        assert!(r.status().is_success(), "sim {path}");
+        r.json().await.expect("json")
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.stop.cancel();
     }
 }
