@@ -69,6 +69,31 @@ pub fn env_secs(name: &str, default: u64) -> Result<Duration, String> {
     env_parse(name, default).map(Duration::from_secs)
 }
 
+/// The carrier from `PHLO_CARRIER_*`, shared by the gateway (signatures, live-call control) and workers.
+pub fn carrier_config() -> Result<Option<phlo_carrier::PlivoConfig>, String> {
+    let id = env_or("PHLO_CARRIER_AUTH_ID", "");
+    let token = env_or("PHLO_CARRIER_AUTH_TOKEN", "");
+    match (id.is_empty(), token.is_empty()) {
+        (true, true) => Ok(None),
+        (false, false) => {
+            let mut config = phlo_carrier::PlivoConfig::new(id, token);
+            config.base_url = env_or("PHLO_CARRIER_URL", &config.base_url);
+            Ok(Some(config))
+        }
+        _ => Err("set both PHLO_CARRIER_AUTH_ID and PHLO_CARRIER_AUTH_TOKEN, or neither".to_owned()),
+    }
+}
+
+/// The carrier client, if one is configured.
+pub fn carrier(
+    config: Option<&phlo_carrier::PlivoConfig>,
+) -> Result<Option<std::sync::Arc<dyn phlo_carrier::Carrier>>, phlo_carrier::CarrierError> {
+    Ok(match config {
+        Some(c) => Some(std::sync::Arc::new(phlo_carrier::PlivoCarrier::new(c.clone())?)),
+        None => None,
+    })
+}
+
 /// JSON logs when `PHLO_LOG_FORMAT=json` (production), readable text otherwise; level from `RUST_LOG`.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -16,6 +16,7 @@ pub mod counters;
 pub mod numbers;
 pub mod outbox;
 pub mod phlos;
+pub mod rooms;
 pub mod runs;
 pub mod steps;
 pub mod timers;

@@ -209,3 +209,11 @@ pub async fn set_error(conn: &mut PgConnection, id: Uuid, error: &str) -> Result
         .await?;
     Ok(())
 }
+
+/// A run by id alone, for carrier webhooks (which carry no account).
+pub async fn find(conn: &mut PgConnection, id: Uuid) -> Result<Option<Run>> {
+    Ok(sqlx::query_as(concat!("SELECT ", run_columns!(), " FROM runs WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?)
+}

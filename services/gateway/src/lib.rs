@@ -97,7 +97,9 @@ pub async fn run(
     .await?;
     let egress = phlo_egress::Egress::new(phlo_egress::EgressConfig::default())?;
     let runtime_config = RuntimeConfig { public_url: config.public_url.clone(), ..RuntimeConfig::default() };
-    let runtime = Runtime::new(pool.clone(), bus, egress, runtime_config, None);
+    // The gateway drives live calls (the multiparty trigger API) through the same carrier as workers.
+    let carrier = phlo_service::carrier(phlo_service::carrier_config().map_err(anyhow::Error::msg)?.as_ref())?;
+    let runtime = Runtime::new(pool.clone(), bus, egress, runtime_config, carrier);
     let state = AppState {
         runtime,
         pool,

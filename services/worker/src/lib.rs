@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use std::sync::Arc;
 
 use phlo_bus::{Bus, BusConfig, CarrierMessage, Delivery, HttpMessage, Outcome, Queue, StepMessage};
 use phlo_egress::{Egress, EgressConfig};
@@ -46,7 +45,7 @@ impl Config {
             step_concurrency: env_parse("PHLO_WORKER_CONCURRENCY", 32)?,
             http_concurrency: env_parse("PHLO_HTTP_CONCURRENCY", 64)?,
             carrier_concurrency: env_parse("PHLO_CARRIER_CONCURRENCY", 32)?,
-            carrier: carrier_config()?,
+            carrier: phlo_service::carrier_config()?,
             egress: EgressConfig {
                 allow: EgressConfig::parse_allow(&allow)
                     .map_err(|e| format!("PHLO_EGRESS_ALLOW: {e}"))?,
@@ -73,29 +72,6 @@ impl Config {
     }
 }
 
-/// The carrier from `PHLO_CARRIER_*`, shared by the gateway (signatures, live-call control) and workers.
-pub fn carrier_config() -> Result<Option<phlo_carrier::PlivoConfig>, String> {
-    let id = phlo_service::env_or("PHLO_CARRIER_AUTH_ID", "");
-    let token = phlo_service::env_or("PHLO_CARRIER_AUTH_TOKEN", "");
-    match (id.is_empty(), token.is_empty()) {
-        (true, true) => Ok(None),
-        (false, false) => {
-            let mut config = phlo_carrier::PlivoConfig::new(id, token);
-            config.base_url = phlo_service::env_or("PHLO_CARRIER_URL", &config.base_url);
-            Ok(Some(config))
-        }
-        _ => Err("set both PHLO_CARRIER_AUTH_ID and PHLO_CARRIER_AUTH_TOKEN, or neither".to_owned()),
-    }
-}
-
-/// The carrier client, if one is configured.
-pub fn carrier(config: Option<&phlo_carrier::PlivoConfig>) -> anyhow::Result<Option<Arc<dyn phlo_carrier::Carrier>>> {
-    Ok(match config {
-        Some(c) => Some(Arc::new(phlo_carrier::PlivoCarrier::new(c.clone())?)),
-        None => None,
-    })
-}
-
 /// Runs until `shutdown`, then stops taking messages and lets in-flight ones finish.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let pool = phlo_store::connect(&config.common.database_url, config.common.db_pool).await?;
@@ -109,7 +85,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     })
     .await?;
     let egress = Egress::new(config.egress.clone())?;
-    let carrier = carrier(config.carrier.as_ref())?;
+    let carrier = phlo_service::carrier(config.carrier.as_ref())?;
     let runtime = Runtime::new(pool.clone(), bus.clone(), egress, config.runtime.clone(), carrier);
 
     let listener = tokio::net::TcpListener::bind(&config.addr).await?;

@@ -7,6 +7,7 @@ mod numbers;
 mod openapi;
 mod phlos;
 mod plivo;
+pub mod rooms;
 mod runs;
 
 use axum::Router;
@@ -36,7 +37,8 @@ pub fn router() -> Router<AppState> {
             delete(counters::reset),
         )
         .route("/v1/phlo/{phlo_id}/runs/{run_id}", get(runs::get_for_phlo))
-        .route("/v1/phlo/{phlo_id}/{node_type}/{node_id}", get(plivo::node))
+        .route("/v1/phlo/{phlo_id}/{node_type}/{node_id}", get(plivo::node).post(rooms::node_action))
+        .route("/v1/phlo/{phlo_id}/{node_type}/{node_id}/members/{member_address}", post(rooms::member_action))
         .route("/v1/account/{auth_id}/phlo/{phlo_id}", post(plivo::run))
         .route("/v1/numbers", get(numbers::list))
         .route("/v1/numbers/{number}", put(numbers::attach).delete(numbers::detach))

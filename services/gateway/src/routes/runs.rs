@@ -146,6 +146,7 @@ async fn detail(
     let steps = phlo_store::steps::list(&mut conn, run_id).await?;
     let tokens = phlo_store::tokens::list(&mut conn, run_id).await?;
     let counters = phlo_store::counters::list(&mut conn, run_id).await?;
+    let members = phlo_store::rooms::of_run(&mut conn, run_id).await?;
     let mut ids = json!({ "call_uuids": [], "message_uuids": [], "recording_ids": [] });
     for s in &steps {
         let v = &s.variables.0;
@@ -205,6 +206,16 @@ async fn detail(
             .map(|c| json!({ "node_id": c.node_id, "scope": c.scope, "value": c.value }))
             .collect::<Vec<_>>()
     );
+    body["room_members"] = json!(members.iter().map(|m| json!({
+        "node_id": m.node_id,
+        "node_type": m.node_type,
+        "room": m.room,
+        "address": m.address,
+        "role": m.role,
+        "state": m.state,
+        "member_id": m.member_id,
+        "call_uuid": m.call_uuid,
+    })).collect::<Vec<_>>());
     if let Some(map) = body.as_object_mut() {
         map.extend(ids.as_object().cloned().unwrap_or_default());
     }

@@ -2,6 +2,7 @@
 //! Postgres and NATS of this machine, driven through the HTTP API.
 
 mod support;
+mod voice_support;
 
 mod api;
 mod chaos;
@@ -9,3 +10,5 @@ mod e2e;
 mod guards;
 mod sdk;
 mod voice;
+mod voice_ivr;
+mod voice_sms;

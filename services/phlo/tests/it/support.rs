@@ -488,3 +488,199 @@ impl Drop for Sim {
         self.stop.cancel();
     }
 }
+
+/// The rig of the call and room tests (`voice_calls`, `voice_rooms`): a simulator, a stack pointed at
+/// it, an account, and readers of the simulator's call logs.
+pub mod rig {
+    use std::time::{Duration, Instant};
+
+    use reqwest::Method;
+    use serde_json::{Value, json};
+
+    use super::{Account, Sim, Stack};
+
+    /// Generous: a deadline only fails a test that hangs.
+    const PATIENCE: Duration = Duration::from_secs(60);
+
+    pub struct Rig {
+        pub sim: Sim,
+        pub stack: Stack,
+        pub acct: Account,
+    }
+
+    impl Rig {
+        /// A simulator and a stack of one gateway and one worker pointed at it.
+        pub async fn start() -> Rig {
+            let sim = Sim::start().await;
+            let env = sim.env();
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let stack = Stack::start_with(1, &env).await;
+            let acct = stack.account().await;
+            Rig { sim, stack, acct }
+        }
+
+        pub async fn phlo(&self, definition: Value) -> String {
+            self.stack.create_phlo(&self.acct, definition).await
+        }
+
+        /// Attaches `number` to the PHLO: calls to it start the PHLO.
+        pub async fn attach(&self, number: &str, phlo_id: &str) {
+            let path = format!("/v1/numbers/{number}");
+            let (status, body) =
+                self.stack.call(&self.acct, Method::PUT, &path, Some(json!({ "phlo_id": phlo_id }))).await;
+            assert_eq!(status, 200, "attach {number}: {body}");
+        }
+
+        /// How the party at `number` behaves (`PUT /sim/numbers/{number}`).
+        pub async fn script(&self, number: &str, script: Value) {
+            self.sim.script(&self.stack.http, number, script).await;
+        }
+
+        /// Triggers the PHLO through the API; returns the run id.
+        pub async fn trigger(&self, phlo_id: &str, payload: Value) -> String {
+            self.stack.run(&self.acct, phlo_id, payload).await
+        }
+
+        /// An inbound call from `from` to `to` through the simulator; returns its uuid.
+        pub async fn call_in(&self, from: &str, to: &str) -> String {
+            let body = json!({
+                "from": from, "to": to,
+                "answer_url": self.stack.url("/v1/carrier/voice/answer"),
+                "hangup_url": self.stack.url("/v1/carrier/voice/hangup"),
+            });
+            let created = self.sim.post(&self.stack.http, "/sim/calls", body).await;
+            created["call_uuid"].as_str().expect("call_uuid").to_owned()
+        }
+
+        /// The run the incoming call `call_uuid` started.
+        pub async fn run_of_call(&self, call_uuid: &str) -> String {
+            let deadline = Instant::now() + PATIENCE;
+            loop {
+                let path = format!("/v1/runs?trigger=call&q={call_uuid}");
+                let (_, list) = self.stack.call(&self.acct, Method::GET, &path, None).await;
+                if let Some(id) = list["objects"][0]["run_id"].as_str() {
+                    return id.to_owned();
+                }
+                assert!(Instant::now() < deadline, "no run started by call {call_uuid}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+
+        /// The run once it is no longer active.
+        pub async fn finished_run(&self, run_id: &str) -> Value {
+            self.stack.wait_run(&self.acct, run_id, PATIENCE).await
+        }
+
+        /// The run as it is now.
+        pub async fn run(&self, run_id: &str) -> Value {
+            self.stack.get_run(&self.acct, run_id).await
+        }
+
+        /// Polls the run until `ready` holds of it.
+        pub async fn run_until(&self, run_id: &str, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+            let deadline = Instant::now() + PATIENCE;
+            loop {
+                let run = self.run(run_id).await;
+                if ready(&run) {
+                    return run;
+                }
+                assert!(Instant::now() < deadline, "{what}: never happened in {run:#}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+
+        /// What the simulator recorded of a call (by call or request uuid), as it is now.
+        pub async fn sim_call(&self, uuid: &str) -> Value {
+            self.sim.get(&self.stack.http, &format!("/sim/calls/{uuid}")).await
+        }
+
+        /// What the simulator recorded of a call once it has ended (any final status).
+        pub async fn ended_call(&self, uuid: &str) -> Value {
+            let deadline = Instant::now() + PATIENCE;
+            loop {
+                let call = self.sim_call(uuid).await;
+                if is_final(&call) {
+                    return call;
+                }
+                assert!(Instant::now() < deadline, "call still up: {call:#}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+
+        /// Every call the simulator knows, oldest first.
+        pub async fn sim_calls(&self) -> Vec<Value> {
+            let all = self.sim.get(&self.stack.http, "/sim/calls").await;
+            all.as_array().cloned().unwrap_or_default()
+        }
+
+        /// The calls placed to `number` (outbound calls and dialled legs), oldest first.
+        pub async fn calls_to(&self, number: &str) -> Vec<Value> {
+            self.sim_calls().await.into_iter().filter(|c| c["to"] == number).collect()
+        }
+
+        /// Waits until exactly `n` calls to `number` exist and all have ended; returns them.
+        pub async fn ended_calls_to(&self, number: &str, n: usize) -> Vec<Value> {
+            let deadline = Instant::now() + PATIENCE;
+            loop {
+                let calls = self.calls_to(number).await;
+                if calls.len() == n && calls.iter().all(is_final) {
+                    return calls;
+                }
+                assert!(Instant::now() < deadline, "calls to {number}: {calls:#?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+
+        /// A conference or multiparty room (`GET /sim/rooms/{name}`).
+        pub async fn room(&self, name: &str) -> Value {
+            self.sim.get(&self.stack.http, &format!("/sim/rooms/{name}")).await
+        }
+
+        pub async fn finish(mut self) {
+            self.stack.cleanup().await;
+        }
+    }
+
+    pub fn is_final(call: &Value) -> bool {
+        !matches!(call["status"].as_str(), Some("queued" | "ringing" | "in-progress") | None)
+    }
+
+    /// The call's log entries of `kind`.
+    pub fn events<'a>(call: &'a Value, kind: &str) -> Vec<&'a Value> {
+        call["events"].as_array().map(|e| e.iter().filter(|e| e["kind"] == kind).collect()).unwrap_or_default()
+    }
+
+    /// The kinds of the call's log entries, in order.
+    pub fn kinds(call: &Value) -> Vec<String> {
+        call["events"]
+            .as_array()
+            .map(|e| e.iter().filter_map(|e| e["kind"].as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
+    }
+
+    /// What the call's party heard: spoken texts, and audio URLs.
+    pub fn heard(call: &Value) -> Vec<String> {
+        events(call, "heard")
+            .iter()
+            .filter_map(|e| e["text"].as_str().or_else(|| e["url"].as_str()).map(str::to_owned))
+            .collect()
+    }
+
+    /// The keys the call's party pressed.
+    pub fn pressed(call: &Value) -> Vec<String> {
+        events(call, "pressed").iter().filter_map(|e| e["digits"].as_str().map(str::to_owned)).collect()
+    }
+
+    /// Every step of `node_name` (all tokens), in the order the run lists them.
+    pub fn steps<'a>(run: &'a Value, node_name: &str) -> Vec<&'a Value> {
+        run["steps"].as_array().map(|s| s.iter().filter(|s| s["node_name"] == node_name).collect()).unwrap_or_default()
+    }
+
+    /// The finished step of `node_name` on `token`.
+    pub fn done_on<'a>(run: &'a Value, node_name: &str, token: i64) -> &'a Value {
+        steps(run, node_name)
+            .into_iter()
+            .find(|s| s["outcome"] == "done" && s["token"] == token)
+            .unwrap_or_else(|| panic!("no finished step of {node_name} on token {token} in {run:#}"))
+    }
+}

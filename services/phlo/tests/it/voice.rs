@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{Account, Sim, Stack, done_step};
+use crate::support::{Sim, done_step};
+use crate::voice_support::{attach, call_in, call_log, events_of, run_of_call, voice_stack};
 
 const START: &str = "70000000-0000-4000-8000-000000000000";
 const IVR: &str = "70000000-0000-4000-8000-000000000001";
@@ -27,59 +27,6 @@ fn ivr_phlo() -> Value {
           "transitions": { "prompt_completed": BYE } },
         { "node_id": BYE, "name": "Hangup_1", "type": "hangup" },
     ]})
-}
-
-async fn voice_stack(sim: &Sim) -> (Stack, Account) {
-    let env = sim.env();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let stack = Stack::start_with(1, &env).await;
-    let acct = stack.account().await;
-    (stack, acct)
-}
-
-async fn attach(stack: &Stack, acct: &Account, number: &str, phlo_id: &str) {
-    let (status, body) = stack.call(acct, Method::PUT, &format!("/v1/numbers/{number}"), Some(json!({ "phlo_id": phlo_id }))).await;
-    assert_eq!(status, 200, "{body}");
-}
-
-/// Places an inbound call from `from` to `to` through the simulator and returns its uuid.
-async fn call_in(stack: &Stack, sim: &Sim, from: &str, to: &str) -> String {
-    let body = json!({
-        "from": from, "to": to,
-        "answer_url": stack.url("/v1/carrier/voice/answer"),
-        "hangup_url": stack.url("/v1/carrier/voice/hangup"),
-    });
-    sim.post(&stack.http, "/sim/calls", body).await["call_uuid"].as_str().unwrap().to_owned()
-}
-
-/// The run a call started (the newest one).
-async fn run_of_call(stack: &Stack, acct: &Account) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, list) = stack.call(acct, Method::GET, "/v1/runs?trigger=call", None).await;
-        if let Some(id) = list["objects"][0]["run_id"].as_str() {
-            return id.to_owned();
-        }
-        assert!(std::time::Instant::now() < deadline, "no run started");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// What the simulator recorded for a call once it ended.
-async fn call_log(stack: &Stack, sim: &Sim, call_uuid: &str) -> Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let call = sim.get(&stack.http, &format!("/sim/calls/{call_uuid}")).await;
-        if call["status"] == "completed" {
-            return call;
-        }
-        assert!(std::time::Instant::now() < deadline, "call still up: {call:#}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn events_of<'a>(call: &'a Value, kind: &str) -> Vec<&'a Value> {
-    call["events"].as_array().unwrap().iter().filter(|e| e["kind"] == kind).collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -30,6 +30,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/carrier/voice/{run_id}/{token}/{wait_id}/call/legs/{leg}/answer", post(voice::leg_answer))
         .route("/v1/carrier/voice/{run_id}/{token}/{wait_id}/call/legs/{leg}/hangup", post(voice::leg_hangup))
         .route("/v1/carrier/voice/{run_id}/{token}/{wait_id}/{kind}", post(voice::action))
+        .route("/v1/carrier/rooms/{run_id}/{node_id}/events", post(super::rooms::carrier_events))
         .route("/v1/carrier/sms/inbound", post(sms::inbound))
         .route("/v1/carrier/sms/{run_id}/{token}/{wait_id}/{recipient}/status", post(sms::status))
 }

@@ -110,6 +110,9 @@ pub async fn action(
                 })
             } else {
                 // Member events are news for the node; the carrier does not wait for XML here.
+                if let Some(t) = &waiting {
+                    record_own_member(&state, t, &call, p).await?;
+                }
                 if let Some(ev) = events::conference(p, &call) {
                     resume(&state, StepMessage::Resume { run_id, token, wait_id, event: Event::Conference(ev) }).await?;
                 }
@@ -238,4 +241,25 @@ pub async fn resume_waiting(
     let round: u32 = hook.query.get("round").and_then(|v| v.parse().ok()).unwrap_or(1);
     let subscription = state.runtime.bus().subscribe(&state.runtime.bus().call_subject(&call_uuid)).await.ok();
     Ok(xml(next_xml(&state, &call_uuid, seen, subscription, round).await?))
+}
+
+/// Keeps the room's member list (for the trigger API) in step with the token's own call.
+async fn record_own_member(state: &AppState, t: &phlo_store::tokens::Token, call: &str, p: &Params) -> Result<(), ApiError> {
+    let (room, node_type, role) = match instruction_action(state, call).await? {
+        Some(VoiceAction::JoinMultiParty(j)) => (j.name, "multi_party_call", j.role),
+        Some(VoiceAction::JoinConference(j)) => (j.name, "conference_bridge", "member".to_owned()),
+        _ => return Ok(()),
+    };
+    let mut conn = state.pool.acquire().await?;
+    let Some(c) = phlo_store::calls::get(&mut conn, call).await? else {
+        return Ok(());
+    };
+    let Some(run) = phlo_store::runs::find(&mut conn, t.run_id).await? else {
+        return Ok(());
+    };
+    drop(conn);
+    // The member's address is the far end of the token's call: the caller of an incoming call, the
+    // callee of an outbound one.
+    let address = if c.direction == "inbound" { c.from_number } else { c.to_number };
+    crate::routes::rooms::record_event(state, p, (run.phlo_id, t.node_id, node_type, t.run_id), Some((&room, &address, &role))).await
 }

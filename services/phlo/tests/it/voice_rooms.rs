@@ -1,0 +1,1 @@
+//! Conference Bridge and Multiparty Call end to end.
