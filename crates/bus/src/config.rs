@@ -122,16 +122,19 @@ pub enum Queue {
     Http,
     /// Call the carrier's REST API: place calls, send SMS, hang up ([`crate::CarrierMessage`]).
     Carrier,
+    /// Deliver an event callback to a customer's webhook ([`crate::CallbackMessage`]).
+    Callback,
 }
 
 impl Queue {
-    pub const ALL: [Queue; 3] = [Queue::Step, Queue::Http, Queue::Carrier];
+    pub const ALL: [Queue; 4] = [Queue::Step, Queue::Http, Queue::Carrier, Queue::Callback];
 
     pub fn name(self) -> &'static str {
         match self {
             Queue::Step => "step",
             Queue::Http => "http",
             Queue::Carrier => "carrier",
+            Queue::Callback => "callback",
         }
     }
 

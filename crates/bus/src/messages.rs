@@ -86,6 +86,29 @@ impl CarrierMessage {
     }
 }
 
+/// An event callback to deliver (or to attempt again): everything else is in its Postgres row. The
+/// delivery id is also the `webhook-id` the receiver sees.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallbackMessage {
+    pub delivery_id: Uuid,
+}
+
+impl CallbackMessage {
+    /// `cb:{delivery_id}` for the first publish. Re-publishes (the scheduler, a redelivery) add a
+    /// suffix: NATS would drop the same id as a duplicate for two minutes.
+    pub fn msg_id(&self) -> String {
+        format!("cb:{}", self.delivery_id)
+    }
+
+    pub fn to_bytes(&self) -> Bytes {
+        encode(self)
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        decode(bytes, "callback message")
+    }
+}
+
 /// The payload is not a message this build understands. Permanent: redelivering it cannot
 /// help, so consumers answer [`crate::Outcome::Term`].
 #[derive(Debug, thiserror::Error)]

@@ -54,8 +54,9 @@ impl Runtime {
                 let event = Event::Call(failed_call(call.leg, call.from, call.to, "no carrier configured"));
                 outbox.step(self, conn, &resume(run_id, token, wait, event)).await
             }
-            // Counters run inline; callbacks are recorded with the step until the callback service takes them.
-            Effect::Counter(_) | Effect::Callback(_) => Ok(()),
+            // Counters run inline, in the step's transaction.
+            Effect::Counter(_) => Ok(()),
+            Effect::Callback(cb) => self.record_callback(conn, outbox, run_id, cb).await,
         }
     }
 }

@@ -16,6 +16,7 @@
 
 pub mod background;
 mod cache;
+pub mod callbacks;
 mod cancel;
 mod carrier;
 mod effects;

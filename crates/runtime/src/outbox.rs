@@ -1,7 +1,7 @@
 //! Messages written in a step's transaction and published right after it commits.
 
 use bytes::Bytes;
-use phlo_bus::{CarrierMessage, HttpMessage, Queue, StepMessage};
+use phlo_bus::{CallbackMessage, CarrierMessage, HttpMessage, Queue, StepMessage};
 use phlo_store::PgConnection;
 
 use crate::{Runtime, RuntimeError};
@@ -47,6 +47,18 @@ impl Outbox {
     pub async fn carrier(&mut self, rt: &Runtime, conn: &mut PgConnection, msg: &CarrierMessage) -> Result<(), RuntimeError> {
         let subject = rt.bus().subject(Queue::Carrier);
         self.push(conn, subject, msg.msg_id(), msg.to_bytes().to_vec()).await
+    }
+
+    /// `msg_id` is the message's own id for a first publish, a suffixed one for a re-publish.
+    pub async fn callback(
+        &mut self,
+        rt: &Runtime,
+        conn: &mut PgConnection,
+        msg: &CallbackMessage,
+        msg_id: String,
+    ) -> Result<(), RuntimeError> {
+        let subject = rt.bus().subject(Queue::Callback);
+        self.push(conn, subject, msg_id, msg.to_bytes().to_vec()).await
     }
 
     pub fn notify(&mut self, call_uuid: &str) {

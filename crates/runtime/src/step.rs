@@ -183,16 +183,14 @@ impl Runtime {
                 tokens::save(&mut tx, &token).await?;
             }
             Outcome::Wait { waits } => {
-                self.park(
-                    &mut tx,
-                    &mut outbox,
-                    &mut token,
-                    ctx,
-                    waits,
-                    step.effects,
-                    seq,
-                )
-                .await?;
+                // A node that keeps waiting for the same thing after a non-final event (a room's member
+                // events, an SMS reported `queued`) keeps its wait id: the carrier's URLs name it.
+                let same_wait = match (msg, token.wait.as_ref(), waits.as_slice()) {
+                    (StepMessage::Resume { wait_id, .. }, Some(prev), [only]) if prev.0.on == only.on => Some(*wait_id),
+                    _ => None,
+                };
+                let wait_id = same_wait.unwrap_or(seq);
+                self.park(&mut tx, &mut outbox, &mut token, ctx, waits, step.effects, wait_id).await?;
             }
             Outcome::Stop { reason, .. } => {
                 token.status = "ended".into();

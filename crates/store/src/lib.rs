@@ -11,6 +11,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod accounts;
+pub mod callbacks;
 pub mod calls;
 pub mod counters;
 pub mod numbers;

@@ -39,6 +39,9 @@ pub struct Config {
     /// `PHLO_VOICE_PATIENCE_MS`: how long a voice webhook waits for the call's next XML before answering
     /// with a keep-alive (Wait + Redirect). Carriers give up after a few seconds.
     pub voice_patience: std::time::Duration,
+    /// `PHLO_WEBHOOK_SECRET_GRACE_SECS`: after a rotation, how long the previous webhook secret keeps
+    /// signing callbacks (a second signature) so receivers can switch without losing any.
+    pub webhook_secret_grace: std::time::Duration,
 }
 
 impl Config {
@@ -53,6 +56,7 @@ impl Config {
             public_url: phlo_service::env_or("PHLO_PUBLIC_URL", "http://127.0.0.1:8080"),
             carrier_auth_token: std::env::var("PHLO_CARRIER_AUTH_TOKEN").ok().filter(|t| !t.is_empty()),
             voice_patience: std::time::Duration::from_millis(phlo_service::env_parse("PHLO_VOICE_PATIENCE_MS", 3000)?),
+            webhook_secret_grace: phlo_service::env_secs("PHLO_WEBHOOK_SECRET_GRACE_SECS", 86_400)?,
         })
     }
 }

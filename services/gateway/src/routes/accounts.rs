@@ -32,15 +32,19 @@ pub async fn create(
         )));
     }
     let token = new_auth_token();
-    let mut conn = state.pool.acquire().await?;
+    let mut tx = state.pool.begin().await?;
     let account = phlo_store::accounts::create(
-        &mut conn,
+        &mut tx,
         Uuid::now_v7(),
         &new_auth_id(),
         &hash_token(&token),
         &name,
     )
     .await?;
+    // The secret callbacks are signed with (`GET /v1/account/webhook-secret` shows it).
+    let secret = phlo_runtime::callbacks::new_secret();
+    phlo_store::callbacks::ensure_secret(&mut tx, account.id, &secret).await?;
+    tx.commit().await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({

@@ -1,6 +1,7 @@
 //! Routes, one module per resource.
 
 mod accounts;
+mod callbacks;
 pub mod carrier;
 mod counters;
 mod numbers;
@@ -45,6 +46,10 @@ pub fn router() -> Router<AppState> {
         .route("/v1/runs", get(runs::list))
         .route("/v1/runs/{run_id}", get(runs::get))
         .route("/v1/runs/{run_id}/cancel", post(runs::cancel))
+        .route("/v1/runs/{run_id}/callbacks", get(callbacks::list_for_run))
+        .route("/v1/callbacks/{delivery_id}/redeliver", post(callbacks::redeliver))
+        .route("/v1/account/webhook-secret", get(callbacks::secret))
+        .route("/v1/account/webhook-secret/rotate", post(callbacks::rotate_secret))
         .route("/v1/openapi.json", get(openapi::document))
         .merge(carrier::router())
         .fallback(no_route)

@@ -10,5 +10,8 @@ mod e2e;
 mod guards;
 mod sdk;
 mod voice;
+mod voice_mpc;
 mod voice_ivr;
 mod voice_sms;
+mod voice_calls;
+mod voice_rooms;

@@ -636,9 +636,74 @@ pub mod rig {
             self.sim.get(&self.stack.http, &format!("/sim/rooms/{name}")).await
         }
 
+        /// The simulator's Plivo REST API (`/v1/Account/{id}{path}`), as the account holder.
+        pub async fn carrier(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+            let url = format!("{}/v1/Account/{}{path}", self.sim.url, self.sim.auth_id);
+            let mut req = self.stack.http.request(method, url).basic_auth(&self.sim.auth_id, Some(&self.sim.auth_token));
+            if let Some(b) = body {
+                req = req.json(&b);
+            }
+            let r = req.send().await.expect("carrier API");
+            let status = r.status().as_u16();
+            let text = r.text().await.unwrap_or_default();
+            (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        }
+
+        /// Hangs a live call up through the carrier's REST API.
+        pub async fn hang_up(&self, call_uuid: &str) {
+            let (status, body) = self.carrier(Method::DELETE, &format!("/Call/{call_uuid}/"), None).await;
+            assert_eq!(status, 204, "hang up {call_uuid}: {body}");
+        }
+
+        /// Polls the simulator's call until `ready` holds of it.
+        pub async fn call_until(&self, uuid: &str, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+            let deadline = Instant::now() + PATIENCE;
+            loop {
+                let call = self.sim_call(uuid).await;
+                if ready(&call) {
+                    return call;
+                }
+                assert!(Instant::now() < deadline, "{what}: never happened to {call:#}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+
+        /// Every message the simulator carried.
+        pub async fn sim_messages(&self) -> Vec<Value> {
+            let all = self.sim.get(&self.stack.http, "/sim/messages").await;
+            all.as_array().cloned().unwrap_or_default()
+        }
+
         pub async fn finish(mut self) {
             self.stack.cleanup().await;
         }
+    }
+
+    /// `vars` with each carrier timestamp that has Plivo's shape (`2025-01-02 03:04:05`) replaced by
+    /// `"<time>"`, so that whole variable sets can be compared exactly.
+    pub fn timeless(vars: &Value) -> Value {
+        let mut v = vars.clone();
+        if let Some(map) = v.as_object_mut() {
+            for key in ["start_time", "answer_time", "end_time"] {
+                if let Some(t) = map.get_mut(key)
+                    && t.as_str().is_some_and(is_plivo_time)
+                {
+                    *t = json!("<time>");
+                }
+            }
+        }
+        v
+    }
+
+    fn is_plivo_time(s: &str) -> bool {
+        let b = s.as_bytes();
+        b.len() == 19
+            && b.iter().enumerate().all(|(i, c)| match i {
+                4 | 7 => *c == b'-',
+                10 => *c == b' ',
+                13 | 16 => *c == b':',
+                _ => c.is_ascii_digit(),
+            })
     }
 
     pub fn is_final(call: &Value) -> bool {

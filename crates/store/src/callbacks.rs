@@ -1,0 +1,506 @@
+//! Event-callback deliveries, their attempts, URLs disabled by a 410, and the accounts' webhook
+//! signing secrets.
+//!
+//! A delivery is written in the step's transaction ([`insert`]); the callback service claims one attempt
+//! at a time ([`claim`], a short transaction, never held across the HTTP request), records its result
+//! ([`finish`]), and a scheduler re-publishes deliveries whose message was lost or that were parked
+//! until a long retry delay passed ([`take_due`]).
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::Result;
+
+/// A delivery as the API and the callback service see it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Delivery {
+    pub id: Uuid,
+    pub run_id: Uuid,
+    pub account_id: Uuid,
+    pub phlo_id: Uuid,
+    pub node_id: Uuid,
+    pub node_name: String,
+    pub node_type: String,
+    pub event: String,
+    pub url: String,
+    pub method: String,
+    /// The body exactly as recorded (and sent).
+    pub payload: String,
+    pub status: String,
+    pub attempts: i32,
+    pub round_start: i32,
+    pub redeliveries: i32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub lease_until: Option<DateTime<Utc>>,
+    pub queued: bool,
+    pub last_status_code: Option<i32>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+macro_rules! delivery_columns {
+    () => {
+        "id, run_id, account_id, phlo_id, node_id, node_name, node_type, event, url, method, \
+         payload::text AS payload, status, attempts, round_start, redeliveries, next_attempt_at, \
+         lease_until, queued, last_status_code, last_error, created_at, updated_at, delivered_at"
+    };
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Attempt {
+    pub delivery_id: Uuid,
+    pub attempt: i32,
+    pub at: DateTime<Utc>,
+    pub outcome: String,
+    pub status_code: Option<i32>,
+    pub latency_ms: Option<i32>,
+    pub error: Option<String>,
+    pub response: Option<String>,
+}
+
+/// A callback as a step emits it.
+#[derive(Debug, Clone)]
+pub struct NewDelivery<'a> {
+    pub id: Uuid,
+    pub run_id: Uuid,
+    pub node_id: Uuid,
+    pub node_name: &'a str,
+    pub node_type: &'a str,
+    pub event: &'a str,
+    pub url: &'a str,
+    /// `POST` or `GET`.
+    pub method: &'a str,
+    /// The JSON body, as text.
+    pub payload: &'a str,
+}
+
+/// Records a delivery in the step's transaction. Its account and PHLO are the run's. Returns `None` when
+/// the delivery is pending (to be published), or the reason it was recorded as `failed` without an
+/// attempt: its URL answered 410 Gone to an earlier callback of the PHLO.
+pub async fn insert(conn: &mut PgConnection, d: &NewDelivery<'_>) -> Result<Option<String>> {
+    let (status, error): (String, Option<String>) = sqlx::query_as(
+        "INSERT INTO callback_deliveries
+             (id, run_id, account_id, phlo_id, node_id, node_name, node_type, event, url, method, payload,
+              status, next_attempt_at, last_error)
+         SELECT $1, r.id, r.account_id, r.phlo_id, $3, $4, $5, $6, $7, $8, $9::json,
+                CASE WHEN x.url IS NULL THEN 'pending' ELSE 'failed' END,
+                CASE WHEN x.url IS NULL THEN now() END,
+                CASE WHEN x.url IS NOT NULL THEN
+                    'not attempted: this URL answered 410 Gone to delivery ' || x.delivery_id || ' at '
+                    || to_char(x.disabled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+                    || ', so callbacks of this PHLO to it are disabled; redeliver a delivery to it '
+                    || 'through the API to enable it again'
+                END
+         FROM runs r
+         LEFT JOIN disabled_callback_urls x ON x.phlo_id = r.phlo_id AND x.url = $7
+         WHERE r.id = $2
+         RETURNING status, last_error",
+    )
+    .bind(d.id)
+    .bind(d.run_id)
+    .bind(d.node_id)
+    .bind(d.node_name)
+    .bind(d.node_type)
+    .bind(d.event)
+    .bind(d.url)
+    .bind(d.method)
+    .bind(d.payload)
+    .fetch_one(conn)
+    .await?;
+    Ok(if status == "pending" { None } else { error })
+}
+
+/// The signing secrets of an account.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Secrets {
+    pub current: Option<String>,
+    /// The secret before the last rotation, while it still signs.
+    pub previous: Option<String>,
+    pub previous_until: Option<DateTime<Utc>>,
+    pub rotated_at: Option<DateTime<Utc>>,
+}
+
+const SECRET_COLUMNS: &str = "webhook_secret AS current,
+    CASE WHEN webhook_secret_previous_until > now() THEN webhook_secret_previous END AS previous,
+    CASE WHEN webhook_secret_previous_until > now() THEN webhook_secret_previous_until END AS previous_until,
+    webhook_secret_rotated_at AS rotated_at";
+
+/// The account's secrets; `current` is `None` for an account that never had one.
+pub async fn secrets(conn: &mut PgConnection, account_id: Uuid) -> Result<Option<Secrets>> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {SECRET_COLUMNS} FROM accounts WHERE id = $1"
+    )))
+    .bind(account_id)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Gives the account `fresh` as its secret unless it has one already (two callers racing keep the
+/// first); returns the secrets now in force.
+pub async fn ensure_secret(
+    conn: &mut PgConnection,
+    account_id: Uuid,
+    fresh: &str,
+) -> Result<Option<Secrets>> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE accounts SET webhook_secret = COALESCE(webhook_secret, $2) WHERE id = $1
+         RETURNING {SECRET_COLUMNS}"
+    )))
+    .bind(account_id)
+    .bind(fresh)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Replaces the secret with `fresh`; the old one keeps signing for `grace_secs`.
+pub async fn rotate_secret(
+    conn: &mut PgConnection,
+    account_id: Uuid,
+    fresh: &str,
+    grace_secs: f64,
+) -> Result<Option<Secrets>> {
+    // Postgres evaluates every SET expression against the old row, so `webhook_secret` on the right is
+    // the secret being replaced.
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE accounts SET
+             webhook_secret_previous = webhook_secret,
+             webhook_secret_previous_until =
+                 CASE WHEN webhook_secret IS NULL THEN NULL ELSE now() + make_interval(secs => $3) END,
+             webhook_secret = $2,
+             webhook_secret_rotated_at = now()
+         WHERE id = $1
+         RETURNING {SECRET_COLUMNS}"
+    )))
+    .bind(account_id)
+    .bind(fresh)
+    .bind(grace_secs)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// What [`claim`] found.
+#[derive(Debug, Clone)]
+pub enum Claim {
+    /// Attempt `delivery.attempts` is ours until the lease lapses; its log row is `in_progress`.
+    Claimed(Box<Delivery>),
+    /// No such delivery.
+    Missing,
+    /// Delivered, failed or dead: nothing to do.
+    Finished,
+    /// Another attempt is in flight for this long still.
+    Leased(std::time::Duration),
+    /// The next attempt is due in this long.
+    NotDue(std::time::Duration),
+    /// Its URL is disabled for the PHLO (a 410): the delivery is now `failed` with this reason.
+    Disabled(String),
+}
+
+/// Claims the next attempt of a pending delivery that is due (within `slack_secs`) and not in flight:
+/// counts the attempt, leases it for `lease_secs` and logs it `in_progress`. An earlier attempt still
+/// `in_progress` had its process die: it is logged `interrupted`.
+pub async fn claim(
+    conn: &mut PgConnection,
+    id: Uuid,
+    lease_secs: f64,
+    slack_secs: f64,
+) -> Result<Claim> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        status: String,
+        lease_left: Option<f64>,
+        due_in: Option<f64>,
+        disabled_by: Option<Uuid>,
+    }
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT d.status,
+                EXTRACT(EPOCH FROM d.lease_until - now())::float8 AS lease_left,
+                EXTRACT(EPOCH FROM d.next_attempt_at - now())::float8 AS due_in,
+                x.delivery_id AS disabled_by
+         FROM callback_deliveries d
+         LEFT JOIN disabled_callback_urls x ON x.phlo_id = d.phlo_id AND x.url = d.url
+         WHERE d.id = $1
+         FOR UPDATE OF d",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(Claim::Missing);
+    };
+    let secs = |s: f64| std::time::Duration::from_secs_f64(s.max(0.0));
+    if row.status != "pending" {
+        return Ok(Claim::Finished);
+    }
+    if let Some(left) = row.lease_left.filter(|l| *l > 0.0) {
+        return Ok(Claim::Leased(secs(left)));
+    }
+    if let Some(due_in) = row.due_in.filter(|d| *d > slack_secs) {
+        return Ok(Claim::NotDue(secs(due_in)));
+    }
+    if let Some(by) = row.disabled_by {
+        let reason = format!(
+            "not attempted: this URL answered 410 Gone to delivery {by}, so callbacks of this PHLO to it \
+             are disabled; redeliver a delivery to it through the API to enable it again"
+        );
+        interrupt(conn, id).await?;
+        sqlx::query(
+            "UPDATE callback_deliveries SET status = 'failed', next_attempt_at = NULL, lease_until = NULL,
+                 last_error = $2, updated_at = now()
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(&reason)
+        .execute(&mut *conn)
+        .await?;
+        return Ok(Claim::Disabled(reason));
+    }
+    interrupt(conn, id).await?;
+    let delivery: Delivery = sqlx::query_as(concat!(
+        "UPDATE callback_deliveries SET attempts = attempts + 1,
+             lease_until = now() + make_interval(secs => $2), updated_at = now()
+         WHERE id = $1 RETURNING ",
+        delivery_columns!()
+    ))
+    .bind(id)
+    .bind(lease_secs)
+    .fetch_one(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO callback_attempts (delivery_id, attempt, outcome) VALUES ($1, $2, 'in_progress')
+         ON CONFLICT (delivery_id, attempt) DO NOTHING",
+    )
+    .bind(id)
+    .bind(delivery.attempts)
+    .execute(conn)
+    .await?;
+    Ok(Claim::Claimed(Box::new(delivery)))
+}
+
+async fn interrupt(conn: &mut PgConnection, id: Uuid) -> Result<()> {
+    sqlx::query(
+        "UPDATE callback_attempts SET outcome = 'interrupted',
+             error = 'the callback service stopped during this attempt; whether it arrived is unknown'
+         WHERE delivery_id = $1 AND outcome = 'in_progress'",
+    )
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The result of one attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finish {
+    /// The attempt's log outcome: delivered, retry, failed, dead or disabled.
+    pub outcome: &'static str,
+    /// The delivery's status afterwards: pending (retry), delivered, failed or dead.
+    pub status: &'static str,
+    pub status_code: Option<i32>,
+    pub latency_ms: Option<i32>,
+    pub error: Option<String>,
+    pub response: Option<String>,
+    /// For a retry: seconds until the next attempt, and whether a NATS message will bring it (a NAK with
+    /// that delay) or the scheduler must publish it when due.
+    pub retry_in_secs: f64,
+    pub queued: bool,
+}
+
+/// Records attempt `attempt`'s result, and the delivery's new state unless a later attempt took over
+/// (this one outlived its lease). A 410 also disables the URL for the PHLO. Returns whether the
+/// delivery's state was updated.
+pub async fn finish(
+    conn: &mut PgConnection,
+    id: Uuid,
+    attempt: i32,
+    f: &Finish,
+) -> Result<bool> {
+    sqlx::query(
+        "UPDATE callback_attempts SET outcome = $3, status_code = $4, latency_ms = $5, error = $6, response = $7
+         WHERE delivery_id = $1 AND attempt = $2",
+    )
+    .bind(id)
+    .bind(attempt)
+    .bind(f.outcome)
+    .bind(f.status_code)
+    .bind(f.latency_ms)
+    .bind(&f.error)
+    .bind(&f.response)
+    .execute(&mut *conn)
+    .await?;
+    let updated = sqlx::query(
+        "UPDATE callback_deliveries SET
+             status = $3,
+             next_attempt_at = CASE WHEN $3 = 'pending' THEN now() + make_interval(secs => $4) END,
+             queued = $5,
+             lease_until = NULL,
+             last_status_code = $6,
+             last_error = $7,
+             delivered_at = CASE WHEN $3 = 'delivered' THEN now() ELSE delivered_at END,
+             updated_at = now()
+         WHERE id = $1 AND attempts = $2 AND status = 'pending'",
+    )
+    .bind(id)
+    .bind(attempt)
+    .bind(f.status)
+    .bind(f.retry_in_secs)
+    .bind(f.queued)
+    .bind(f.status_code)
+    .bind(&f.error)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        == 1;
+    if f.outcome == "disabled" {
+        sqlx::query(
+            "INSERT INTO disabled_callback_urls (phlo_id, url, delivery_id)
+             SELECT phlo_id, url, id FROM callback_deliveries WHERE id = $1
+             ON CONFLICT (phlo_id, url) DO NOTHING",
+        )
+        .bind(id)
+        .execute(conn)
+        .await?;
+    }
+    Ok(updated)
+}
+
+/// Claims pending deliveries that need a message: parked ones whose next attempt is due, and queued ones
+/// overdue by more than `overdue_secs` (their message was lost, or their attempt's process died and its
+/// lease lapsed). Marks them queued and due now, so a lost re-publish is noticed again after another
+/// `overdue_secs`. The caller publishes inside the same transaction (`SKIP LOCKED` keeps replicas apart).
+pub async fn take_due(
+    conn: &mut PgConnection,
+    overdue_secs: f64,
+    limit: i64,
+) -> Result<Vec<(Uuid, i32)>> {
+    Ok(sqlx::query_as(
+        "WITH due AS (
+             SELECT id FROM callback_deliveries
+             WHERE status = 'pending'
+               AND (lease_until IS NULL OR lease_until < now())
+               AND next_attempt_at <= now()
+                   - CASE WHEN queued THEN make_interval(secs => $1) ELSE interval '0' END
+             ORDER BY next_attempt_at
+             LIMIT $2
+             FOR UPDATE SKIP LOCKED
+         )
+         UPDATE callback_deliveries d SET queued = true, next_attempt_at = now(), updated_at = now()
+         FROM due WHERE d.id = due.id
+         RETURNING d.id, d.attempts",
+    )
+    .bind(overdue_secs)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// What [`redeliver`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redeliver {
+    /// Pending again, due now; the n-th redelivery. Its URL is enabled again for the PHLO.
+    Queued { redeliveries: i32 },
+    Missing,
+    /// Only dead and failed deliveries can be redelivered; this is its status.
+    NotRedeliverable(String),
+}
+
+/// Puts a dead or failed delivery of this account back to pending with a fresh retry schedule (same
+/// id, so the same `webhook-id`), and enables its URL again if a 410 had disabled it.
+pub async fn redeliver(conn: &mut PgConnection, account_id: Uuid, id: Uuid) -> Result<Redeliver> {
+    let row: Option<(i32,)> = sqlx::query_as(
+        "UPDATE callback_deliveries SET status = 'pending', next_attempt_at = now(), queued = true,
+             lease_until = NULL, round_start = attempts, redeliveries = redeliveries + 1, updated_at = now()
+         WHERE id = $1 AND account_id = $2 AND status IN ('dead', 'failed')
+         RETURNING redeliveries",
+    )
+    .bind(id)
+    .bind(account_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some((redeliveries,)) = row {
+        sqlx::query(
+            "DELETE FROM disabled_callback_urls x USING callback_deliveries d
+             WHERE d.id = $1 AND x.phlo_id = d.phlo_id AND x.url = d.url",
+        )
+        .bind(id)
+        .execute(conn)
+        .await?;
+        return Ok(Redeliver::Queued { redeliveries });
+    }
+    let status: Option<(String,)> =
+        sqlx::query_as("SELECT status FROM callback_deliveries WHERE id = $1 AND account_id = $2")
+            .bind(id)
+            .bind(account_id)
+            .fetch_optional(conn)
+            .await?;
+    Ok(match status {
+        Some((status,)) => Redeliver::NotRedeliverable(status),
+        None => Redeliver::Missing,
+    })
+}
+
+/// A delivery of this account.
+pub async fn get(conn: &mut PgConnection, account_id: Uuid, id: Uuid) -> Result<Option<Delivery>> {
+    Ok(sqlx::query_as(concat!(
+        "SELECT ",
+        delivery_columns!(),
+        " FROM callback_deliveries WHERE id = $1 AND account_id = $2"
+    ))
+    .bind(id)
+    .bind(account_id)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// A run's deliveries, oldest first, each with its attempts.
+pub async fn list_for_run(
+    conn: &mut PgConnection,
+    account_id: Uuid,
+    run_id: Uuid,
+) -> Result<Vec<(Delivery, Vec<Attempt>)>> {
+    let deliveries: Vec<Delivery> = sqlx::query_as(concat!(
+        "SELECT ",
+        delivery_columns!(),
+        " FROM callback_deliveries WHERE run_id = $1 AND account_id = $2 ORDER BY created_at, id"
+    ))
+    .bind(run_id)
+    .bind(account_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let ids: Vec<Uuid> = deliveries.iter().map(|d| d.id).collect();
+    let attempts: Vec<Attempt> = sqlx::query_as(
+        "SELECT delivery_id, attempt, at, outcome, status_code, latency_ms, error, response
+         FROM callback_attempts WHERE delivery_id = ANY($1) ORDER BY delivery_id, attempt",
+    )
+    .bind(&ids)
+    .fetch_all(conn)
+    .await?;
+    let mut by_delivery: std::collections::HashMap<Uuid, Vec<Attempt>> = Default::default();
+    for a in attempts {
+        by_delivery.entry(a.delivery_id).or_default().push(a);
+    }
+    Ok(deliveries
+        .into_iter()
+        .map(|d| {
+            let attempts = by_delivery.remove(&d.id).unwrap_or_default();
+            (d, attempts)
+        })
+        .collect())
+}
+
+/// Deliveries by status, for gauges and tests.
+pub async fn count_by_status(conn: &mut PgConnection) -> Result<Vec<(String, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT status, count(*) FROM callback_deliveries GROUP BY status ORDER BY status",
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
+/// The payload as a JSON value (for the API), `null` if it does not parse.
+pub fn payload_value(d: &Delivery) -> Value {
+    serde_json::from_str(&d.payload).unwrap_or(Value::Null)
+}

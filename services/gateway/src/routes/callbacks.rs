@@ -1,0 +1,149 @@
+//! Event callbacks: a run's delivery log, redelivery of a dead or failed delivery, and the account's
+//! webhook signing secret (show, rotate).
+
+use axum::Json;
+use axum::extract::State;
+use chrono::Utc;
+use phlo_store::callbacks::{self, Attempt, Delivery, Redeliver, Secrets};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::extract::{Path, id, plivo_time};
+
+fn attempt(a: &Attempt, delivery: &Delivery) -> Value {
+    // An attempt still `in_progress` without a live lease belongs to a process that died; the next
+    // attempt will record it as interrupted.
+    let live = delivery.lease_until.is_some_and(|t| t > Utc::now());
+    let outcome = if a.outcome == "in_progress" && !live {
+        "interrupted"
+    } else {
+        a.outcome.as_str()
+    };
+    json!({
+        "attempt": a.attempt,
+        "attempted_on": plivo_time(a.at),
+        "outcome": outcome,
+        "status_code": a.status_code,
+        "latency_ms": a.latency_ms,
+        "error": a.error,
+        "response": a.response,
+    })
+}
+
+fn delivery(d: &Delivery, attempts: &[Attempt]) -> Value {
+    json!({
+        "delivery_id": d.id,
+        "webhook_id": d.id,
+        "run_id": d.run_id,
+        "phlo_id": d.phlo_id,
+        "node_id": d.node_id,
+        "node_name": d.node_name,
+        "node_type": d.node_type,
+        "event": d.event,
+        "url": d.url,
+        "method": d.method,
+        "status": d.status,
+        "attempt_count": d.attempts,
+        "redeliveries": d.redeliveries,
+        "next_attempt_on": d.next_attempt_at.filter(|_| d.status == "pending").map(plivo_time),
+        "last_status_code": d.last_status_code,
+        "last_error": d.last_error,
+        "created_on": plivo_time(d.created_at),
+        "delivered_on": d.delivered_at.map(plivo_time),
+        "payload": callbacks::payload_value(d),
+        "attempts": attempts.iter().map(|a| attempt(a, d)).collect::<Vec<_>>(),
+    })
+}
+
+/// `GET /v1/runs/{run_id}/callbacks`: every delivery of the run, oldest first, with every attempt.
+pub async fn list_for_run(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(run_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let run_id = id(&run_id, "run")?;
+    let mut conn = state.pool.acquire().await?;
+    if phlo_store::runs::get(&mut conn, caller.account_id, run_id)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::not_found("run", run_id));
+    }
+    let rows = callbacks::list_for_run(&mut conn, caller.account_id, run_id).await?;
+    Ok(Json(json!({
+        "api_id": Uuid::now_v7(),
+        "run_id": run_id,
+        "objects": rows.iter().map(|(d, a)| delivery(d, a)).collect::<Vec<_>>(),
+    })))
+}
+
+/// `POST /v1/callbacks/{delivery_id}/redeliver`: a dead or failed delivery goes out again, with the same
+/// `webhook-id` and a fresh retry schedule.
+pub async fn redeliver(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(delivery_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let delivery_id = id(&delivery_id, "callback delivery")?;
+    match state
+        .runtime
+        .redeliver_callback(caller.account_id, delivery_id)
+        .await?
+    {
+        Redeliver::Missing => Err(ApiError::not_found("callback delivery", delivery_id)),
+        Redeliver::NotRedeliverable(status) => Err(ApiError::bad_request(format!(
+            "callback delivery {delivery_id} is {status}: only a dead or failed delivery can be redelivered"
+        ))),
+        Redeliver::Queued { redeliveries } => Ok(Json(json!({
+            "api_id": Uuid::now_v7(),
+            "delivery_id": delivery_id,
+            "webhook_id": delivery_id,
+            "status": "pending",
+            "redeliveries": redeliveries,
+            "message": "queued for redelivery",
+        }))),
+    }
+}
+
+fn secret_body(s: &Secrets) -> Value {
+    json!({
+        "api_id": Uuid::now_v7(),
+        "webhook_secret": s.current,
+        "previous_webhook_secret": s.previous,
+        "previous_valid_until": s.previous_until.map(plivo_time),
+        "rotated_on": s.rotated_at.map(plivo_time),
+    })
+}
+
+/// `GET /v1/account/webhook-secret`: the secret callbacks are signed with (created now if the account
+/// predates callbacks), and the previous one while it still signs after a rotation.
+pub async fn secret(caller: Caller, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    let found = match callbacks::secrets(&mut conn, caller.account_id).await? {
+        Some(Secrets { current: None, .. }) | None => {
+            let fresh = phlo_runtime::callbacks::new_secret();
+            callbacks::ensure_secret(&mut conn, caller.account_id, &fresh).await?
+        }
+        found => found,
+    };
+    let secrets = found.ok_or_else(|| ApiError::internal("the caller's account vanished"))?;
+    Ok(Json(secret_body(&secrets)))
+}
+
+/// `POST /v1/account/webhook-secret/rotate`: a new secret; the old one keeps signing (a second
+/// signature) for `PHLO_WEBHOOK_SECRET_GRACE_SECS`.
+pub async fn rotate_secret(
+    caller: Caller,
+    State(state): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    let fresh = phlo_runtime::callbacks::new_secret();
+    let grace = state.config.webhook_secret_grace.as_secs_f64();
+    let secrets = callbacks::rotate_secret(&mut conn, caller.account_id, &fresh, grace)
+        .await?
+        .ok_or_else(|| ApiError::internal("the caller's account vanished"))?;
+    Ok(Json(secret_body(&secrets)))
+}

@@ -1,0 +1,169 @@
+//! The multiparty-call trigger API end to end: a customer calls in and joins a multiparty call; agents
+//! are called, transferred, held and hung up through the API; the simulator's room shows the result.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::{Account, Sim, Stack};
+use crate::voice_support::{call_in, phlo_on, run_of_call, voice_stack};
+
+const START: &str = "3c000000-0000-4000-8000-000000000000";
+pub const MPC: &str = "3c000000-0000-4000-8000-000000000001";
+pub const CUSTOMER: &str = "+14155550100";
+pub const NUMBER: &str = "+14155550199";
+pub const AGENTS: [&str; 4] = ["+14155550111", "+14155550122", "+14155550133", "+14155550144"];
+pub const ROOM: &str = "support";
+
+pub fn mpc_phlo() -> Value {
+    json!({ "name": "Support line", "nodes": [
+        { "node_id": START, "name": "Start", "type": "start", "transitions": { "incoming_call": MPC } },
+        { "node_id": MPC, "name": "Multiparty_Call_1", "type": "multi_party_call",
+          "options": { "conference_name": ROOM, "role": "customer", "from": NUMBER,
+                       "prompt": "Connecting you to support" } },
+    ]})
+}
+
+/// A customer on the line in the multiparty call, with agents that answer and stay.
+pub async fn customer_in_room(sim: &Sim) -> (Stack, Account, String, String) {
+    let (stack, acct) = voice_stack(sim).await;
+    let phlo_id = phlo_on(&stack, &acct, NUMBER, mpc_phlo()).await;
+    sim.script(&stack.http, CUSTOMER, json!({ "talk_secs": null })).await;
+    for agent in AGENTS {
+        sim.script(&stack.http, agent, json!({ "answer": "answer", "answer_after_secs": 1, "talk_secs": null })).await;
+    }
+    call_in(&stack, sim, CUSTOMER, NUMBER).await;
+    let run_id = run_of_call(&stack, &acct).await;
+    wait_member(&stack, &acct, &run_id, CUSTOMER, "in_call").await;
+    (stack, acct, phlo_id, run_id)
+}
+
+/// Waits until the run's room lists `address` in `state`.
+pub async fn wait_member(stack: &Stack, acct: &Account, run_id: &str, address: &str, state: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let run = stack.get_run(acct, run_id).await;
+        let found = run["room_members"].as_array().into_iter().flatten().any(|m| m["address"] == address && m["state"] == state);
+        if found {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{address} never {state}: {:#}", run["room_members"]);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The simulator's view of the room: address → state.
+pub async fn sim_room(stack: &Stack, sim: &Sim) -> Vec<(String, String)> {
+    let room = sim.get(&stack.http, &format!("/sim/rooms/{ROOM}")).await;
+    room["members"].as_array().into_iter().flatten().map(|m| (m["party"].as_str().unwrap_or_default().to_owned(), m["state"].as_str().unwrap_or_default().to_owned())).collect()
+}
+
+async fn node_action(stack: &Stack, acct: &Account, phlo_id: &str, body: Value) -> (u16, Value) {
+    stack.call(acct, Method::POST, &format!("/v1/phlo/{phlo_id}/multi_party_call/{MPC}"), Some(body)).await
+}
+
+async fn member_action(stack: &Stack, acct: &Account, phlo_id: &str, address: &str, action: &str) -> (u16, Value) {
+    let path = format!("/v1/phlo/{phlo_id}/multi_party_call/{MPC}/members/{address}");
+    stack.call(acct, Method::POST, &path, Some(json!({ "action": action }))).await
+}
+
+fn ok(response: (u16, Value)) {
+    assert_eq!(response.0, 201, "{}", response.1);
+    assert_eq!(response.1["error"], "", "{}", response.1);
+    assert!(response.1["api_id"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_004_cold_transfer() {
+    let sim = Sim::start().await;
+    let (mut stack, acct, phlo_id, run_id) = customer_in_room(&sim).await;
+    ok(node_action(&stack, &acct, &phlo_id, json!({ "action": "call", "trigger_source": CUSTOMER, "to": AGENTS[0], "role": "agent" })).await);
+    wait_member(&stack, &acct, &run_id, AGENTS[0], "in_call").await;
+
+    // The request exactly as seed 004 sends it.
+    let raw = r#"{"action":"cold_transfer","to":"+14155550122","role":"agent","trigger_source":"+14155550111"}"#;
+    let r = stack
+        .http
+        .post(stack.url(&format!("/v1/phlo/{phlo_id}/multi_party_call/{MPC}")))
+        .basic_auth(&acct.auth_id, Some(&acct.token))
+        .header("content-type", "application/json")
+        .body(raw)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "");
+    assert!(body["api_id"].as_str().is_some_and(|a| !a.is_empty()));
+
+    wait_member(&stack, &acct, &run_id, AGENTS[1], "in_call").await;
+    wait_member(&stack, &acct, &run_id, AGENTS[0], "left").await;
+    wait_member(&stack, &acct, &run_id, CUSTOMER, "in_call").await;
+    let room = sim_room(&stack, &sim).await;
+    let state_of = |who: &str| room.iter().filter(|(p, _)| p == who).map(|(_, s)| s.clone()).next_back();
+    assert_eq!(state_of(CUSTOMER).as_deref(), Some("in_call"), "{room:?}");
+    assert_eq!(state_of(AGENTS[1]).as_deref(), Some("in_call"), "{room:?}");
+    assert_eq!(state_of(AGENTS[0]).as_deref(), Some("left"), "{room:?}");
+    stack.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_action_moves_members_and_wrong_states_are_refused() {
+    let sim = Sim::start().await;
+    let (mut stack, acct, phlo_id, run_id) = customer_in_room(&sim).await;
+    let [a1, a2, a3, a4] = AGENTS;
+    ok(node_action(&stack, &acct, &phlo_id, json!({ "action": "call", "trigger_source": CUSTOMER, "to": a1, "role": "agent" })).await);
+    wait_member(&stack, &acct, &run_id, a1, "in_call").await;
+
+    ok(member_action(&stack, &acct, &phlo_id, CUSTOMER, "hold").await);
+    wait_member(&stack, &acct, &run_id, CUSTOMER, "on_hold").await;
+    let (status, body) = member_action(&stack, &acct, &phlo_id, CUSTOMER, "hold").await;
+    assert_eq!(status, 409, "holding a held member: {body}");
+    assert!(body["error"].as_str().unwrap().contains("on_hold"), "{body}");
+    ok(member_action(&stack, &acct, &phlo_id, CUSTOMER, "unhold").await);
+    wait_member(&stack, &acct, &run_id, CUSTOMER, "in_call").await;
+
+    // Warm transfer, then resume: the customer waits on hold, then everyone is together.
+    ok(node_action(&stack, &acct, &phlo_id, json!({ "action": "warm-transfer", "trigger_source": a1, "to": a2 })).await);
+    wait_member(&stack, &acct, &run_id, CUSTOMER, "on_hold").await;
+    wait_member(&stack, &acct, &run_id, a2, "in_call").await;
+    ok(member_action(&stack, &acct, &phlo_id, a1, "resume_call").await);
+    wait_member(&stack, &acct, &run_id, CUSTOMER, "in_call").await;
+    wait_member(&stack, &acct, &run_id, a1, "in_call").await;
+
+    // Warm transfer aborted: the new agent leaves, the customer is back.
+    ok(node_action(&stack, &acct, &phlo_id, json!({ "action": "warm_transfer", "trigger_source": a1, "to": a3 })).await);
+    wait_member(&stack, &acct, &run_id, a3, "in_call").await;
+    ok(member_action(&stack, &acct, &phlo_id, a3, "abort_transfer").await);
+    wait_member(&stack, &acct, &run_id, a3, "left").await;
+    wait_member(&stack, &acct, &run_id, CUSTOMER, "in_call").await;
+
+    ok(member_action(&stack, &acct, &phlo_id, a2, "mute").await);
+    ok(member_action(&stack, &acct, &phlo_id, a2, "unmute").await);
+    ok(member_action(&stack, &acct, &phlo_id, a2, "voicemail_drop").await);
+    wait_member(&stack, &acct, &run_id, a2, "left").await;
+    let (status, _) = member_action(&stack, &acct, &phlo_id, a2, "hangup").await;
+    assert_eq!(status, 404, "a member who left is no longer in the room");
+
+    ok(node_action(&stack, &acct, &phlo_id, json!({ "action": "cold_transfer", "trigger_source": a1, "to": a4, "role": "agent" })).await);
+    wait_member(&stack, &acct, &run_id, a4, "in_call").await;
+    wait_member(&stack, &acct, &run_id, a1, "left").await;
+
+    // Bad input: unknown action, bad address, unknown member.
+    let (status, body) = member_action(&stack, &acct, &phlo_id, CUSTOMER, "dance").await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = node_action(&stack, &acct, &phlo_id, json!({ "action": "call", "trigger_source": CUSTOMER, "to": "nobody" })).await;
+    assert_eq!(status, 400);
+    let (status, _) = node_action(&stack, &acct, &phlo_id, json!({ "action": "call", "trigger_source": "+19999999999", "to": a3 })).await;
+    assert_eq!(status, 404);
+
+    // The customer hangs up through the API: the node completes and the run ends.
+    ok(member_action(&stack, &acct, &phlo_id, CUSTOMER, "hangup").await);
+    let run = stack.wait_run(&acct, &run_id, Duration::from_secs(30)).await;
+    assert_eq!(run["status"], "completed", "{run:#}");
+    let mpc = crate::support::done_step(&run, "Multiparty_Call_1");
+    assert_eq!(mpc["state"], "completed");
+    assert_eq!(mpc["variables"]["conference_name"], ROOM);
+    stack.cleanup().await;
+}
