@@ -23,7 +23,7 @@ const DUE_SLACK_SECS: f64 = 1.0;
 /// one that brings the attempt. Further off, another message (or the scheduler) will.
 const EARLY_WAIT: Duration = Duration::from_secs(5);
 /// The lease of an attempt outlives its request timeout by this much.
-const LEASE_MARGIN: Duration = Duration::from_secs(10);
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
 /// How much of the response body the log keeps.
 const EXCERPT_CHARS: usize = 1024;
 

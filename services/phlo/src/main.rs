@@ -31,13 +31,16 @@ enum Command {
         #[arg(required = true)]
         files: Vec<std::path::PathBuf>,
     },
-    /// Run the gateway and a worker in one process, against the Postgres and NATS of DATABASE_URL
-    /// and NATS_URL (defaults: 127.0.0.1). Creates the database if it does not exist.
+    /// Run the gateway, a worker and the callback service in one process, against the Postgres and
+    /// NATS of DATABASE_URL and NATS_URL (defaults: 127.0.0.1). Creates the database if it does not exist.
     Serve,
     /// Run the gateway (the HTTP API); configured by environment variables, see docs/operations.md.
     Gateway,
     /// Run a worker; configured by environment variables, see docs/operations.md.
     Worker,
+    /// Run the callback service (delivers event callbacks); configured by environment variables, see
+    /// docs/operations.md.
+    Callback,
     /// Apply database migrations to DATABASE_URL and exit.
     Migrate,
 }
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
         Command::Serve => serve(all_in_one()),
         Command::Gateway => serve(gateway()),
         Command::Worker => serve(worker()),
+        Command::Callback => serve(callback()),
         Command::Migrate => serve(migrate()),
     };
     match result {
@@ -70,6 +74,7 @@ fn serve(task: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow:
 async fn all_in_one() -> anyhow::Result<()> {
     let gateway_config = phlo_gateway::Config::from_env().map_err(anyhow::Error::msg)?;
     let worker_config = phlo_worker::Config::from_env().map_err(anyhow::Error::msg)?;
+    let callback_config = phlo_callback::Config::from_env().map_err(anyhow::Error::msg)?;
     phlo_store::ensure_database(&gateway_config.common.database_url).await?;
     let listener = tokio::net::TcpListener::bind(&gateway_config.addr).await?;
     let addr = listener.local_addr()?;
@@ -80,7 +85,7 @@ async fn all_in_one() -> anyhow::Result<()> {
         );
     }
     let shutdown = phlo_service::shutdown_signal();
-    // The gateway migrates first; the worker starts once the schema is there.
+    // The gateway migrates first; the worker and the callback service start once the schema is there.
     let gateway = phlo_gateway::run(gateway_config, listener, shutdown.clone());
     let worker = async {
         let pool = phlo_store::connect(&worker_config.common.database_url, 2).await?;
@@ -88,8 +93,14 @@ async fn all_in_one() -> anyhow::Result<()> {
         pool.close().await;
         phlo_worker::run(worker_config, shutdown.clone()).await
     };
-    // Whichever stops first (an error, or the shutdown signal) stops the other.
-    let (g, w) = tokio::join!(
+    let callback = async {
+        let pool = phlo_store::connect(&callback_config.common.database_url, 2).await?;
+        phlo_store::migrate(&pool).await?;
+        pool.close().await;
+        phlo_callback::run(callback_config, shutdown.clone()).await
+    };
+    // Whichever stops first (an error, or the shutdown signal) stops the others.
+    let (g, w, c) = tokio::join!(
         async {
             let r = gateway.await;
             shutdown.cancel();
@@ -99,9 +110,14 @@ async fn all_in_one() -> anyhow::Result<()> {
             let r = worker.await;
             shutdown.cancel();
             r
+        },
+        async {
+            let r = callback.await;
+            shutdown.cancel();
+            r
         }
     );
-    g.and(w)
+    g.and(w).and(c)
 }
 
 async fn gateway() -> anyhow::Result<()> {
@@ -114,6 +130,11 @@ async fn gateway() -> anyhow::Result<()> {
 async fn worker() -> anyhow::Result<()> {
     let config = phlo_worker::Config::from_env().map_err(anyhow::Error::msg)?;
     phlo_worker::run(config, phlo_service::shutdown_signal()).await
+}
+
+async fn callback() -> anyhow::Result<()> {
+    let config = phlo_callback::Config::from_env().map_err(anyhow::Error::msg)?;
+    phlo_callback::run(config, phlo_service::shutdown_signal()).await
 }
 
 async fn migrate() -> anyhow::Result<()> {

@@ -116,6 +116,11 @@ fn python_with_plivo() -> PathBuf {
 
 /// Runs `tests/sdk/<script>` with the venv's Python; returns its JSON lines by `step`.
 async fn run_script(script: &str, env: &[(&str, &str)]) -> Vec<Value> {
+    run_script_with(script, &[], env).await
+}
+
+/// Like [`run_script`], with command-line arguments.
+pub(crate) async fn run_script_with(script: &str, args: &[&str], env: &[(&str, &str)]) -> Vec<Value> {
     let python = tokio::task::spawn_blocking(python_with_plivo)
         .await
         .expect("venv task");
@@ -125,6 +130,7 @@ async fn run_script(script: &str, env: &[(&str, &str)]) -> Vec<Value> {
         .join(script);
     let mut cmd = tokio::process::Command::new(&python);
     cmd.arg(&path)
+        .args(args)
         .env("NO_PROXY", "127.0.0.1,localhost")
         .env("no_proxy", "127.0.0.1,localhost")
         .env("PYTHONDONTWRITEBYTECODE", "1")

@@ -23,6 +23,8 @@ pub struct Stack {
     pub http: reqwest::Client,
     gateway: Option<Child>,
     workers: Vec<Option<Child>>,
+    /// Callback service processes (`phlo callback`), started by the tests that need them.
+    callbacks: Vec<Option<Child>>,
     extra_env: Vec<(String, String)>,
 }
 
@@ -61,6 +63,7 @@ impl Stack {
                 .expect("client"),
             gateway: None,
             workers: Vec::new(),
+            callbacks: Vec::new(),
             extra_env: env
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -134,6 +137,29 @@ impl Stack {
     /// `kill -9` of a worker.
     pub fn kill_worker(&mut self, i: usize) {
         if let Some(mut child) = self.workers.get_mut(i).and_then(Option::take) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a callback service process with a short retry schedule (`env` overrides it and anything
+    /// else) and returns its index.
+    pub fn spawn_callback(&mut self, env: &[(&str, &str)]) -> usize {
+        let mut cmd = self.command("callback");
+        cmd.env("PHLO_CALLBACK_ADDR", "127.0.0.1:0")
+            .env("PHLO_CALLBACK_SCHEDULE", "0.5,1,1")
+            .env("PHLO_CALLBACK_TIMEOUT_SECS", "5")
+            .env("PHLO_CALLBACK_REDRIVE_AFTER_SECS", "3");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        self.callbacks.push(Some(cmd.spawn().expect("spawn callback service")));
+        self.callbacks.len() - 1
+    }
+
+    /// `kill -9` of a callback service process.
+    pub fn kill_callback(&mut self, i: usize) {
+        if let Some(mut child) = self.callbacks.get_mut(i).and_then(Option::take) {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -236,6 +262,9 @@ impl Stack {
     /// Deletes the test's JetStream stream.
     pub async fn cleanup(&mut self) {
         self.kill_all_workers();
+        for i in 0..self.callbacks.len() {
+            self.kill_callback(i);
+        }
         if let Some(mut g) = self.gateway.take() {
             let _ = g.kill();
             let _ = g.wait();
@@ -258,6 +287,7 @@ impl Drop for Stack {
         for child in self
             .workers
             .iter_mut()
+            .chain(self.callbacks.iter_mut())
             .filter_map(Option::take)
             .chain(self.gateway.take())
         {

@@ -124,10 +124,7 @@ async fn initiate_call_busy_then_sends_an_sms() {
     let rig = Rig::start().await;
     rig.script(ALICE, json!({ "answer": "busy" })).await;
     let phlo = rig.phlo(initiate_phlo(json!([ALICE]), json!({}))).await;
-    let run_id = rig.trigger(&phlo, json!({})).await;
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-    println!("DEBUG {:#}", rig.sim.get(&rig.stack.http, "/sim/webhooks").await);
-    let run = rig.finished_run(&run_id).await;
+    let run = rig.finished_run(&rig.trigger(&phlo, json!({})).await).await;
     assert_eq!(run["status"], "completed", "{run:#}");
 
     let call = &rig.ended_calls_to(ALICE, 1).await[0];

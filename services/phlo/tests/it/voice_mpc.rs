@@ -167,3 +167,52 @@ async fn every_action_moves_members_and_wrong_states_are_refused() {
     assert_eq!(mpc["variables"]["conference_name"], ROOM);
     stack.cleanup().await;
 }
+
+/// The official Python SDK's multiparty and member calls, unchanged, against the gateway.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_official_python_sdk_drives_a_multiparty_call() {
+    let sim = Sim::start().await;
+    let (mut stack, acct, phlo_id, run_id) = customer_in_room(&sim).await;
+    let env = [
+        ("PHLO_BASE", stack.gateway_url.as_str()),
+        ("PHLO_AUTH_ID", acct.auth_id.as_str()),
+        ("PHLO_AUTH_TOKEN", acct.token.as_str()),
+        ("PHLO_ID", phlo_id.as_str()),
+        ("PHLO_MPC_NODE_ID", MPC),
+    ];
+    let sdk = |args: Vec<&'static str>| {
+        let env = env;
+        async move {
+            let lines = crate::sdk::run_script_with("python_mpc.py", &args, &env).await;
+            let response = &lines[0]["response"];
+            assert_eq!(response["error"], "", "{args:?}: {response}");
+            assert!(response["api_id"].as_str().is_some_and(|a| !a.is_empty()), "{args:?}: {response}");
+        }
+    };
+    let [a1, a2, a3, a4] = AGENTS;
+    sdk(vec!["call", CUSTOMER, a1, "agent"]).await;
+    wait_member(&stack, &acct, &run_id, a1, "in_call").await;
+    sdk(vec!["hold", CUSTOMER]).await;
+    wait_member(&stack, &acct, &run_id, CUSTOMER, "on_hold").await;
+    sdk(vec!["unhold", CUSTOMER]).await;
+    wait_member(&stack, &acct, &run_id, CUSTOMER, "in_call").await;
+    sdk(vec!["warm_transfer", a1, a2]).await;
+    wait_member(&stack, &acct, &run_id, a2, "in_call").await;
+    sdk(vec!["resume_call", a1]).await;
+    wait_member(&stack, &acct, &run_id, CUSTOMER, "in_call").await;
+    sdk(vec!["warm_transfer", a1, a3]).await;
+    wait_member(&stack, &acct, &run_id, a3, "in_call").await;
+    sdk(vec!["abort_transfer", a3]).await;
+    wait_member(&stack, &acct, &run_id, a3, "left").await;
+    sdk(vec!["mute", a2]).await;
+    sdk(vec!["unmute", a2]).await;
+    sdk(vec!["voicemail_drop", a2]).await;
+    wait_member(&stack, &acct, &run_id, a2, "left").await;
+    sdk(vec!["cold_transfer", a1, a4]).await;
+    wait_member(&stack, &acct, &run_id, a4, "in_call").await;
+    wait_member(&stack, &acct, &run_id, a1, "left").await;
+    sdk(vec!["hangup", CUSTOMER]).await;
+    let run = stack.wait_run(&acct, &run_id, Duration::from_secs(30)).await;
+    assert_eq!(run["status"], "completed", "{run:#}");
+    stack.cleanup().await;
+}
