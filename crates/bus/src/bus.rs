@@ -220,8 +220,16 @@ impl Bus {
     /// The core-NATS subject on which a call's next instruction is announced (not JetStream: a lost
     /// notification only means the waiting webhook finds the instruction on its next poll).
     pub fn call_subject(&self, call_uuid: &str) -> String {
-        let safe: String =
-            call_uuid.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+        let safe: String = call_uuid
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
         format!("{}.calls.{safe}", self.config.prefix)
     }
 

@@ -25,4 +25,7 @@ pub use bus::{Bus, Published};
 pub use config::{BusConfig, Queue};
 pub use consume::{Delivery, Outcome};
 pub use error::BusError;
-pub use messages::{CallbackMessage, CarrierCommand, CarrierMessage, DecodeError, HttpMessage, StepMessage, WIRE_VERSION};
+pub use messages::{
+    CallbackMessage, CarrierCommand, CarrierMessage, DecodeError, HttpMessage, StepMessage,
+    WIRE_VERSION,
+};

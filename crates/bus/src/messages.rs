@@ -74,7 +74,10 @@ impl CarrierMessage {
             CarrierCommand::SendSms { sms, .. } => format!("sms{}", sms.recipient),
             CarrierCommand::Hangup { call_uuid } => format!("hangup:{call_uuid}"),
         };
-        format!("carrier:{}:{}:{}:{what}", self.run_id, self.token, self.wait_id)
+        format!(
+            "carrier:{}:{}:{}:{what}",
+            self.run_id, self.token, self.wait_id
+        )
     }
 
     pub fn to_bytes(&self) -> Bytes {

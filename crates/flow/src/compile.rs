@@ -85,7 +85,9 @@ fn build(definition: &Value, problems: &mut Problems) -> Option<Phlo> {
     };
     unknown_fields(problems, &top, "", map, TOP_FIELDS);
     let name = match map.get("name") {
-        Some(Value::String(s)) if !s.trim().is_empty() && s.trim().len() <= 200 => s.trim().to_owned(),
+        Some(Value::String(s)) if !s.trim().is_empty() && s.trim().len() <= 200 => {
+            s.trim().to_owned()
+        }
         Some(Value::String(_)) => {
             problems.error(
                 &top,
@@ -375,7 +377,9 @@ fn parse_callback(
         }
     };
     let method = match map.get("method").filter(|v| !v.is_null()).map(|m| {
-        m.as_str().map(str::to_ascii_uppercase).unwrap_or_else(|| m.to_string())
+        m.as_str()
+            .map(str::to_ascii_uppercase)
+            .unwrap_or_else(|| m.to_string())
     }) {
         None => "POST".to_owned(),
         Some(m) if m == "POST" || m == "GET" => m,
@@ -509,7 +513,10 @@ fn graph(
     // Liquid reaches the trigger as `{{Start.…}}` whatever the Start node is called, so no other node
     // may take that name.
     for p in &parsed {
-        let is_start = p.component.as_ref().is_some_and(|c| c.kind() == Kind::Start);
+        let is_start = p
+            .component
+            .as_ref()
+            .is_some_and(|c| c.kind() == Kind::Start);
         if !is_start && p.name.as_deref() == Some(START_NAME) {
             problems.error(
                 &p.place,

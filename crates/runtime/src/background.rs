@@ -105,7 +105,8 @@ impl Runtime {
                     "lifetime: the run was active longer than {} s",
                     self.config().max_lifetime.as_secs()
                 );
-                self.end_run(&mut tx, &mut outbox, *run_id, "timed_out", &reason).await?;
+                self.end_run(&mut tx, &mut outbox, *run_id, "timed_out", &reason)
+                    .await?;
             }
             tx.commit().await?;
             self.flush(outbox).await;

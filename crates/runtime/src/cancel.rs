@@ -26,7 +26,14 @@ impl Runtime {
             return Ok(Some(false));
         }
         let mut outbox = crate::outbox::Outbox::default();
-        self.end_run(&mut tx, &mut outbox, run_id, "cancelled", "cancelled through the API").await?;
+        self.end_run(
+            &mut tx,
+            &mut outbox,
+            run_id,
+            "cancelled",
+            "cancelled through the API",
+        )
+        .await?;
         tx.commit().await?;
         self.flush(outbox).await;
         Ok(Some(true))

@@ -24,24 +24,47 @@ impl Runtime {
             Ok(event) => event,
             // The carrier answered that it failed (5xx, 429): it did not take the request, so giving
             // the claim back and retrying cannot duplicate it. A timeout is ambiguous and is not retried.
-            Err(e) if matches!(e, CarrierError::Unavailable { status: Some(_), .. }) => {
+            Err(e)
+                if matches!(
+                    e,
+                    CarrierError::Unavailable {
+                        status: Some(_),
+                        ..
+                    }
+                ) =>
+            {
                 phlo_store::calls::release_request(&mut conn, &msg.msg_id()).await?;
                 return Err(RuntimeError::Carrier(e.to_string()));
             }
             Err(e) => Some(self.refused(msg, &e)),
         };
         if let Some(event) = event {
-            let resume = StepMessage::Resume { run_id: msg.run_id, token: msg.token, wait_id: msg.wait_id, event };
+            let resume = StepMessage::Resume {
+                run_id: msg.run_id,
+                token: msg.token,
+                wait_id: msg.wait_id,
+                event,
+            };
             let subject = self.bus().subject(Queue::Step);
-            self.bus().publish(&subject, &resume.msg_id(), resume.to_bytes(), None).await?;
+            self.bus()
+                .publish(&subject, &resume.msg_id(), resume.to_bytes(), None)
+                .await?;
         }
         Ok(())
     }
 
     /// Makes the request; `Ok(Some(event))` when its answer resumes the wait at once (a queued SMS).
-    async fn request(&self, carrier: &dyn phlo_carrier::Carrier, msg: &CarrierMessage) -> Result<Option<Event>, CarrierError> {
+    async fn request(
+        &self,
+        carrier: &dyn phlo_carrier::Carrier,
+        msg: &CarrierMessage,
+    ) -> Result<Option<Event>, CarrierError> {
         Ok(match &msg.command {
-            CarrierCommand::PlaceCall { call, answer_url, hangup_url } => {
+            CarrierCommand::PlaceCall {
+                call,
+                answer_url,
+                hangup_url,
+            } => {
                 let request = OutboundCall {
                     from: call.from.clone(),
                     to: call.to.clone(),
@@ -87,7 +110,12 @@ impl Runtime {
     fn refused(&self, msg: &CarrierMessage, e: &CarrierError) -> Event {
         let cause = format!("carrier refused: {e}");
         match &msg.command {
-            CarrierCommand::PlaceCall { call, .. } => Event::Call(failed_call(call.leg, call.from.clone(), call.to.clone(), &cause)),
+            CarrierCommand::PlaceCall { call, .. } => Event::Call(failed_call(
+                call.leg,
+                call.from.clone(),
+                call.to.clone(),
+                &cause,
+            )),
             CarrierCommand::SendSms { sms, .. } => Event::Sms(SmsReport {
                 recipient: sms.recipient,
                 status: "failed".into(),

@@ -28,31 +28,80 @@ impl Runtime {
         let base = &self.config().public_url;
         match effect {
             Effect::Http(request) => {
-                outbox.http(self, conn, &HttpMessage { run_id, token, wait_id: wait, request }).await
+                outbox
+                    .http(
+                        self,
+                        conn,
+                        &HttpMessage {
+                            run_id,
+                            token,
+                            wait_id: wait,
+                            request,
+                        },
+                    )
+                    .await
             }
             Effect::Voice(action) => match &t.context.0.call {
-                Some(call) => self.instruct(conn, outbox, &call.uuid, (run_id, token, wait_id), &action).await,
+                Some(call) => {
+                    self.instruct(conn, outbox, &call.uuid, (run_id, token, wait_id), &action)
+                        .await
+                }
                 // The engine refuses voice nodes without a call; there is nothing to act on.
                 None => Ok(()),
             },
             Effect::SendSms(sms) if self.has_carrier() => {
                 let status_url = sms_status_url(base, run_id, token, wait, sms.recipient);
                 let command = CarrierCommand::SendSms { sms, status_url };
-                outbox.carrier(self, conn, &CarrierMessage { run_id, token, wait_id: wait, command }).await
+                outbox
+                    .carrier(
+                        self,
+                        conn,
+                        &CarrierMessage {
+                            run_id,
+                            token,
+                            wait_id: wait,
+                            command,
+                        },
+                    )
+                    .await
             }
             Effect::PlaceCall(call) if self.has_carrier() => {
                 let answer_url = leg_url(base, run_id, token, wait, call.leg, "answer");
                 let hangup_url = leg_url(base, run_id, token, wait, call.leg, "hangup");
-                let command = CarrierCommand::PlaceCall { call, answer_url, hangup_url };
-                outbox.carrier(self, conn, &CarrierMessage { run_id, token, wait_id: wait, command }).await
+                let command = CarrierCommand::PlaceCall {
+                    call,
+                    answer_url,
+                    hangup_url,
+                };
+                outbox
+                    .carrier(
+                        self,
+                        conn,
+                        &CarrierMessage {
+                            run_id,
+                            token,
+                            wait_id: wait,
+                            command,
+                        },
+                    )
+                    .await
             }
             Effect::SendSms(sms) => {
                 let event = Event::Sms(no_carrier_sms(sms.recipient));
-                outbox.step(self, conn, &resume(run_id, token, wait, event)).await
+                outbox
+                    .step(self, conn, &resume(run_id, token, wait, event))
+                    .await
             }
             Effect::PlaceCall(call) => {
-                let event = Event::Call(failed_call(call.leg, call.from, call.to, "no carrier configured"));
-                outbox.step(self, conn, &resume(run_id, token, wait, event)).await
+                let event = Event::Call(failed_call(
+                    call.leg,
+                    call.from,
+                    call.to,
+                    "no carrier configured",
+                ));
+                outbox
+                    .step(self, conn, &resume(run_id, token, wait, event))
+                    .await
             }
             // Counters run inline, in the step's transaction.
             Effect::Counter(_) => Ok(()),
@@ -62,11 +111,21 @@ impl Runtime {
 }
 
 fn resume(run_id: Uuid, token: i32, wait_id: i32, event: Event) -> StepMessage {
-    StepMessage::Resume { run_id, token, wait_id, event }
+    StepMessage::Resume {
+        run_id,
+        token,
+        wait_id,
+        event,
+    }
 }
 
 fn no_carrier_sms(recipient: usize) -> SmsReport {
-    SmsReport { recipient, status: "failed".into(), error_code: Some("no_carrier".into()), ..Default::default() }
+    SmsReport {
+        recipient,
+        status: "failed".into(),
+        error_code: Some("no_carrier".into()),
+        ..Default::default()
+    }
 }
 
 /// The event for a leg the carrier refused to place (or could not be asked to).
@@ -74,6 +133,11 @@ pub(crate) fn failed_call(leg: usize, from: String, to: String, cause: &str) -> 
     CallResult {
         leg,
         outcome: CallOutcome::Failed,
-        call: CallDetails { to, from, hangup_cause: Some(cause.to_owned()), ..Default::default() },
+        call: CallDetails {
+            to,
+            from,
+            hangup_cause: Some(cause.to_owned()),
+            ..Default::default()
+        },
     }
 }

@@ -132,7 +132,16 @@ impl Runtime {
         carrier: Option<Arc<dyn Carrier>>,
     ) -> Self {
         let phlos = cache::PhloCache::default();
-        Runtime { inner: Arc::new(Inner { pool, bus, egress, config, phlos, carrier }) }
+        Runtime {
+            inner: Arc::new(Inner {
+                pool,
+                bus,
+                egress,
+                config,
+                phlos,
+                carrier,
+            }),
+        }
     }
 
     pub fn has_carrier(&self) -> bool {

@@ -44,9 +44,15 @@ impl Outbox {
             .await
     }
 
-    pub async fn carrier(&mut self, rt: &Runtime, conn: &mut PgConnection, msg: &CarrierMessage) -> Result<(), RuntimeError> {
+    pub async fn carrier(
+        &mut self,
+        rt: &Runtime,
+        conn: &mut PgConnection,
+        msg: &CarrierMessage,
+    ) -> Result<(), RuntimeError> {
         let subject = rt.bus().subject(Queue::Carrier);
-        self.push(conn, subject, msg.msg_id(), msg.to_bytes().to_vec()).await
+        self.push(conn, subject, msg.msg_id(), msg.to_bytes().to_vec())
+            .await
     }
 
     /// `msg_id` is the message's own id for a first publish, a suffixed one for a re-publish.
@@ -58,7 +64,8 @@ impl Outbox {
         msg_id: String,
     ) -> Result<(), RuntimeError> {
         let subject = rt.bus().subject(Queue::Callback);
-        self.push(conn, subject, msg_id, msg.to_bytes().to_vec()).await
+        self.push(conn, subject, msg_id, msg.to_bytes().to_vec())
+            .await
     }
 
     pub fn notify(&mut self, call_uuid: &str) {

@@ -53,7 +53,8 @@ impl Runtime {
             Ok(None) | Err(RuntimeError::Definition { .. }) => {
                 let reason = format!("PHLO revision {} cannot be loaded", run.revision);
                 let mut outbox = Outbox::default();
-                self.end_run(&mut tx, &mut outbox, run_id, "failed", &reason).await?;
+                self.end_run(&mut tx, &mut outbox, run_id, "failed", &reason)
+                    .await?;
                 tx.commit().await?;
                 self.flush(outbox).await;
                 return Ok(Applied::Done);
@@ -146,7 +147,8 @@ impl Runtime {
                 ctx.parked.clear();
                 // A finished node's effects (Hangup's XML, ...) act on the call it had.
                 for effect in step.effects {
-                    self.dispatch(&mut tx, &mut outbox, &token, None, effect).await?;
+                    self.dispatch(&mut tx, &mut outbox, &token, None, effect)
+                        .await?;
                 }
                 apply_call_change(&mut ctx, step.call);
                 token.wait = None;
@@ -175,7 +177,8 @@ impl Runtime {
                     None => {
                         token.status = "ended".into();
                         if let Some(call) = &ctx.call {
-                            self.release_call(&mut tx, &mut outbox, &call.uuid, run_id, token_no).await?;
+                            self.release_call(&mut tx, &mut outbox, &call.uuid, run_id, token_no)
+                                .await?;
                         }
                     }
                 }
@@ -186,11 +189,24 @@ impl Runtime {
                 // A node that keeps waiting for the same thing after a non-final event (a room's member
                 // events, an SMS reported `queued`) keeps its wait id: the carrier's URLs name it.
                 let same_wait = match (msg, token.wait.as_ref(), waits.as_slice()) {
-                    (StepMessage::Resume { wait_id, .. }, Some(prev), [only]) if prev.0.on == only.on => Some(*wait_id),
+                    (StepMessage::Resume { wait_id, .. }, Some(prev), [only])
+                        if prev.0.on == only.on =>
+                    {
+                        Some(*wait_id)
+                    }
                     _ => None,
                 };
                 let wait_id = same_wait.unwrap_or(seq);
-                self.park(&mut tx, &mut outbox, &mut token, ctx, waits, step.effects, wait_id).await?;
+                self.park(
+                    &mut tx,
+                    &mut outbox,
+                    &mut token,
+                    ctx,
+                    waits,
+                    step.effects,
+                    wait_id,
+                )
+                .await?;
             }
             Outcome::Stop { reason, .. } => {
                 token.status = "ended".into();
@@ -199,7 +215,8 @@ impl Runtime {
                 token.ended_reason = Some(reason.clone());
                 tokens::save(&mut tx, &token).await?;
                 if let Some(call) = &ctx.call {
-                    self.release_call(&mut tx, &mut outbox, &call.uuid, run_id, token_no).await?;
+                    self.release_call(&mut tx, &mut outbox, &call.uuid, run_id, token_no)
+                        .await?;
                 }
                 runs::set_error(&mut tx, run_id, &format!("{node}: {reason}")).await?;
             }
@@ -335,7 +352,8 @@ impl Runtime {
             )
             .await?;
             for effect in by_index.remove(&i).unwrap_or_default() {
-                self.dispatch(conn, outbox, &t, Some(wait_id), effect).await?;
+                self.dispatch(conn, outbox, &t, Some(wait_id), effect)
+                    .await?;
             }
             t.wait = Some(Json(wait));
             tokens::save(conn, &t).await?;

@@ -14,11 +14,20 @@ use crate::{Runtime, RuntimeError};
 
 /// Where the carrier calls back for one wait of one token.
 pub fn wait_url(base: &str, run_id: Uuid, token: i32, wait_id: i32, kind: &str) -> String {
-    format!("{}/v1/carrier/voice/{run_id}/{token}/{wait_id}/{kind}", base.trim_end_matches('/'))
+    format!(
+        "{}/v1/carrier/voice/{run_id}/{token}/{wait_id}/{kind}",
+        base.trim_end_matches('/')
+    )
 }
 
 /// The callback URLs of one voice wait; the dial URL carries the attempt of a sequential dial.
-pub fn action_urls(base: &str, run_id: Uuid, token: i32, wait_id: i32, dial_attempt: usize) -> ActionUrls {
+pub fn action_urls(
+    base: &str,
+    run_id: Uuid,
+    token: i32,
+    wait_id: i32,
+    dial_attempt: usize,
+) -> ActionUrls {
     let u = |kind: &str| wait_url(base, run_id, token, wait_id, kind);
     ActionUrls {
         digits: u("digits"),
@@ -33,13 +42,32 @@ pub fn action_urls(base: &str, run_id: Uuid, token: i32, wait_id: i32, dial_atte
 }
 
 /// An Initiate Call leg's answer and hangup URLs.
-pub fn leg_url(base: &str, run_id: Uuid, token: i32, wait_id: i32, leg: usize, what: &str) -> String {
-    format!("{}/legs/{leg}/{what}", wait_url(base, run_id, token, wait_id, "call"))
+pub fn leg_url(
+    base: &str,
+    run_id: Uuid,
+    token: i32,
+    wait_id: i32,
+    leg: usize,
+    what: &str,
+) -> String {
+    format!(
+        "{}/legs/{leg}/{what}",
+        wait_url(base, run_id, token, wait_id, "call")
+    )
 }
 
 /// A Send SMS recipient's delivery report URL.
-pub fn sms_status_url(base: &str, run_id: Uuid, token: i32, wait_id: i32, recipient: usize) -> String {
-    format!("{}/v1/carrier/sms/{run_id}/{token}/{wait_id}/{recipient}/status", base.trim_end_matches('/'))
+pub fn sms_status_url(
+    base: &str,
+    run_id: Uuid,
+    token: i32,
+    wait_id: i32,
+    recipient: usize,
+) -> String {
+    format!(
+        "{}/v1/carrier/sms/{run_id}/{token}/{wait_id}/{recipient}/status",
+        base.trim_end_matches('/')
+    )
 }
 
 /// The XML that ends a call: what a call gets when its token has nothing more for it.
@@ -58,17 +86,26 @@ impl Runtime {
         (run_id, token, wait_id): (Uuid, i32, Option<i32>),
         action: &VoiceAction,
     ) -> Result<(), RuntimeError> {
-        let urls = action_urls(&self.config().public_url, run_id, token, wait_id.unwrap_or(0), 0);
-        let xml = voice_xml(action, &urls).render();
-        let action = serde_json::to_value(action).ok();
-        calls::instruct(conn, &calls::NewInstruction {
-            call_uuid,
+        let urls = action_urls(
+            &self.config().public_url,
             run_id,
             token,
-            wait_id,
-            action: action.as_ref(),
-            xml: &xml,
-        })
+            wait_id.unwrap_or(0),
+            0,
+        );
+        let xml = voice_xml(action, &urls).render();
+        let action = serde_json::to_value(action).ok();
+        calls::instruct(
+            conn,
+            &calls::NewInstruction {
+                call_uuid,
+                run_id,
+                token,
+                wait_id,
+                action: action.as_ref(),
+                xml: &xml,
+            },
+        )
         .await?;
         outbox.notify(call_uuid);
         Ok(())
@@ -83,16 +120,21 @@ impl Runtime {
         run_id: Uuid,
         token: i32,
     ) -> Result<(), RuntimeError> {
-        let live = calls::get(conn, call_uuid).await?.is_some_and(|c| c.status != "completed");
+        let live = calls::get(conn, call_uuid)
+            .await?
+            .is_some_and(|c| c.status != "completed");
         if live {
-            calls::instruct(conn, &calls::NewInstruction {
-                call_uuid,
-                run_id,
-                token,
-                wait_id: None,
-                action: None,
-                xml: &hangup_xml(),
-            })
+            calls::instruct(
+                conn,
+                &calls::NewInstruction {
+                    call_uuid,
+                    run_id,
+                    token,
+                    wait_id: None,
+                    action: None,
+                    xml: &hangup_xml(),
+                },
+            )
             .await?;
             outbox.notify(call_uuid);
         }
@@ -101,11 +143,22 @@ impl Runtime {
 
     /// Hangs up every live call of a run that ended early (cancelled, timed out, failed by a guard):
     /// the calls may sit in a conference, where no XML reaches them.
-    pub(crate) async fn hang_up_run(&self, conn: &mut PgConnection, outbox: &mut Outbox, run_id: Uuid) -> Result<(), RuntimeError> {
+    pub(crate) async fn hang_up_run(
+        &self,
+        conn: &mut PgConnection,
+        outbox: &mut Outbox,
+        run_id: Uuid,
+    ) -> Result<(), RuntimeError> {
         for call_uuid in calls::live_of_run(conn, run_id).await? {
-            self.release_call(conn, outbox, &call_uuid, run_id, -1).await?;
+            self.release_call(conn, outbox, &call_uuid, run_id, -1)
+                .await?;
             if self.has_carrier() {
-                let msg = CarrierMessage { run_id, token: -1, wait_id: -1, command: CarrierCommand::Hangup { call_uuid } };
+                let msg = CarrierMessage {
+                    run_id,
+                    token: -1,
+                    wait_id: -1,
+                    command: CarrierCommand::Hangup { call_uuid },
+                };
                 outbox.carrier(self, conn, &msg).await?;
             }
         }

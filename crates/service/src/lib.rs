@@ -80,7 +80,9 @@ pub fn carrier_config() -> Result<Option<phlo_carrier::PlivoConfig>, String> {
             config.base_url = env_or("PHLO_CARRIER_URL", &config.base_url);
             Ok(Some(config))
         }
-        _ => Err("set both PHLO_CARRIER_AUTH_ID and PHLO_CARRIER_AUTH_TOKEN, or neither".to_owned()),
+        _ => {
+            Err("set both PHLO_CARRIER_AUTH_ID and PHLO_CARRIER_AUTH_TOKEN, or neither".to_owned())
+        }
     }
 }
 
@@ -89,7 +91,9 @@ pub fn carrier(
     config: Option<&phlo_carrier::PlivoConfig>,
 ) -> Result<Option<std::sync::Arc<dyn phlo_carrier::Carrier>>, phlo_carrier::CarrierError> {
     Ok(match config {
-        Some(c) => Some(std::sync::Arc::new(phlo_carrier::PlivoCarrier::new(c.clone())?)),
+        Some(c) => Some(std::sync::Arc::new(phlo_carrier::PlivoCarrier::new(
+            c.clone(),
+        )?)),
         None => None,
     })
 }

@@ -312,12 +312,7 @@ pub struct Finish {
 /// Records attempt `attempt`'s result, and the delivery's new state unless a later attempt took over
 /// (this one outlived its lease). A 410 also disables the URL for the PHLO. Returns whether the
 /// delivery's state was updated.
-pub async fn finish(
-    conn: &mut PgConnection,
-    id: Uuid,
-    attempt: i32,
-    f: &Finish,
-) -> Result<bool> {
+pub async fn finish(conn: &mut PgConnection, id: Uuid, attempt: i32, f: &Finish) -> Result<bool> {
     sqlx::query(
         "UPDATE callback_attempts SET outcome = $3, status_code = $4, latency_ms = $5, error = $6, response = $7
          WHERE delivery_id = $1 AND attempt = $2",
@@ -401,7 +396,9 @@ pub async fn take_due(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Redeliver {
     /// Pending again, due now; the n-th redelivery. Its URL is enabled again for the PHLO.
-    Queued { redeliveries: i32 },
+    Queued {
+        redeliveries: i32,
+    },
     Missing,
     /// Only dead and failed deliveries can be redelivered; this is its status.
     NotRedeliverable(String),

@@ -60,7 +60,11 @@ pub async fn get(conn: &mut PgConnection, call_uuid: &str) -> Result<Option<Call
 }
 
 /// Marks a call ended; returns the call as it was if it had not ended before.
-pub async fn end(conn: &mut PgConnection, call_uuid: &str, cause: Option<&str>) -> Result<Option<Call>> {
+pub async fn end(
+    conn: &mut PgConnection,
+    call_uuid: &str,
+    cause: Option<&str>,
+) -> Result<Option<Call>> {
     Ok(sqlx::query_as(
         "UPDATE calls SET status = 'completed', hangup_cause = $2, ended_at = now()
          WHERE call_uuid = $1 AND status <> 'completed'
@@ -74,10 +78,11 @@ pub async fn end(conn: &mut PgConnection, call_uuid: &str, cause: Option<&str>) 
 
 /// Live calls of a run (to hang up when the run ends).
 pub async fn live_of_run(conn: &mut PgConnection, run_id: Uuid) -> Result<Vec<String>> {
-    let rows: Vec<(String,)> = sqlx::query_as("SELECT call_uuid FROM calls WHERE run_id = $1 AND status <> 'completed'")
-        .bind(run_id)
-        .fetch_all(conn)
-        .await?;
+    let rows: Vec<(String,)> =
+        sqlx::query_as("SELECT call_uuid FROM calls WHERE run_id = $1 AND status <> 'completed'")
+            .bind(run_id)
+            .fetch_all(conn)
+            .await?;
     Ok(rows.into_iter().map(|(c,)| c).collect())
 }
 
@@ -134,15 +139,19 @@ pub async fn instruction(conn: &mut PgConnection, call_uuid: &str) -> Result<Opt
 
 /// Records that a carrier request is being made; `false` when it was already attempted.
 pub async fn claim_request(conn: &mut PgConnection, msg_id: &str) -> Result<bool> {
-    let done = sqlx::query("INSERT INTO carrier_requests (msg_id) VALUES ($1) ON CONFLICT DO NOTHING")
-        .bind(msg_id)
-        .execute(conn)
-        .await?;
+    let done =
+        sqlx::query("INSERT INTO carrier_requests (msg_id) VALUES ($1) ON CONFLICT DO NOTHING")
+            .bind(msg_id)
+            .execute(conn)
+            .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// Gives a claimed request back, when the carrier said for sure that it did not take it (a 5xx).
 pub async fn release_request(conn: &mut PgConnection, msg_id: &str) -> Result<()> {
-    sqlx::query("DELETE FROM carrier_requests WHERE msg_id = $1").bind(msg_id).execute(conn).await?;
+    sqlx::query("DELETE FROM carrier_requests WHERE msg_id = $1")
+        .bind(msg_id)
+        .execute(conn)
+        .await?;
     Ok(())
 }

@@ -15,7 +15,12 @@ pub struct Number {
 }
 
 /// Attaches (or re-attaches) a number to a PHLO of the account. `None` when another account owns it.
-pub async fn attach(conn: &mut PgConnection, number: &str, account_id: Uuid, phlo_id: Uuid) -> Result<Option<Number>> {
+pub async fn attach(
+    conn: &mut PgConnection,
+    number: &str,
+    account_id: Uuid,
+    phlo_id: Uuid,
+) -> Result<Option<Number>> {
     Ok(sqlx::query_as(
         "INSERT INTO numbers (number, account_id, phlo_id) VALUES ($1, $2, $3)
          ON CONFLICT (number) DO UPDATE SET phlo_id = $3 WHERE numbers.account_id = $2
@@ -48,8 +53,10 @@ pub async fn list(conn: &mut PgConnection, account_id: Uuid) -> Result<Vec<Numbe
 
 /// Who answers calls and messages to `number` (carrier webhooks carry no account).
 pub async fn route(conn: &mut PgConnection, number: &str) -> Result<Option<Number>> {
-    Ok(sqlx::query_as("SELECT number, account_id, phlo_id, created_at FROM numbers WHERE number = $1")
-        .bind(number)
-        .fetch_optional(conn)
-        .await?)
+    Ok(sqlx::query_as(
+        "SELECT number, account_id, phlo_id, created_at FROM numbers WHERE number = $1",
+    )
+    .bind(number)
+    .fetch_optional(conn)
+    .await?)
 }

@@ -90,7 +90,12 @@ pub async fn upsert(conn: &mut PgConnection, m: &NewMember<'_>) -> Result<Member
 }
 
 /// The member `address` of a node's room, the most recent that has not left.
-pub async fn find(conn: &mut PgConnection, phlo_id: Uuid, node_id: Uuid, address: &str) -> Result<Option<Member>> {
+pub async fn find(
+    conn: &mut PgConnection,
+    phlo_id: Uuid,
+    node_id: Uuid,
+    address: &str,
+) -> Result<Option<Member>> {
     Ok(sqlx::query_as(concat!(
         "SELECT ",
         member_columns!(),
@@ -105,7 +110,11 @@ pub async fn find(conn: &mut PgConnection, phlo_id: Uuid, node_id: Uuid, address
 }
 
 /// The member with this call in a room (carrier events name calls, not addresses).
-pub async fn by_call(conn: &mut PgConnection, room: &str, call_uuid: &str) -> Result<Option<Member>> {
+pub async fn by_call(
+    conn: &mut PgConnection,
+    room: &str,
+    call_uuid: &str,
+) -> Result<Option<Member>> {
     Ok(sqlx::query_as(concat!(
         "SELECT ",
         member_columns!(),
@@ -129,20 +138,31 @@ pub async fn present(conn: &mut PgConnection, room: &str) -> Result<Vec<Member>>
     .await?)
 }
 
-pub async fn set_state(conn: &mut PgConnection, id: i64, state: &str, on_join: Option<&str>) -> Result<()> {
-    sqlx::query("UPDATE room_members SET state = $2, on_join = $3, updated_at = now() WHERE id = $1")
-        .bind(id)
-        .bind(state)
-        .bind(on_join)
-        .execute(conn)
-        .await?;
+pub async fn set_state(
+    conn: &mut PgConnection,
+    id: i64,
+    state: &str,
+    on_join: Option<&str>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE room_members SET state = $2, on_join = $3, updated_at = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(state)
+    .bind(on_join)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
 /// Every member a run's rooms have had, for the run view.
 pub async fn of_run(conn: &mut PgConnection, run_id: Uuid) -> Result<Vec<Member>> {
-    Ok(sqlx::query_as(concat!("SELECT ", member_columns!(), " FROM room_members WHERE run_id = $1 ORDER BY id"))
-        .bind(run_id)
-        .fetch_all(conn)
-        .await?)
+    Ok(sqlx::query_as(concat!(
+        "SELECT ",
+        member_columns!(),
+        " FROM room_members WHERE run_id = $1 ORDER BY id"
+    ))
+    .bind(run_id)
+    .fetch_all(conn)
+    .await?)
 }

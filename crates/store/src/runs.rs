@@ -212,8 +212,12 @@ pub async fn set_error(conn: &mut PgConnection, id: Uuid, error: &str) -> Result
 
 /// A run by id alone, for carrier webhooks (which carry no account).
 pub async fn find(conn: &mut PgConnection, id: Uuid) -> Result<Option<Run>> {
-    Ok(sqlx::query_as(concat!("SELECT ", run_columns!(), " FROM runs WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await?)
+    Ok(sqlx::query_as(concat!(
+        "SELECT ",
+        run_columns!(),
+        " FROM runs WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?)
 }

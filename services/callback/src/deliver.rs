@@ -66,7 +66,8 @@ impl Deliverer {
     pub async fn handle(&self, delivery_id: Uuid) -> Result<Outcome, phlo_store::StoreError> {
         let lease = self.settings.timeout + LEASE_MARGIN;
         let mut tx = self.pool.begin().await?;
-        let claim = callbacks::claim(&mut tx, delivery_id, lease.as_secs_f64(), DUE_SLACK_SECS).await?;
+        let claim =
+            callbacks::claim(&mut tx, delivery_id, lease.as_secs_f64(), DUE_SLACK_SECS).await?;
         let delivery = match claim {
             Claim::Claimed(d) => d,
             Claim::Missing => {
@@ -271,7 +272,9 @@ fn describe(code: u16) -> Option<String> {
 
 fn log(d: &Delivery, f: &Finish) {
     match f.outcome {
-        "delivered" => tracing::debug!(delivery_id = %d.id, attempt = d.attempts, "callback delivered"),
+        "delivered" => {
+            tracing::debug!(delivery_id = %d.id, attempt = d.attempts, "callback delivered")
+        }
         _ => tracing::info!(
             delivery_id = %d.id,
             attempt = d.attempts,
@@ -317,7 +320,9 @@ pub fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, String)>) {
         }
         _ if prefix.is_empty() => {}
         Value::String(s) => out.push((prefix.to_owned(), s.clone())),
-        Value::Null | Value::Object(_) | Value::Array(_) => out.push((prefix.to_owned(), String::new())),
+        Value::Null | Value::Object(_) | Value::Array(_) => {
+            out.push((prefix.to_owned(), String::new()))
+        }
         other => out.push((prefix.to_owned(), other.to_string())),
     }
 }
@@ -339,7 +344,16 @@ mod tests {
         let shown: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
         assert_eq!(
             shown,
-            ["run_id=r", "count=3", "ok=true", "call.from=+1", "call.leg=", "items.0.sku=a", "items.1=2", "empty="]
+            [
+                "run_id=r",
+                "count=3",
+                "ok=true",
+                "call.from=+1",
+                "call.leg=",
+                "items.0.sku=a",
+                "items.1=2",
+                "empty="
+            ]
         );
     }
 

@@ -67,7 +67,9 @@ impl Config {
         let schedule = phlo_service::env_or("PHLO_CALLBACK_SCHEDULE", DEFAULT_SCHEDULE);
         let jitter: f64 = env_parse("PHLO_CALLBACK_JITTER", 0.2)?;
         if !(0.0..1.0).contains(&jitter) {
-            return Err(format!("PHLO_CALLBACK_JITTER={jitter} must be at least 0 and below 1"));
+            return Err(format!(
+                "PHLO_CALLBACK_JITTER={jitter} must be at least 0 and below 1"
+            ));
         }
         let timeout = env_secs("PHLO_CALLBACK_TIMEOUT_SECS", 15)?;
         if timeout.is_zero() {

@@ -34,7 +34,9 @@ impl Schedule {
                     .ok()
                     .filter(|d| d.is_finite() && *d >= 0.0 && *d <= 30.0 * 24.0 * 3600.0)
                     .map(Duration::from_secs_f64)
-                    .ok_or_else(|| format!("`{s}` is not a number of seconds between 0 and 30 days"))
+                    .ok_or_else(|| {
+                        format!("`{s}` is not a number of seconds between 0 and 30 days")
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Schedule { delays })
@@ -67,7 +69,9 @@ pub fn retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
         return Some(Duration::from_secs(secs));
     }
     // IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) is RFC 2822 with `GMT` as the zone.
-    let at = DateTime::parse_from_rfc2822(value).ok()?.with_timezone(&Utc);
+    let at = DateTime::parse_from_rfc2822(value)
+        .ok()?
+        .with_timezone(&Utc);
     Some((at - now).to_std().unwrap_or_default())
 }
 
@@ -122,7 +126,10 @@ mod tests {
         let d = Duration::from_secs(10);
         for _ in 0..1000 {
             let j = jitter(d, 0.2);
-            assert!(j >= Duration::from_secs(8) && j <= Duration::from_secs(12), "{j:?}");
+            assert!(
+                j >= Duration::from_secs(8) && j <= Duration::from_secs(12),
+                "{j:?}"
+            );
         }
         assert_eq!(jitter(d, 0.0), d);
     }

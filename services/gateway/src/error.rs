@@ -58,11 +58,12 @@ impl IntoResponse for ApiError {
         }
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED
-            && let Ok(v) = "Basic realm=\"phlo\"".parse() {
-                response
-                    .headers_mut()
-                    .insert(axum::http::header::WWW_AUTHENTICATE, v);
-            }
+            && let Ok(v) = "Basic realm=\"phlo\"".parse()
+        {
+            response
+                .headers_mut()
+                .insert(axum::http::header::WWW_AUTHENTICATE, v);
+        }
         response
     }
 }

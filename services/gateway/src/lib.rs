@@ -54,8 +54,13 @@ impl Config {
                 .filter(|t| !t.is_empty()),
             max_body_bytes: phlo_service::env_parse("PHLO_MAX_BODY_BYTES", 1 << 20)?,
             public_url: phlo_service::env_or("PHLO_PUBLIC_URL", "http://127.0.0.1:8080"),
-            carrier_auth_token: std::env::var("PHLO_CARRIER_AUTH_TOKEN").ok().filter(|t| !t.is_empty()),
-            voice_patience: std::time::Duration::from_millis(phlo_service::env_parse("PHLO_VOICE_PATIENCE_MS", 3000)?),
+            carrier_auth_token: std::env::var("PHLO_CARRIER_AUTH_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty()),
+            voice_patience: std::time::Duration::from_millis(phlo_service::env_parse(
+                "PHLO_VOICE_PATIENCE_MS",
+                3000,
+            )?),
             webhook_secret_grace: phlo_service::env_secs("PHLO_WEBHOOK_SECRET_GRACE_SECS", 86_400)?,
         })
     }
@@ -77,9 +82,13 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
         .layer(DefaultBodyLimit::max(limit))
         .merge(health)
         // A bug must cost one request a 500, never the process.
-        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
-            axum::response::IntoResponse::into_response(error::ApiError::internal("a handler panicked"))
-        }));
+        .layer(CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                axum::response::IntoResponse::into_response(error::ApiError::internal(
+                    "a handler panicked",
+                ))
+            },
+        ));
     NormalizePathLayer::trim_trailing_slash().layer(router)
 }
 
@@ -100,9 +109,16 @@ pub async fn run(
     })
     .await?;
     let egress = phlo_egress::Egress::new(phlo_egress::EgressConfig::default())?;
-    let runtime_config = RuntimeConfig { public_url: config.public_url.clone(), ..RuntimeConfig::default() };
+    let runtime_config = RuntimeConfig {
+        public_url: config.public_url.clone(),
+        ..RuntimeConfig::default()
+    };
     // The gateway drives live calls (the multiparty trigger API) through the same carrier as workers.
-    let carrier = phlo_service::carrier(phlo_service::carrier_config().map_err(anyhow::Error::msg)?.as_ref())?;
+    let carrier = phlo_service::carrier(
+        phlo_service::carrier_config()
+            .map_err(anyhow::Error::msg)?
+            .as_ref(),
+    )?;
     let runtime = Runtime::new(pool.clone(), bus, egress, runtime_config, carrier);
     let state = AppState {
         runtime,

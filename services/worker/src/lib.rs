@@ -6,8 +6,9 @@
 
 use std::time::Duration;
 
-
-use phlo_bus::{Bus, BusConfig, CarrierMessage, Delivery, HttpMessage, Outcome, Queue, StepMessage};
+use phlo_bus::{
+    Bus, BusConfig, CarrierMessage, Delivery, HttpMessage, Outcome, Queue, StepMessage,
+};
 use phlo_egress::{Egress, EgressConfig};
 use phlo_runtime::background::retry_delay;
 use phlo_runtime::{Runtime, RuntimeConfig};
@@ -86,7 +87,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     .await?;
     let egress = Egress::new(config.egress.clone())?;
     let carrier = phlo_service::carrier(config.carrier.as_ref())?;
-    let runtime = Runtime::new(pool.clone(), bus.clone(), egress, config.runtime.clone(), carrier);
+    let runtime = Runtime::new(
+        pool.clone(),
+        bus.clone(),
+        egress,
+        config.runtime.clone(),
+        carrier,
+    );
 
     let listener = tokio::net::TcpListener::bind(&config.addr).await?;
     tracing::info!(addr = %config.addr, "worker health endpoints listening");
@@ -118,7 +125,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     };
     let carrier_calls = {
         let rt = runtime.clone();
-        bus.consume(Queue::Carrier, config.carrier_concurrency, shutdown.clone(), move |d| on_carrier(rt.clone(), d))
+        bus.consume(
+            Queue::Carrier,
+            config.carrier_concurrency,
+            shutdown.clone(),
+            move |d| on_carrier(rt.clone(), d),
+        )
     };
     let background = runtime.run_background(shutdown.clone());
     let (steps, http, carrier_calls, ()) = tokio::join!(steps, http, carrier_calls, background);

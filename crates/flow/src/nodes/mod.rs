@@ -214,7 +214,11 @@ pub(crate) fn render_recipients(
 }
 
 /// Reports, at save time, a literal recipient list longer than a step may address.
-pub(crate) fn check_recipient_count(r: &mut OptionReader, key: &str, list: &[phlo_template::Template]) {
+pub(crate) fn check_recipient_count(
+    r: &mut OptionReader,
+    key: &str,
+    list: &[phlo_template::Template],
+) {
     let literal: usize = list
         .iter()
         .filter_map(|t| t.as_literal())

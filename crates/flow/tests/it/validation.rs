@@ -284,8 +284,17 @@ fn start_is_reserved_and_literal_lists_are_bounded() {
         { "node_id": CALL, "name": "Play_1", "type": "play_audio", "options": { "prompts": [] } },
     ]}));
     let reserved = find(&problems, "invalid_value", Some("Start"), "name");
-    assert!(reserved.message.contains("reserved"), "{}", reserved.message);
+    assert!(
+        reserved.message.contains("reserved"),
+        "{}",
+        reserved.message
+    );
     let many = find(&problems, "too_large", Some("Start"), "options.to");
     assert!(many.message.contains("101 recipients"), "{}", many.message);
-    find(&problems, "missing_option", Some("Play_1"), "options.prompts");
+    find(
+        &problems,
+        "missing_option",
+        Some("Play_1"),
+        "options.prompts",
+    );
 }

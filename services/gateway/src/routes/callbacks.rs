@@ -120,7 +120,10 @@ fn secret_body(s: &Secrets) -> Value {
 
 /// `GET /v1/account/webhook-secret`: the secret callbacks are signed with (created now if the account
 /// predates callbacks), and the previous one while it still signs after a rotation.
-pub async fn secret(caller: Caller, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn secret(
+    caller: Caller,
+    State(state): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
     let mut conn = state.pool.acquire().await?;
     let found = match callbacks::secrets(&mut conn, caller.account_id).await? {
         Some(Secrets { current: None, .. }) | None => {

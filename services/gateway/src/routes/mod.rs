@@ -38,18 +38,33 @@ pub fn router() -> Router<AppState> {
             delete(counters::reset),
         )
         .route("/v1/phlo/{phlo_id}/runs/{run_id}", get(runs::get_for_phlo))
-        .route("/v1/phlo/{phlo_id}/{node_type}/{node_id}", get(plivo::node).post(rooms::node_action))
-        .route("/v1/phlo/{phlo_id}/{node_type}/{node_id}/members/{member_address}", post(rooms::member_action))
+        .route(
+            "/v1/phlo/{phlo_id}/{node_type}/{node_id}",
+            get(plivo::node).post(rooms::node_action),
+        )
+        .route(
+            "/v1/phlo/{phlo_id}/{node_type}/{node_id}/members/{member_address}",
+            post(rooms::member_action),
+        )
         .route("/v1/account/{auth_id}/phlo/{phlo_id}", post(plivo::run))
         .route("/v1/numbers", get(numbers::list))
-        .route("/v1/numbers/{number}", put(numbers::attach).delete(numbers::detach))
+        .route(
+            "/v1/numbers/{number}",
+            put(numbers::attach).delete(numbers::detach),
+        )
         .route("/v1/runs", get(runs::list))
         .route("/v1/runs/{run_id}", get(runs::get))
         .route("/v1/runs/{run_id}/cancel", post(runs::cancel))
         .route("/v1/runs/{run_id}/callbacks", get(callbacks::list_for_run))
-        .route("/v1/callbacks/{delivery_id}/redeliver", post(callbacks::redeliver))
+        .route(
+            "/v1/callbacks/{delivery_id}/redeliver",
+            post(callbacks::redeliver),
+        )
         .route("/v1/account/webhook-secret", get(callbacks::secret))
-        .route("/v1/account/webhook-secret/rotate", post(callbacks::rotate_secret))
+        .route(
+            "/v1/account/webhook-secret/rotate",
+            post(callbacks::rotate_secret),
+        )
         .route("/v1/openapi.json", get(openapi::document))
         .merge(carrier::router())
         .fallback(no_route)

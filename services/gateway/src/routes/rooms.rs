@@ -24,11 +24,20 @@ use crate::routes::phlos::find;
 const UNHOLD_CUSTOMERS: &str = "unhold_customers";
 
 fn created() -> (StatusCode, Json<Value>) {
-    (StatusCode::CREATED, Json(json!({ "api_id": Uuid::now_v7(), "error": "" })))
+    (
+        StatusCode::CREATED,
+        Json(json!({ "api_id": Uuid::now_v7(), "error": "" })),
+    )
 }
 
 fn conflict(m: &Member, action: &str, needs: &str) -> ApiError {
-    ApiError::new(StatusCode::CONFLICT, format!("member {} is {}; {action} needs a member who is {needs}", m.address, m.state))
+    ApiError::new(
+        StatusCode::CONFLICT,
+        format!(
+            "member {} is {}; {action} needs a member who is {needs}",
+            m.address, m.state
+        ),
+    )
 }
 
 /// Lower case, hyphens as underscores: `cold-transfer` and `Cold_Transfer` are `cold_transfer`.
@@ -40,13 +49,19 @@ fn action_word(raw: Option<&str>) -> Result<String, ApiError> {
 
 fn carrier(state: &AppState) -> Result<std::sync::Arc<dyn Carrier>, ApiError> {
     state.runtime.carrier().cloned().ok_or_else(|| {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no carrier is configured (PHLO_CARRIER_AUTH_ID/PHLO_CARRIER_AUTH_TOKEN)")
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no carrier is configured (PHLO_CARRIER_AUTH_ID/PHLO_CARRIER_AUTH_TOKEN)",
+        )
     })
 }
 
 fn carrier_error(e: phlo_carrier::CarrierError) -> ApiError {
     if e.is_retryable() {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("the carrier is unavailable: {e}"))
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the carrier is unavailable: {e}"),
+        )
     } else {
         ApiError::new(StatusCode::BAD_GATEWAY, format!("the carrier refused: {e}"))
     }
@@ -60,38 +75,79 @@ pub async fn node_action(
     body: JsonBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     if node_type != "multi_party_call" {
-        return Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("{node_type} nodes take member actions only: POST .../members/{{address}}")));
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{node_type} nodes take member actions only: POST .../members/{{address}}"),
+        ));
     }
     let phlo = find(&state, &caller, &phlo_id).await?;
     let node_id = id(&node_id, "multi_party_call node")?;
-    let compiled = state.runtime.phlo(phlo.id, phlo.revision).await?.ok_or_else(|| ApiError::not_found("PHLO", phlo.id))?;
-    let Some(Component::MultiPartyCall(options)) = compiled.node(phlo_flow::NodeId(node_id)).map(|n| &n.component) else {
+    let compiled = state
+        .runtime
+        .phlo(phlo.id, phlo.revision)
+        .await?
+        .ok_or_else(|| ApiError::not_found("PHLO", phlo.id))?;
+    let Some(Component::MultiPartyCall(options)) = compiled
+        .node(phlo_flow::NodeId(node_id))
+        .map(|n| &n.component)
+    else {
         return Err(ApiError::not_found("multi_party_call node", node_id));
     };
     let body = body.object("the action")?;
-    let text = |key: &str| body.get(key).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+    let text = |key: &str| {
+        body.get(key)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
     let action = action_word(text("action").as_deref())?;
     if !matches!(action.as_str(), "call" | "warm_transfer" | "cold_transfer") {
-        return Err(ApiError::bad_request(format!("`{action}` is not a node action: use call, warm_transfer or cold_transfer (member actions go to /members/{{address}})")));
+        return Err(ApiError::bad_request(format!(
+            "`{action}` is not a node action: use call, warm_transfer or cold_transfer (member actions go to /members/{{address}})"
+        )));
     }
-    let source = text("trigger_source").ok_or_else(|| ApiError::bad_request("`trigger_source` is required: the member who triggers the action"))?;
-    let to = text("to").ok_or_else(|| ApiError::bad_request("`to` is required: the phone number or SIP URI to call"))?;
-    phlo_flow::phone::check_address(&to).map_err(|e| ApiError::bad_request(format!("`to`: {e}")))?;
-    let role = text("role").unwrap_or_else(|| "agent".into()).to_ascii_lowercase();
+    let source = text("trigger_source").ok_or_else(|| {
+        ApiError::bad_request("`trigger_source` is required: the member who triggers the action")
+    })?;
+    let to = text("to").ok_or_else(|| {
+        ApiError::bad_request("`to` is required: the phone number or SIP URI to call")
+    })?;
+    phlo_flow::phone::check_address(&to)
+        .map_err(|e| ApiError::bad_request(format!("`to`: {e}")))?;
+    let role = text("role")
+        .unwrap_or_else(|| "agent".into())
+        .to_ascii_lowercase();
     if !phlo_flow::nodes::multi_party_call::ROLES.contains(&role.as_str()) {
-        return Err(ApiError::bad_request(format!("role `{role}` is not valid: use agent, customer or supervisor")));
+        return Err(ApiError::bad_request(format!(
+            "role `{role}` is not valid: use agent, customer or supervisor"
+        )));
     }
     let mut conn = state.pool.acquire().await?;
     let initiator = rooms::find(&mut conn, phlo.id, node_id, &source)
         .await?
-        .ok_or_else(|| ApiError::not_found("member", format!("{source} in a multiparty call of node {node_id}")))?;
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "member",
+                format!("{source} in a multiparty call of node {node_id}"),
+            )
+        })?;
     if initiator.state != "in_call" {
         return Err(conflict(&initiator, &action, "in_call"));
     }
     let carrier = carrier(&state)?;
     let room = initiator.room.clone();
-    let from = options.from.as_ref().and_then(|t| t.as_literal()).map(str::to_owned).unwrap_or_else(|| source.clone());
-    let on_join = if action == "cold_transfer" { Some(UNHOLD_CUSTOMERS) } else { None };
+    let from = options
+        .from
+        .as_ref()
+        .and_then(|t| t.as_literal())
+        .map(str::to_owned)
+        .unwrap_or_else(|| source.clone());
+    let on_join = if action == "cold_transfer" {
+        Some(UNHOLD_CUSTOMERS)
+    } else {
+        None
+    };
     if action != "call" {
         hold_customers(&state, carrier.as_ref(), &room, true).await?;
     }
@@ -103,27 +159,41 @@ pub async fn node_action(
         status_callback_url: Some(events_url(&state, initiator.run_id, node_id)),
         ..AddParticipant::default()
     };
-    let added = carrier.mpc_add_participant(&room, participant).await.map_err(carrier_error)?;
-    let call_uuid = added.calls.iter().find(|(t, _)| t == &to).or(added.calls.first()).map(|(_, c)| c.clone());
-    rooms::upsert(&mut conn, &NewMember {
-        phlo_id: phlo.id,
-        node_id,
-        node_type: "multi_party_call",
-        room: &room,
-        run_id: initiator.run_id,
-        address: &to,
-        role: &role,
-        call_uuid: call_uuid.as_deref(),
-        member_id: None,
-        state: "joining",
-        on_join,
-    })
+    let added = carrier
+        .mpc_add_participant(&room, participant)
+        .await
+        .map_err(carrier_error)?;
+    let call_uuid = added
+        .calls
+        .iter()
+        .find(|(t, _)| t == &to)
+        .or(added.calls.first())
+        .map(|(_, c)| c.clone());
+    rooms::upsert(
+        &mut conn,
+        &NewMember {
+            phlo_id: phlo.id,
+            node_id,
+            node_type: "multi_party_call",
+            room: &room,
+            run_id: initiator.run_id,
+            address: &to,
+            role: &role,
+            call_uuid: call_uuid.as_deref(),
+            member_id: None,
+            state: "joining",
+            on_join,
+        },
+    )
     .await?;
     match action.as_str() {
         "warm_transfer" => rooms::set_state(&mut conn, initiator.id, "transferring", None).await?,
         "cold_transfer" => {
             if let Some(member_id) = &initiator.member_id {
-                carrier.mpc_member(&room, member_id, MemberAction::Kick).await.map_err(carrier_error)?;
+                carrier
+                    .mpc_member(&room, member_id, MemberAction::Kick)
+                    .await
+                    .map_err(carrier_error)?;
             }
             rooms::set_state(&mut conn, initiator.id, "left", None).await?;
         }
@@ -133,12 +203,28 @@ pub async fn node_action(
 }
 
 /// Holds (or unholds) every customer present in the room.
-async fn hold_customers(state: &AppState, carrier: &dyn Carrier, room: &str, hold: bool) -> Result<(), ApiError> {
+async fn hold_customers(
+    state: &AppState,
+    carrier: &dyn Carrier,
+    room: &str,
+    hold: bool,
+) -> Result<(), ApiError> {
     let mut conn = state.pool.acquire().await?;
-    let (from, to, action) = if hold { ("in_call", "on_hold", MemberAction::Hold) } else { ("on_hold", "in_call", MemberAction::Unhold) };
-    for m in rooms::present(&mut conn, room).await?.into_iter().filter(|m| m.role == "customer" && m.state == from) {
+    let (from, to, action) = if hold {
+        ("in_call", "on_hold", MemberAction::Hold)
+    } else {
+        ("on_hold", "in_call", MemberAction::Unhold)
+    };
+    for m in rooms::present(&mut conn, room)
+        .await?
+        .into_iter()
+        .filter(|m| m.role == "customer" && m.state == from)
+    {
         if let Some(member_id) = &m.member_id {
-            carrier.mpc_member(room, member_id, action).await.map_err(carrier_error)?;
+            carrier
+                .mpc_member(room, member_id, action)
+                .await
+                .map_err(carrier_error)?;
         }
         rooms::set_state(&mut conn, m.id, to, None).await?;
     }
@@ -155,32 +241,60 @@ pub async fn member_action(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let phlo = find(&state, &caller, &phlo_id).await?;
     let node_id = id(&node_id, &format!("{node_type} node"))?;
-    let compiled = state.runtime.phlo(phlo.id, phlo.revision).await?.ok_or_else(|| ApiError::not_found("PHLO", phlo.id))?;
+    let compiled = state
+        .runtime
+        .phlo(phlo.id, phlo.revision)
+        .await?
+        .ok_or_else(|| ApiError::not_found("PHLO", phlo.id))?;
     let node = compiled
         .node(phlo_flow::NodeId(node_id))
-        .filter(|n| n.kind().as_str() == node_type && matches!(node_type.as_str(), "multi_party_call" | "conference_bridge"))
+        .filter(|n| {
+            n.kind().as_str() == node_type
+                && matches!(node_type.as_str(), "multi_party_call" | "conference_bridge")
+        })
         .ok_or_else(|| ApiError::not_found(&format!("{node_type} node"), node_id))?;
     let body = body.object("the action")?;
     // .NET sends the action in the query string.
-    let raw = body.get("action").and_then(Value::as_str).map(str::to_owned).or_else(|| query.get("action").cloned());
+    let raw = body
+        .get("action")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .or_else(|| query.get("action").cloned());
     let action = action_word(raw.as_deref())?;
     let mut conn = state.pool.acquire().await?;
     let member = rooms::find(&mut conn, phlo.id, node.id.0, &address)
         .await?
-        .ok_or_else(|| ApiError::not_found("member", format!("{address} in a {node_type} of node {node_id}")))?;
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "member",
+                format!("{address} in a {node_type} of node {node_id}"),
+            )
+        })?;
     drop(conn);
     let carrier = carrier(&state)?;
     let mpc = node_type == "multi_party_call";
-    let present = matches!(member.state.as_str(), "in_call" | "on_hold" | "transferring");
+    let present = matches!(
+        member.state.as_str(),
+        "in_call" | "on_hold" | "transferring"
+    );
     let act = |a: MemberAction| {
         let carrier = carrier.clone();
         let room = member.room.clone();
         let member_id = member.member_id.clone();
         async move {
             match member_id {
-                Some(id) if mpc => carrier.mpc_member(&room, &id, a).await.map_err(carrier_error),
-                Some(id) => carrier.conference_member(&room, &id, a).await.map_err(carrier_error),
-                None => Err(ApiError::new(StatusCode::CONFLICT, "the member has not joined the room yet")),
+                Some(id) if mpc => carrier
+                    .mpc_member(&room, &id, a)
+                    .await
+                    .map_err(carrier_error),
+                Some(id) => carrier
+                    .conference_member(&room, &id, a)
+                    .await
+                    .map_err(carrier_error),
+                None => Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "the member has not joined the room yet",
+                )),
             }
         }
     };
@@ -190,32 +304,56 @@ pub async fn member_action(
             if member.state != "in_call" {
                 return Err(conflict(&member, "hold", "in_call"));
             }
-            if mpc { act(MemberAction::Hold).await? } else { act(MemberAction::Mute).await?; act(MemberAction::Deaf).await? }
+            if mpc {
+                act(MemberAction::Hold).await?
+            } else {
+                act(MemberAction::Mute).await?;
+                act(MemberAction::Deaf).await?
+            }
             rooms::set_state(&mut conn, member.id, "on_hold", None).await?;
         }
         "unhold" => {
             if member.state != "on_hold" {
                 return Err(conflict(&member, "unhold", "on_hold"));
             }
-            if mpc { act(MemberAction::Unhold).await? } else { act(MemberAction::Unmute).await?; act(MemberAction::Undeaf).await? }
+            if mpc {
+                act(MemberAction::Unhold).await?
+            } else {
+                act(MemberAction::Unmute).await?;
+                act(MemberAction::Undeaf).await?
+            }
             rooms::set_state(&mut conn, member.id, "in_call", None).await?;
         }
         "mute" | "unmute" => {
             if !present {
                 return Err(conflict(&member, &action, "in the call"));
             }
-            act(if action == "mute" { MemberAction::Mute } else { MemberAction::Unmute }).await?;
+            act(if action == "mute" {
+                MemberAction::Mute
+            } else {
+                MemberAction::Unmute
+            })
+            .await?;
         }
         "hangup" | "voicemail_drop" => {
             if !present && member.state != "joining" {
                 return Err(conflict(&member, &action, "in the call"));
             }
-            act(if mpc { MemberAction::Kick } else { MemberAction::Hangup }).await?;
+            act(if mpc {
+                MemberAction::Kick
+            } else {
+                MemberAction::Hangup
+            })
+            .await?;
             rooms::set_state(&mut conn, member.id, "left", None).await?;
         }
         "resume_call" if mpc => {
             if member.state != "transferring" {
-                return Err(conflict(&member, "resume_call", "transferring (after a warm transfer)"));
+                return Err(conflict(
+                    &member,
+                    "resume_call",
+                    "transferring (after a warm transfer)",
+                ));
             }
             hold_customers(&state, carrier.as_ref(), &member.room, false).await?;
             rooms::set_state(&mut conn, member.id, "in_call", None).await?;
@@ -225,15 +363,26 @@ pub async fn member_action(
             // transferring agent and the customers are back together.
             let room = rooms::present(&mut conn, &member.room).await?;
             let transferee = if member.state == "transferring" {
-                room.iter().filter(|m| m.role == "agent" && m.id != member.id && m.state != "transferring").max_by_key(|m| m.id).cloned()
+                room.iter()
+                    .filter(|m| m.role == "agent" && m.id != member.id && m.state != "transferring")
+                    .max_by_key(|m| m.id)
+                    .cloned()
             } else {
                 Some(member.clone())
             };
-            let Some(transferee) = transferee.filter(|_| room.iter().any(|m| m.state == "transferring")) else {
-                return Err(ApiError::new(StatusCode::CONFLICT, format!("there is no warm transfer to abort in the room of {address}")));
+            let Some(transferee) =
+                transferee.filter(|_| room.iter().any(|m| m.state == "transferring"))
+            else {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!("there is no warm transfer to abort in the room of {address}"),
+                ));
             };
             if let Some(id) = &transferee.member_id {
-                carrier.mpc_member(&transferee.room, id, MemberAction::Kick).await.map_err(carrier_error)?;
+                carrier
+                    .mpc_member(&transferee.room, id, MemberAction::Kick)
+                    .await
+                    .map_err(carrier_error)?;
             }
             rooms::set_state(&mut conn, transferee.id, "left", None).await?;
             for m in room.iter().filter(|m| m.state == "transferring") {
@@ -247,7 +396,9 @@ pub async fn member_action(
             } else {
                 "hold, unhold, hangup, mute, unmute"
             };
-            return Err(ApiError::bad_request(format!("`{other}` is not a member action of a {node_type}: use one of {allowed}")));
+            return Err(ApiError::bad_request(format!(
+                "`{other}` is not a member action of a {node_type}: use one of {allowed}"
+            )));
         }
     }
     Ok(created())
@@ -255,7 +406,10 @@ pub async fn member_action(
 
 /// Where participants added through the API report their events.
 fn events_url(state: &AppState, run_id: Uuid, node_id: Uuid) -> String {
-    format!("{}/v1/carrier/rooms/{run_id}/{node_id}/events", state.config.public_url.trim_end_matches('/'))
+    format!(
+        "{}/v1/carrier/rooms/{run_id}/{node_id}/events",
+        state.config.public_url.trim_end_matches('/')
+    )
 }
 
 /// A member event from the carrier (a participant added by the API, or a token's own call): the
@@ -268,10 +422,16 @@ pub async fn record_event(
     own: Option<(&str, &str, &str)>,
 ) -> Result<(), ApiError> {
     let get = |k: &str| p.get(k).map(String::as_str).filter(|v| !v.is_empty());
-    let Some(room) = get("MPCName").or_else(|| get("ConferenceName")).map(str::to_owned).or_else(|| own.map(|o| o.0.to_owned())) else {
+    let Some(room) = get("MPCName")
+        .or_else(|| get("ConferenceName"))
+        .map(str::to_owned)
+        .or_else(|| own.map(|o| o.0.to_owned()))
+    else {
         return Ok(());
     };
-    let event = get("EventName").or_else(|| get("ConferenceAction")).unwrap_or_default();
+    let event = get("EventName")
+        .or_else(|| get("ConferenceAction"))
+        .unwrap_or_default();
     let new_state = match event {
         "ParticipantJoin" | "enter" => "in_call",
         "ParticipantExit" | "exit" => "left",
@@ -291,20 +451,31 @@ pub async fn record_event(
         (None, Some((_, address, role))) => (address.to_owned(), role.to_owned()),
         (None, None) => return Ok(()),
     };
-    let role = get("ParticipantRole").map(str::to_ascii_lowercase).unwrap_or(role);
-    let member = rooms::upsert(&mut conn, &NewMember {
-        phlo_id,
-        node_id,
-        node_type,
-        room: &room,
-        run_id,
-        address: &address,
-        role: &role,
-        call_uuid,
-        member_id,
-        state: if known.as_ref().is_some_and(|m| m.state == "transferring") && new_state == "in_call" { "transferring" } else { new_state },
-        on_join: None,
-    })
+    let role = get("ParticipantRole")
+        .map(str::to_ascii_lowercase)
+        .unwrap_or(role);
+    let member = rooms::upsert(
+        &mut conn,
+        &NewMember {
+            phlo_id,
+            node_id,
+            node_type,
+            room: &room,
+            run_id,
+            address: &address,
+            role: &role,
+            call_uuid,
+            member_id,
+            state: if known.as_ref().is_some_and(|m| m.state == "transferring")
+                && new_state == "in_call"
+            {
+                "transferring"
+            } else {
+                new_state
+            },
+            on_join: None,
+        },
+    )
     .await?;
     drop(conn);
     if new_state == "in_call" && member.on_join.as_deref() == Some(UNHOLD_CUSTOMERS) {
@@ -328,6 +499,12 @@ pub async fn carrier_events(
         return Ok(StatusCode::OK);
     };
     drop(conn);
-    record_event(&state, &hook.params, (run.phlo_id, node_id, "multi_party_call", run_id), None).await?;
+    record_event(
+        &state,
+        &hook.params,
+        (run.phlo_id, node_id, "multi_party_call", run_id),
+        None,
+    )
+    .await?;
     Ok(StatusCode::OK)
 }

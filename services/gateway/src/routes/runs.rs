@@ -164,9 +164,11 @@ async fn detail(
         ];
         for (key, value) in found {
             if let (Some(Value::String(x)), Some(Value::Array(list))) = (value, ids.get_mut(key))
-                && !x.is_empty() && !list.contains(&json!(x)) {
-                    list.push(json!(x));
-                }
+                && !x.is_empty()
+                && !list.contains(&json!(x))
+            {
+                list.push(json!(x));
+            }
         }
     }
     let mut body = summary(&run);
@@ -206,16 +208,21 @@ async fn detail(
             .map(|c| json!({ "node_id": c.node_id, "scope": c.scope, "value": c.value }))
             .collect::<Vec<_>>()
     );
-    body["room_members"] = json!(members.iter().map(|m| json!({
-        "node_id": m.node_id,
-        "node_type": m.node_type,
-        "room": m.room,
-        "address": m.address,
-        "role": m.role,
-        "state": m.state,
-        "member_id": m.member_id,
-        "call_uuid": m.call_uuid,
-    })).collect::<Vec<_>>());
+    body["room_members"] = json!(
+        members
+            .iter()
+            .map(|m| json!({
+                "node_id": m.node_id,
+                "node_type": m.node_type,
+                "room": m.room,
+                "address": m.address,
+                "role": m.role,
+                "state": m.state,
+                "member_id": m.member_id,
+                "call_uuid": m.call_uuid,
+            }))
+            .collect::<Vec<_>>()
+    );
     if let Some(map) = body.as_object_mut() {
         map.extend(ids.as_object().cloned().unwrap_or_default());
     }

@@ -25,26 +25,46 @@ fn looping(loop_to: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn guards_end_loops_with_a_clear_reason() {
-    let mut stack = Stack::start_with(1, &[("PHLO_MAX_REPEATS", "5"), ("PHLO_MAX_STEPS", "30")]).await;
+    let mut stack =
+        Stack::start_with(1, &[("PHLO_MAX_REPEATS", "5"), ("PHLO_MAX_STEPS", "30")]).await;
     let acct = stack.account().await;
 
     // A node that leads to itself: the repeat guard.
     let phlo = stack.create_phlo(&acct, looping(A)).await;
     let run_id = stack.run(&acct, &phlo, json!({})).await;
-    let run = stack.wait_run(&acct, &run_id, Duration::from_secs(30)).await;
+    let run = stack
+        .wait_run(&acct, &run_id, Duration::from_secs(30))
+        .await;
     assert_eq!(run["status"], "failed", "{run:#}");
-    assert!(run["error"].as_str().unwrap().contains("5 times in a row"), "{run:#}");
+    assert!(
+        run["error"].as_str().unwrap().contains("5 times in a row"),
+        "{run:#}"
+    );
     // A ran five times in a row; the guard stops the sixth.
-    let counts: Vec<i64> = run["steps"].as_array().unwrap().iter().filter(|s| s["node_name"] == "A").map(|s| s["variables"]["count"].as_i64().unwrap()).collect();
+    let counts: Vec<i64> = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["node_name"] == "A")
+        .map(|s| s["variables"]["count"].as_i64().unwrap())
+        .collect();
     assert_eq!(counts, vec![1, 2, 3, 4, 5]);
     assert_eq!(run["tokens"][0]["status"], "ended");
 
     // Two nodes in a cycle never repeat one node in a row: the step guard.
     let phlo = stack.create_phlo(&acct, looping(B)).await;
     let run_id = stack.run(&acct, &phlo, json!({})).await;
-    let run = stack.wait_run(&acct, &run_id, Duration::from_secs(30)).await;
+    let run = stack
+        .wait_run(&acct, &run_id, Duration::from_secs(30))
+        .await;
     assert_eq!(run["status"], "failed", "{run:#}");
-    assert!(run["error"].as_str().unwrap().contains("maximum of 30 steps"), "{run:#}");
+    assert!(
+        run["error"]
+            .as_str()
+            .unwrap()
+            .contains("maximum of 30 steps"),
+        "{run:#}"
+    );
     assert_eq!(run["step_count"], 30);
     stack.cleanup().await;
 }
@@ -62,7 +82,9 @@ async fn lingering_runs_time_out_and_waiting_runs_can_be_cancelled() {
     let phlo = stack.create_phlo(&acct, waiting).await;
 
     let lingering = stack.run(&acct, &phlo, json!({})).await;
-    let run = stack.wait_run(&acct, &lingering, Duration::from_secs(30)).await;
+    let run = stack
+        .wait_run(&acct, &lingering, Duration::from_secs(30))
+        .await;
     assert_eq!(run["status"], "timed_out", "{run:#}");
     assert!(run["error"].as_str().unwrap().contains("longer than 2 s"));
     assert_eq!(run["tokens"][0]["status"], "ended");
@@ -81,15 +103,32 @@ async fn lingering_runs_time_out_and_waiting_runs_can_be_cancelled() {
         assert!(std::time::Instant::now() < deadline, "never parked");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let (status, body) = stack2.call(&acct2, Method::POST, &format!("/v1/runs/{run_id}/cancel"), None).await;
+    let (status, body) = stack2
+        .call(
+            &acct2,
+            Method::POST,
+            &format!("/v1/runs/{run_id}/cancel"),
+            None,
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["cancelled"], true);
     assert_eq!(body["status"], "cancelled");
     let run = stack2.get_run(&acct2, &run_id).await;
     assert_eq!(run["tokens"][0]["status"], "ended");
-    assert_eq!(run["tokens"][0]["ended_reason"], "cancelled through the API");
+    assert_eq!(
+        run["tokens"][0]["ended_reason"],
+        "cancelled through the API"
+    );
     // Cancelling again is harmless and says nothing changed.
-    let (status, body) = stack2.call(&acct2, Method::POST, &format!("/v1/runs/{run_id}/cancel"), None).await;
+    let (status, body) = stack2
+        .call(
+            &acct2,
+            Method::POST,
+            &format!("/v1/runs/{run_id}/cancel"),
+            None,
+        )
+        .await;
     assert_eq!((status, body["cancelled"].clone()), (200, json!(false)));
     let pool = phlo_store::connect(&stack2.db_url, 1).await.unwrap();
     let mut conn = pool.acquire().await.unwrap();

@@ -120,7 +120,11 @@ async fn run_script(script: &str, env: &[(&str, &str)]) -> Vec<Value> {
 }
 
 /// Like [`run_script`], with command-line arguments.
-pub(crate) async fn run_script_with(script: &str, args: &[&str], env: &[(&str, &str)]) -> Vec<Value> {
+pub(crate) async fn run_script_with(
+    script: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Vec<Value> {
     let python = tokio::task::spawn_blocking(python_with_plivo)
         .await
         .expect("venv task");

@@ -119,9 +119,10 @@ impl Stack {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Ok(r) = self.http.get(url).send().await
-                && r.status().is_success() {
-                    return;
-                }
+                && r.status().is_success()
+            {
+                return;
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("{url} never became ready");
@@ -153,7 +154,8 @@ impl Stack {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        self.callbacks.push(Some(cmd.spawn().expect("spawn callback service")));
+        self.callbacks
+            .push(Some(cmd.spawn().expect("spawn callback service")));
         self.callbacks.len() - 1
     }
 
@@ -434,9 +436,10 @@ impl NatsServer {
         loop {
             // A raw request: async-nats cannot decode NATS 2.9's account info, any answer will do.
             if let Ok(client) = async_nats_connect(&self.url).await
-                && client.request("$JS.API.INFO", Bytes::new()).await.is_ok() {
-                    return;
-                }
+                && client.request("$JS.API.INFO", Bytes::new()).await.is_ok()
+            {
+                return;
+            }
             assert!(
                 Instant::now() < deadline,
                 "nats-server on port {} never became ready",
@@ -478,14 +481,24 @@ pub struct Sim {
 
 impl Sim {
     pub async fn start() -> Sim {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let config = phlo_carrier_sim::Config { time_scale: 0.02, ..phlo_carrier_sim::Config::default() };
+        let config = phlo_carrier_sim::Config {
+            time_scale: 0.02,
+            ..phlo_carrier_sim::Config::default()
+        };
         let (auth_id, auth_token) = (config.auth_id.clone(), config.auth_token.clone());
         let stop = tokio_util::sync::CancellationToken::new();
         let s = stop.clone();
         tokio::spawn(async move { phlo_carrier_sim::run(config, listener, s).await });
-        Sim { url, auth_id, auth_token, stop }
+        Sim {
+            url,
+            auth_id,
+            auth_token,
+            stop,
+        }
     }
 
     /// The environment that points the runner at this simulator, signatures checked.
@@ -498,16 +511,36 @@ impl Sim {
     }
 
     pub async fn script(&self, http: &reqwest::Client, number: &str, script: Value) {
-        let r = http.put(format!("{}/sim/numbers/{number}", self.url)).json(&script).send().await.expect("script");
-        assert!(r.status().is_success(), "script {number}: {}", r.text().await.unwrap_or_default());
+        let r = http
+            .put(format!("{}/sim/numbers/{number}", self.url))
+            .json(&script)
+            .send()
+            .await
+            .expect("script");
+        assert!(
+            r.status().is_success(),
+            "script {number}: {}",
+            r.text().await.unwrap_or_default()
+        );
     }
 
     pub async fn get(&self, http: &reqwest::Client, path: &str) -> Value {
-        http.get(format!("{}{path}", self.url)).send().await.expect("sim").json().await.expect("json")
+        http.get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("sim")
+            .json()
+            .await
+            .expect("json")
     }
 
     pub async fn post(&self, http: &reqwest::Client, path: &str, body: Value) -> Value {
-        let r = http.post(format!("{}{path}", self.url)).json(&body).send().await.expect("sim");
+        let r = http
+            .post(format!("{}{path}", self.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("sim");
         assert!(r.status().is_success(), "sim {path}");
         r.json().await.expect("json")
     }
@@ -543,7 +576,8 @@ pub mod rig {
         pub async fn start() -> Rig {
             let sim = Sim::start().await;
             let env = sim.env();
-            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let env: Vec<(&str, &str)> =
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             let stack = Stack::start_with(1, &env).await;
             let acct = stack.account().await;
             Rig { sim, stack, acct }
@@ -556,8 +590,15 @@ pub mod rig {
         /// Attaches `number` to the PHLO: calls to it start the PHLO.
         pub async fn attach(&self, number: &str, phlo_id: &str) {
             let path = format!("/v1/numbers/{number}");
-            let (status, body) =
-                self.stack.call(&self.acct, Method::PUT, &path, Some(json!({ "phlo_id": phlo_id }))).await;
+            let (status, body) = self
+                .stack
+                .call(
+                    &self.acct,
+                    Method::PUT,
+                    &path,
+                    Some(json!({ "phlo_id": phlo_id })),
+                )
+                .await;
             assert_eq!(status, 200, "attach {number}: {body}");
         }
 
@@ -591,7 +632,10 @@ pub mod rig {
                 if let Some(id) = list["objects"][0]["run_id"].as_str() {
                     return id.to_owned();
                 }
-                assert!(Instant::now() < deadline, "no run started by call {call_uuid}");
+                assert!(
+                    Instant::now() < deadline,
+                    "no run started by call {call_uuid}"
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -607,21 +651,31 @@ pub mod rig {
         }
 
         /// Polls the run until `ready` holds of it.
-        pub async fn run_until(&self, run_id: &str, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+        pub async fn run_until(
+            &self,
+            run_id: &str,
+            what: &str,
+            ready: impl Fn(&Value) -> bool,
+        ) -> Value {
             let deadline = Instant::now() + PATIENCE;
             loop {
                 let run = self.run(run_id).await;
                 if ready(&run) {
                     return run;
                 }
-                assert!(Instant::now() < deadline, "{what}: never happened in {run:#}");
+                assert!(
+                    Instant::now() < deadline,
+                    "{what}: never happened in {run:#}"
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
 
         /// What the simulator recorded of a call (by call or request uuid), as it is now.
         pub async fn sim_call(&self, uuid: &str) -> Value {
-            self.sim.get(&self.stack.http, &format!("/sim/calls/{uuid}")).await
+            self.sim
+                .get(&self.stack.http, &format!("/sim/calls/{uuid}"))
+                .await
         }
 
         /// What the simulator recorded of a call once it has ended (any final status).
@@ -645,7 +699,11 @@ pub mod rig {
 
         /// The calls placed to `number` (outbound calls and dialled legs), oldest first.
         pub async fn calls_to(&self, number: &str) -> Vec<Value> {
-            self.sim_calls().await.into_iter().filter(|c| c["to"] == number).collect()
+            self.sim_calls()
+                .await
+                .into_iter()
+                .filter(|c| c["to"] == number)
+                .collect()
         }
 
         /// Waits until exactly `n` calls to `number` exist and all have ended; returns them.
@@ -663,37 +721,61 @@ pub mod rig {
 
         /// A conference or multiparty room (`GET /sim/rooms/{name}`).
         pub async fn room(&self, name: &str) -> Value {
-            self.sim.get(&self.stack.http, &format!("/sim/rooms/{name}")).await
+            self.sim
+                .get(&self.stack.http, &format!("/sim/rooms/{name}"))
+                .await
         }
 
         /// The simulator's Plivo REST API (`/v1/Account/{id}{path}`), as the account holder.
-        pub async fn carrier(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        pub async fn carrier(
+            &self,
+            method: Method,
+            path: &str,
+            body: Option<Value>,
+        ) -> (u16, Value) {
             let url = format!("{}/v1/Account/{}{path}", self.sim.url, self.sim.auth_id);
-            let mut req = self.stack.http.request(method, url).basic_auth(&self.sim.auth_id, Some(&self.sim.auth_token));
+            let mut req = self
+                .stack
+                .http
+                .request(method, url)
+                .basic_auth(&self.sim.auth_id, Some(&self.sim.auth_token));
             if let Some(b) = body {
                 req = req.json(&b);
             }
             let r = req.send().await.expect("carrier API");
             let status = r.status().as_u16();
             let text = r.text().await.unwrap_or_default();
-            (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+            (
+                status,
+                serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            )
         }
 
         /// Hangs a live call up through the carrier's REST API.
         pub async fn hang_up(&self, call_uuid: &str) {
-            let (status, body) = self.carrier(Method::DELETE, &format!("/Call/{call_uuid}/"), None).await;
+            let (status, body) = self
+                .carrier(Method::DELETE, &format!("/Call/{call_uuid}/"), None)
+                .await;
             assert_eq!(status, 204, "hang up {call_uuid}: {body}");
         }
 
         /// Polls the simulator's call until `ready` holds of it.
-        pub async fn call_until(&self, uuid: &str, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+        pub async fn call_until(
+            &self,
+            uuid: &str,
+            what: &str,
+            ready: impl Fn(&Value) -> bool,
+        ) -> Value {
             let deadline = Instant::now() + PATIENCE;
             loop {
                 let call = self.sim_call(uuid).await;
                 if ready(&call) {
                     return call;
                 }
-                assert!(Instant::now() < deadline, "{what}: never happened to {call:#}");
+                assert!(
+                    Instant::now() < deadline,
+                    "{what}: never happened to {call:#}"
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -737,19 +819,29 @@ pub mod rig {
     }
 
     pub fn is_final(call: &Value) -> bool {
-        !matches!(call["status"].as_str(), Some("queued" | "ringing" | "in-progress") | None)
+        !matches!(
+            call["status"].as_str(),
+            Some("queued" | "ringing" | "in-progress") | None
+        )
     }
 
     /// The call's log entries of `kind`.
     pub fn events<'a>(call: &'a Value, kind: &str) -> Vec<&'a Value> {
-        call["events"].as_array().map(|e| e.iter().filter(|e| e["kind"] == kind).collect()).unwrap_or_default()
+        call["events"]
+            .as_array()
+            .map(|e| e.iter().filter(|e| e["kind"] == kind).collect())
+            .unwrap_or_default()
     }
 
     /// The kinds of the call's log entries, in order.
     pub fn kinds(call: &Value) -> Vec<String> {
         call["events"]
             .as_array()
-            .map(|e| e.iter().filter_map(|e| e["kind"].as_str().map(str::to_owned)).collect())
+            .map(|e| {
+                e.iter()
+                    .filter_map(|e| e["kind"].as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -757,18 +849,29 @@ pub mod rig {
     pub fn heard(call: &Value) -> Vec<String> {
         events(call, "heard")
             .iter()
-            .filter_map(|e| e["text"].as_str().or_else(|| e["url"].as_str()).map(str::to_owned))
+            .filter_map(|e| {
+                e["text"]
+                    .as_str()
+                    .or_else(|| e["url"].as_str())
+                    .map(str::to_owned)
+            })
             .collect()
     }
 
     /// The keys the call's party pressed.
     pub fn pressed(call: &Value) -> Vec<String> {
-        events(call, "pressed").iter().filter_map(|e| e["digits"].as_str().map(str::to_owned)).collect()
+        events(call, "pressed")
+            .iter()
+            .filter_map(|e| e["digits"].as_str().map(str::to_owned))
+            .collect()
     }
 
     /// Every step of `node_name` (all tokens), in the order the run lists them.
     pub fn steps<'a>(run: &'a Value, node_name: &str) -> Vec<&'a Value> {
-        run["steps"].as_array().map(|s| s.iter().filter(|s| s["node_name"] == node_name).collect()).unwrap_or_default()
+        run["steps"]
+            .as_array()
+            .map(|s| s.iter().filter(|s| s["node_name"] == node_name).collect())
+            .unwrap_or_default()
     }
 
     /// The finished step of `node_name` on `token`.
@@ -776,6 +879,8 @@ pub mod rig {
         steps(run, node_name)
             .into_iter()
             .find(|s| s["outcome"] == "done" && s["token"] == token)
-            .unwrap_or_else(|| panic!("no finished step of {node_name} on token {token} in {run:#}"))
+            .unwrap_or_else(|| {
+                panic!("no finished step of {node_name} on token {token} in {run:#}")
+            })
     }
 }

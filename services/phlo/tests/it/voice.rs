@@ -35,11 +35,14 @@ async fn an_incoming_call_walks_an_ivr_menu() {
     let (mut stack, acct) = voice_stack(&sim).await;
     let phlo_id = stack.create_phlo(&acct, ivr_phlo()).await;
     attach(&stack, &acct, NUMBER, &phlo_id).await;
-    sim.script(&stack.http, CALLER, json!({ "digits": ["2"] })).await;
+    sim.script(&stack.http, CALLER, json!({ "digits": ["2"] }))
+        .await;
 
     let call_uuid = call_in(&stack, &sim, CALLER, NUMBER).await;
     let run_id = run_of_call(&stack, &acct).await;
-    let run = stack.wait_run(&acct, &run_id, Duration::from_secs(30)).await;
+    let run = stack
+        .wait_run(&acct, &run_id, Duration::from_secs(30))
+        .await;
     assert_eq!(run["status"], "completed", "{run:#}");
 
     let start = done_step(&run, "Start");
@@ -50,14 +53,29 @@ async fn an_incoming_call_walks_an_ivr_menu() {
     assert_eq!(start["variables"]["call"]["direction"], "inbound");
     let ivr = done_step(&run, "IVR_Menu_1");
     assert_eq!(ivr["state"], "2");
-    assert_eq!(ivr["variables"], json!({ "digits": "2", "input_type": "digits" }));
+    assert_eq!(
+        ivr["variables"],
+        json!({ "digits": "2", "input_type": "digits" })
+    );
     assert_eq!(done_step(&run, "Play_Support")["state"], "prompt_completed");
     assert_eq!(done_step(&run, "Hangup_1")["state"], "hangup_complete");
 
     let call = call_log(&stack, &sim, &call_uuid).await;
-    let heard: Vec<&str> = events_of(&call, "heard").iter().filter_map(|e| e["text"].as_str()).collect();
-    assert_eq!(heard, ["Press 1 for sales or 2 for support", "Support it is, +14155550100"]);
-    let pressed: Vec<&str> = events_of(&call, "pressed").iter().filter_map(|e| e["digits"].as_str()).collect();
+    let heard: Vec<&str> = events_of(&call, "heard")
+        .iter()
+        .filter_map(|e| e["text"].as_str())
+        .collect();
+    assert_eq!(
+        heard,
+        [
+            "Press 1 for sales or 2 for support",
+            "Support it is, +14155550100"
+        ]
+    );
+    let pressed: Vec<&str> = events_of(&call, "pressed")
+        .iter()
+        .filter_map(|e| e["digits"].as_str())
+        .collect();
     assert_eq!(pressed, ["2"]);
     assert_eq!(events_of(&call, "hung_up").len(), 1, "{call:#}");
     stack.cleanup().await;

@@ -27,7 +27,8 @@ const PLAY_WRONG: &str = "71000000-0000-4000-8000-000000000016";
 const BYE: &str = "71000000-0000-4000-8000-000000000020";
 
 const NUMBER: &str = "+14155550199";
-const MENU_PROMPT: &str = "Press 1 for sales, 2 for support, star for the operator or hash to repeat";
+const MENU_PROMPT: &str =
+    "Press 1 for sales, 2 for support, star for the operator or hash to repeat";
 
 fn start(first: &str) -> Value {
     json!({ "node_id": START, "name": "Start", "type": "start", "transitions": { "incoming_call": first } })
@@ -80,13 +81,24 @@ async fn ivr_menu_takes_each_allowed_key_to_its_own_state() {
     phlo_on(&stack, &acct, NUMBER, menu_phlo()).await;
     let cases = [
         ("+14155550101", "1", "Play_Sales", "Sales, you pressed 1"),
-        ("+14155550102", "2", "Play_Support", "Support, you pressed 2"),
-        ("+14155550103", "*", "Play_Operator", "Operator, you pressed *"),
+        (
+            "+14155550102",
+            "2",
+            "Play_Support",
+            "Support, you pressed 2",
+        ),
+        (
+            "+14155550103",
+            "*",
+            "Play_Operator",
+            "Operator, you pressed *",
+        ),
         ("+14155550104", "#", "Play_Repeat", "Repeat, you pressed #"),
     ];
     let mut calls = Vec::new();
     for (caller, key, _, _) in cases {
-        sim.script(&stack.http, caller, json!({ "digits": [key] })).await;
+        sim.script(&stack.http, caller, json!({ "digits": [key] }))
+            .await;
         calls.push(call_in(&stack, &sim, caller, NUMBER).await);
     }
     for ((_, key, play, said), call_uuid) in cases.iter().zip(&calls) {
@@ -94,7 +106,10 @@ async fn ivr_menu_takes_each_allowed_key_to_its_own_state() {
         assert_eq!(run["status"], "completed", "{run:#}");
         let menu = done_step(&run, "IVR_Menu_1");
         assert_eq!(menu["state"], *key, "{run:#}");
-        assert_eq!(menu["variables"], json!({ "digits": key, "input_type": "digits" }));
+        assert_eq!(
+            menu["variables"],
+            json!({ "digits": key, "input_type": "digits" })
+        );
         assert_eq!(done_step(&run, play)["state"], "prompt_completed");
         let bye = done_step(&run, "Hangup_1");
         assert_eq!(bye["state"], "hangup_complete");
@@ -104,7 +119,10 @@ async fn ivr_menu_takes_each_allowed_key_to_its_own_state() {
         let call = call_log(&stack, &sim, call_uuid).await;
         assert_eq!(heard(&call), [MENU_PROMPT, *said], "{call:#}");
         let prompt = events_of(&call, "heard")[0];
-        assert_eq!((&prompt["voice"], &prompt["language"]), (&json!("MAN"), &json!("en-GB")));
+        assert_eq!(
+            (&prompt["voice"], &prompt["language"]),
+            (&json!("MAN"), &json!("en-GB"))
+        );
         assert_eq!(pressed(&call), [*key]);
         assert_eq!(
             kinds(&call),
@@ -112,7 +130,10 @@ async fn ivr_menu_takes_each_allowed_key_to_its_own_state() {
             "{call:#}"
         );
         let end = hung_up(&call);
-        assert_eq!((&end["cause"], &end["reason"]), (&json!("NORMAL_CLEARING"), &json!("Hangup element")));
+        assert_eq!(
+            (&end["cause"], &end["reason"]),
+            (&json!("NORMAL_CLEARING"), &json!("Hangup element"))
+        );
     }
     stack.cleanup().await;
 }
@@ -123,7 +144,8 @@ async fn ivr_menu_with_a_silent_caller_ends_in_no_input() {
     let (mut stack, acct) = voice_stack(&sim).await;
     phlo_on(&stack, &acct, NUMBER, menu_phlo()).await;
     // One caller's script says "silence" for the menu; the other has no script at all.
-    sim.script(&stack.http, "+14155550105", json!({ "digits": [""] })).await;
+    sim.script(&stack.http, "+14155550105", json!({ "digits": [""] }))
+        .await;
     let silent = call_in(&stack, &sim, "+14155550105", NUMBER).await;
     let unscripted = call_in(&stack, &sim, "+14155550106", NUMBER).await;
     for call_uuid in [&silent, &unscripted] {
@@ -131,7 +153,10 @@ async fn ivr_menu_with_a_silent_caller_ends_in_no_input() {
         assert_eq!(run["status"], "completed", "{run:#}");
         let menu = done_step(&run, "IVR_Menu_1");
         assert_eq!(menu["state"], "no_input");
-        assert_eq!(menu["variables"], json!({ "digits": "", "input_type": "digits" }));
+        assert_eq!(
+            menu["variables"],
+            json!({ "digits": "", "input_type": "digits" })
+        );
         // The carrier's fall-through (no Digits) decided, not the wait's timer.
         assert_eq!(menu["event"], "digits", "{menu:#}");
         assert_eq!(journal(&run), menu_journal("Play_No_Input"));
@@ -143,7 +168,10 @@ async fn ivr_menu_with_a_silent_caller_ends_in_no_input() {
         assert_eq!(silence.len(), 1, "{call:#}");
         // The caller waited out the node's input timeout.
         assert_eq!(silence[0]["seconds"], 3.0);
-        assert_eq!(kinds(&call), ["ringing", "heard", "silent", "heard", "hung_up"]);
+        assert_eq!(
+            kinds(&call),
+            ["ringing", "heard", "silent", "heard", "hung_up"]
+        );
     }
     stack.cleanup().await;
 }
@@ -153,13 +181,17 @@ async fn ivr_menu_with_a_key_not_allowed_ends_in_wrong_input() {
     let sim = Sim::start().await;
     let (mut stack, acct) = voice_stack(&sim).await;
     phlo_on(&stack, &acct, NUMBER, menu_phlo()).await;
-    sim.script(&stack.http, "+14155550107", json!({ "digits": ["9"] })).await;
+    sim.script(&stack.http, "+14155550107", json!({ "digits": ["9"] }))
+        .await;
     let call_uuid = call_in(&stack, &sim, "+14155550107", NUMBER).await;
     let run = finished_run_of(&stack, &acct, &call_uuid).await;
     assert_eq!(run["status"], "completed", "{run:#}");
     let menu = done_step(&run, "IVR_Menu_1");
     assert_eq!(menu["state"], "wrong_input");
-    assert_eq!(menu["variables"], json!({ "digits": "9", "input_type": "digits" }));
+    assert_eq!(
+        menu["variables"],
+        json!({ "digits": "9", "input_type": "digits" })
+    );
     assert_eq!(journal(&run), menu_journal("Play_Wrong_Input"));
 
     let call = call_log(&stack, &sim, &call_uuid).await;
@@ -187,13 +219,17 @@ async fn ivr_menu_interrupt_flag_reaches_the_call_and_every_prompt_plays() {
         hangup(),
     ]}))
     .await;
-    sim.script(&stack.http, "+14155550108", json!({ "digits": ["1", "3"] })).await;
+    sim.script(&stack.http, "+14155550108", json!({ "digits": ["1", "3"] }))
+        .await;
     let call_uuid = call_in(&stack, &sim, "+14155550108", NUMBER).await;
     let run = finished_run_of(&stack, &acct, &call_uuid).await;
     assert_eq!(run["status"], "completed", "{run:#}");
     assert_eq!(done_step(&run, "IVR_Menu_1")["state"], "1");
     assert_eq!(done_step(&run, "IVR_Menu_2")["state"], "3");
-    assert_eq!(done_step(&run, "IVR_Menu_2")["variables"], json!({ "digits": "3", "input_type": "digits" }));
+    assert_eq!(
+        done_step(&run, "IVR_Menu_2")["variables"],
+        json!({ "digits": "3", "input_type": "digits" })
+    );
 
     // The flag travels with the call's instruction: prompts nested in the input (a key stops them)
     // by default, played before it (always to the end) when the node says not to interrupt.
@@ -206,8 +242,12 @@ async fn ivr_menu_interrupt_flag_reaches_the_call_and_every_prompt_plays() {
             "valid_digits": null, "max_digits": 1, "timeout_secs": timeout, "digit_timeout_secs": timeout,
             "finish_on_key": null, "interrupt": interrupt }])
     };
-    let waits: Vec<&Value> =
-        run["steps"].as_array().unwrap().iter().filter(|s| s["outcome"] == "wait").collect();
+    let waits: Vec<&Value> = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["outcome"] == "wait")
+        .collect();
     assert_eq!(waits.len(), 2, "{run:#}");
     assert_eq!(waits[0]["effects"], gather(true, 5));
     assert_eq!(waits[1]["effects"], gather(false, 7));
@@ -219,7 +259,9 @@ async fn ivr_menu_interrupt_flag_reaches_the_call_and_every_prompt_plays() {
     assert_eq!(pressed(&call), ["1", "3"]);
     assert_eq!(
         kinds(&call),
-        ["ringing", "heard", "heard", "pressed", "heard", "heard", "pressed", "hung_up"]
+        [
+            "ringing", "heard", "heard", "pressed", "heard", "heard", "pressed", "hung_up"
+        ]
     );
     stack.cleanup().await;
 }
@@ -247,7 +289,8 @@ async fn check_inputs(
 ) {
     let mut calls = Vec::new();
     for (caller, digits, ..) in cases {
-        sim.script(&stack.http, caller, json!({ "digits": [digits] })).await;
+        sim.script(&stack.http, caller, json!({ "digits": [digits] }))
+            .await;
         calls.push(call_in(stack, sim, caller, number).await);
     }
     for ((caller, _, state, input, keys), call_uuid) in cases.iter().zip(&calls) {
@@ -255,13 +298,32 @@ async fn check_inputs(
         assert_eq!(run["status"], "completed", "{caller}: {run:#}");
         let step = done_step(&run, "Get_Input_1");
         assert_eq!(step["state"], *state, "{caller}: {run:#}");
-        assert_eq!(step["variables"], json!({ "input": input, "input_type": "digits" }), "{caller}");
+        assert_eq!(
+            step["variables"],
+            json!({ "input": input, "input_type": "digits" }),
+            "{caller}"
+        );
         let call = call_log(stack, sim, call_uuid).await;
-        let after = if *state == "input" { format!("You entered {input}") } else { "Nothing entered".to_owned() };
-        assert_eq!(heard(&call), [prompt.to_owned(), after], "{caller}: {call:#}");
-        let expected: Vec<String> = if keys.is_empty() { Vec::new() } else { vec![(*keys).to_owned()] };
+        let after = if *state == "input" {
+            format!("You entered {input}")
+        } else {
+            "Nothing entered".to_owned()
+        };
+        assert_eq!(
+            heard(&call),
+            [prompt.to_owned(), after],
+            "{caller}: {call:#}"
+        );
+        let expected: Vec<String> = if keys.is_empty() {
+            Vec::new()
+        } else {
+            vec![(*keys).to_owned()]
+        };
         // "#" alone is pressed (and logged as an empty entry); silence presses nothing.
-        let pressed_keys: Vec<String> = pressed(&call).into_iter().filter(|k| !k.is_empty()).collect();
+        let pressed_keys: Vec<String> = pressed(&call)
+            .into_iter()
+            .filter(|k| !k.is_empty())
+            .collect();
         assert_eq!(pressed_keys, expected, "{caller}: {call:#}");
     }
 }
@@ -271,19 +333,42 @@ async fn get_input_collects_digits_up_to_the_finish_key_or_ends_in_no_input() {
     let sim = Sim::start().await;
     let (mut stack, acct) = voice_stack(&sim).await;
     let prompt = "Enter your account number, then hash";
-    phlo_on(&stack, &acct, NUMBER, get_input_phlo(json!({ "prompt": prompt, "input_timeout": 4 }))).await;
-    check_inputs(&stack, &acct, &sim, NUMBER, prompt, &[
-        // (caller, script, state, input, keys the caller pressed)
-        ("+14155550111", "1234#", "input", "1234", "1234"),
-        ("+14155550112", "7", "input", "7", "7"),
-        ("+14155550113", "", "no_input", "", ""),
-        ("+14155550114", "#", "no_input", "", ""),
-    ])
+    phlo_on(
+        &stack,
+        &acct,
+        NUMBER,
+        get_input_phlo(json!({ "prompt": prompt, "input_timeout": 4 })),
+    )
+    .await;
+    check_inputs(
+        &stack,
+        &acct,
+        &sim,
+        NUMBER,
+        prompt,
+        &[
+            // (caller, script, state, input, keys the caller pressed)
+            ("+14155550111", "1234#", "input", "1234", "1234"),
+            ("+14155550112", "7", "input", "7", "7"),
+            ("+14155550113", "", "no_input", "", ""),
+            ("+14155550114", "#", "no_input", "", ""),
+        ],
+    )
     .await;
     // The finish key alone counts as nothing, and the silent caller waited the input timeout.
-    let only_hash = call_log(&stack, &sim, &run_caller_call(&sim, &stack, "+14155550114").await).await;
+    let only_hash = call_log(
+        &stack,
+        &sim,
+        &run_caller_call(&sim, &stack, "+14155550114").await,
+    )
+    .await;
     assert_eq!(events_of(&only_hash, "pressed")[0]["digits"], "");
-    let silent = call_log(&stack, &sim, &run_caller_call(&sim, &stack, "+14155550113").await).await;
+    let silent = call_log(
+        &stack,
+        &sim,
+        &run_caller_call(&sim, &stack, "+14155550113").await,
+    )
+    .await;
     assert_eq!(events_of(&silent, "silent")[0]["seconds"], 4.0);
     stack.cleanup().await;
 }
@@ -291,7 +376,12 @@ async fn get_input_collects_digits_up_to_the_finish_key_or_ends_in_no_input() {
 /// The uuid of the (only) call the simulator took from `caller`.
 async fn run_caller_call(sim: &Sim, stack: &crate::support::Stack, caller: &str) -> String {
     let calls = sim.get(&stack.http, "/sim/calls").await;
-    let mine: Vec<&Value> = calls.as_array().unwrap().iter().filter(|c| c["from"] == caller).collect();
+    let mine: Vec<&Value> = calls
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["from"] == caller)
+        .collect();
     assert_eq!(mine.len(), 1, "{calls:#}");
     mine[0]["uuid"].as_str().unwrap().to_owned()
 }
@@ -303,17 +393,34 @@ async fn get_input_keeps_max_input_size_digits_and_ends_without_a_finish_key() {
     let prompt = "Enter the three digit code";
     let options = json!({ "prompt": { "type": "speak", "text": prompt }, "max_input_size": 3, "finish_on_key": "", "input_timeout": 2 });
     phlo_on(&stack, &acct, NUMBER, get_input_phlo(options)).await;
-    check_inputs(&stack, &acct, &sim, NUMBER, prompt, &[
-        // The fourth and fifth keys are ignored: the input is complete at three.
-        ("+14155550121", "98765", "input", "987", "987"),
-        // Two keys and then nothing: the digit timeout ends the input (no finish key).
-        ("+14155550122", "42", "input", "42", "42"),
-        // With no finish key, "#" is a key like any other.
-        ("+14155550123", "1#", "input", "1#", "1#"),
-    ])
+    check_inputs(
+        &stack,
+        &acct,
+        &sim,
+        NUMBER,
+        prompt,
+        &[
+            // The fourth and fifth keys are ignored: the input is complete at three.
+            ("+14155550121", "98765", "input", "987", "987"),
+            // Two keys and then nothing: the digit timeout ends the input (no finish key).
+            ("+14155550122", "42", "input", "42", "42"),
+            // With no finish key, "#" is a key like any other.
+            ("+14155550123", "1#", "input", "1#", "1#"),
+        ],
+    )
     .await;
-    let run = finished_run_of(&stack, &acct, &run_caller_call(&sim, &stack, "+14155550121").await).await;
-    let wait = run["steps"].as_array().unwrap().iter().find(|s| s["outcome"] == "wait").unwrap();
+    let run = finished_run_of(
+        &stack,
+        &acct,
+        &run_caller_call(&sim, &stack, "+14155550121").await,
+    )
+    .await;
+    let wait = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["outcome"] == "wait")
+        .unwrap();
     assert_eq!(
         wait["effects"],
         json!([{ "effect": "voice", "action": "gather",
@@ -347,7 +454,15 @@ async fn play_audio_speaks_and_plays_its_prompts_then_completes() {
     assert_eq!(play["state"], "prompt_completed");
     assert_eq!(play["event"], "prompt_finished", "{play:#}");
     assert_eq!(play["variables"], json!({}));
-    assert_eq!(journal(&run), pairs(&[("Start", "done"), ("Play_Audio_1", "wait"), ("Play_Audio_1", "done"), ("Hangup_1", "done")]));
+    assert_eq!(
+        journal(&run),
+        pairs(&[
+            ("Start", "done"),
+            ("Play_Audio_1", "wait"),
+            ("Play_Audio_1", "done"),
+            ("Hangup_1", "done")
+        ])
+    );
 
     let call = call_log(&stack, &sim, &call_uuid).await;
     let prompts: Vec<Value> = events_of(&call, "heard")
@@ -367,7 +482,10 @@ async fn play_audio_speaks_and_plays_its_prompts_then_completes() {
             json!({ "party": "+14155550130", "kind": "heard", "text": "Goodbye", "voice": "WOMAN", "language": "en-US" }),
         ]
     );
-    assert_eq!(kinds(&call), ["ringing", "heard", "heard", "heard", "hung_up"]);
+    assert_eq!(
+        kinds(&call),
+        ["ringing", "heard", "heard", "heard", "hung_up"]
+    );
     stack.cleanup().await;
 }
 
@@ -375,19 +493,25 @@ async fn play_audio_speaks_and_plays_its_prompts_then_completes() {
 async fn record_audio_delivers_recordings_with_their_variables() {
     let sim = Sim::start().await;
     let (mut stack, acct) = voice_stack(&sim).await;
-    phlo_on(&stack, &acct, NUMBER, json!({ "name": "Voicemail", "nodes": [
-        start(RECORD_1),
-        { "node_id": RECORD_1, "name": "Record_Audio_1", "type": "record_audio",
-          "options": { "prompt": "Leave a message after the beep" },
-          "transitions": { "recording_completed": RECORD_2 } },
-        // No prompt, no beep, and a maximum shorter than what the caller says.
-        { "node_id": RECORD_2, "name": "Record_Audio_2", "type": "record_audio",
-          "options": { "play_beep": false, "max_length": 2 },
-          "transitions": { "recording_completed": BYE } },
-        hangup(),
-    ]}))
+    phlo_on(
+        &stack,
+        &acct,
+        NUMBER,
+        json!({ "name": "Voicemail", "nodes": [
+            start(RECORD_1),
+            { "node_id": RECORD_1, "name": "Record_Audio_1", "type": "record_audio",
+              "options": { "prompt": "Leave a message after the beep" },
+              "transitions": { "recording_completed": RECORD_2 } },
+            // No prompt, no beep, and a maximum shorter than what the caller says.
+            { "node_id": RECORD_2, "name": "Record_Audio_2", "type": "record_audio",
+              "options": { "play_beep": false, "max_length": 2 },
+              "transitions": { "recording_completed": BYE } },
+            hangup(),
+        ]}),
+    )
     .await;
-    sim.script(&stack.http, "+14155550140", json!({ "record_secs": 3 })).await;
+    sim.script(&stack.http, "+14155550140", json!({ "record_secs": 3 }))
+        .await;
     let call_uuid = call_in(&stack, &sim, "+14155550140", NUMBER).await;
     let run = finished_run_of(&stack, &acct, &call_uuid).await;
     assert_eq!(run["status"], "completed", "{run:#}");
@@ -405,13 +529,26 @@ async fn record_audio_delivers_recordings_with_their_variables() {
 
     let call = call_log(&stack, &sim, &call_uuid).await;
     assert_eq!(heard(&call), ["Leave a message after the beep"]);
-    assert_eq!(kinds(&call), ["ringing", "heard", "recorded", "recorded", "hung_up"]);
+    assert_eq!(
+        kinds(&call),
+        ["ringing", "heard", "recorded", "recorded", "hung_up"]
+    );
     let recorded = events_of(&call, "recorded");
     let hooks = webhooks_to(&stack, &sim, "/recording").await;
     assert_eq!(hooks.len(), 2, "{hooks:?}");
-    for (i, (node, secs, beep)) in [("Record_Audio_1", 3.0, true), ("Record_Audio_2", 2.0, false)].into_iter().enumerate() {
+    for (i, (node, secs, beep)) in [
+        ("Record_Audio_1", 3.0, true),
+        ("Record_Audio_2", 2.0, false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let rec = recorded[i];
-        assert_eq!((rec["duration_secs"].as_f64(), rec["beep"].as_bool()), (Some(secs), Some(beep)), "{rec:#}");
+        assert_eq!(
+            (rec["duration_secs"].as_f64(), rec["beep"].as_bool()),
+            (Some(secs), Some(beep)),
+            "{rec:#}"
+        );
         let id = rec["recording_id"].as_str().unwrap();
         assert_eq!(rec["url"], format!("http://sim.local/recordings/{id}.mp3"));
         let ms = |name: &str| param(&hooks[i], name).unwrap().parse::<i64>().unwrap();
@@ -429,10 +566,16 @@ async fn record_audio_delivers_recordings_with_their_variables() {
             }),
             "{node}"
         );
-        assert_eq!(ms("RecordingEndMs") - ms("RecordingStartMs"), (secs * 1000.0) as i64);
+        assert_eq!(
+            ms("RecordingEndMs") - ms("RecordingStartMs"),
+            (secs * 1000.0) as i64
+        );
     }
     // The ids the run reports.
-    let ids: Vec<&str> = recorded.iter().map(|r| r["recording_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = recorded
+        .iter()
+        .map(|r| r["recording_id"].as_str().unwrap())
+        .collect();
     assert_eq!(run["recording_ids"], json!(ids));
     stack.cleanup().await;
 }
@@ -452,10 +595,24 @@ async fn record_audio_still_completes_when_the_caller_hangs_up_mid_message() {
     ]}))
     .await;
     // Talks far longer than it stays: hangs up (100 simulated seconds in) while recorded.
-    sim.script(&stack.http, "+14155550141", json!({ "record_secs": 500, "hangup_after_secs": 100 })).await;
+    sim.script(
+        &stack.http,
+        "+14155550141",
+        json!({ "record_secs": 500, "hangup_after_secs": 100 }),
+    )
+    .await;
     let call_uuid = call_in(&stack, &sim, "+14155550141", NUMBER).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
-    eprintln!("DEBUG {:#}", json!(webhooks_to(&stack, &sim, "/sms/").await));
+    for w in webhooks_to(&stack, &sim, "/").await {
+        eprintln!(
+            "DEBUG {} {} {:?} {:?} {:?}",
+            w["url"],
+            w["status"],
+            param(&w, "Status"),
+            w["error"],
+            w["at"]
+        );
+    }
     eprintln!("DEBUG {:#}", json!(sim_messages(&stack, &sim).await));
     let run = finished_run_of(&stack, &acct, &call_uuid).await;
     assert_eq!(run["status"], "completed", "{run:#}");
@@ -477,7 +634,10 @@ async fn record_audio_still_completes_when_the_caller_hangs_up_mid_message() {
     assert!(duration > 0 && duration < 500_000, "{hook:#}");
     assert_eq!(step["variables"]["recording_duration"], duration);
     let sms = final_message_to(&stack, &sim, "+14155550177").await;
-    assert_eq!(sms["text"], format!("Voicemail from +14155550141: http://sim.local/recordings/{id}.mp3"));
+    assert_eq!(
+        sms["text"],
+        format!("Voicemail from +14155550141: http://sim.local/recordings/{id}.mp3")
+    );
     assert_eq!(done_step(&run, "Send_SMS_1")["state"], "sent");
     stack.cleanup().await;
 }
@@ -505,12 +665,19 @@ async fn hangup_rejects_or_reports_busy_as_configured() {
         let bye = done_step(&run, "Hangup_1");
         assert_eq!(bye["state"], "hangup_complete");
         assert_eq!(bye["variables"], json!({ "reason": reason }));
-        assert_eq!(bye["effects"], json!([{ "effect": "voice", "action": "hangup", "reason": reason }]));
+        assert_eq!(
+            bye["effects"],
+            json!([{ "effect": "voice", "action": "hangup", "reason": reason }])
+        );
         let call = call_log(&stack, &sim, &call_uuid).await;
         assert_eq!(kinds(&call), ["ringing", "hung_up"]);
         let end = hung_up(&call);
         assert_eq!(end["cause"], cause, "{call:#}");
-        let why = if reason == "normal" { "Hangup element".to_owned() } else { format!("Hangup element (reason {reason})") };
+        let why = if reason == "normal" {
+            "Hangup element".to_owned()
+        } else {
+            format!("Hangup element (reason {reason})")
+        };
         assert_eq!(end["reason"], why);
         assert_eq!(call["hangup_cause"], cause);
     }
@@ -532,7 +699,10 @@ async fn start_reports_the_incoming_call() {
     let call_uuid = call_in(&stack, &sim, caller, NUMBER).await;
     let run = finished_run_of(&stack, &acct, &call_uuid).await;
     assert_eq!(run["status"], "completed", "{run:#}");
-    assert_eq!((&run["trigger"], &run["from"], &run["to"]), (&json!("call"), &json!(caller), &json!(NUMBER)));
+    assert_eq!(
+        (&run["trigger"], &run["from"], &run["to"]),
+        (&json!("call"), &json!(caller), &json!(NUMBER))
+    );
     let start = done_step(&run, "Start");
     assert_eq!(start["state"], "incoming_call");
     assert_eq!(
@@ -550,7 +720,9 @@ async fn start_reports_the_incoming_call() {
     let call = call_log(&stack, &sim, &call_uuid).await;
     assert_eq!(
         heard(&call),
-        ["Hello +447700900123 from United Kingdom (GB), calling United States on leg ALeg, inbound, a call"]
+        [
+            "Hello +447700900123 from United Kingdom (GB), calling United States on leg ALeg, inbound, a call"
+        ]
     );
     stack.cleanup().await;
 }
@@ -570,7 +742,12 @@ async fn a_caller_hanging_up_mid_menu_ends_the_run() {
         hangup(),
     ]}))
     .await;
-    sim.script(&stack.http, "+14155550150", json!({ "digits": ["1"], "hangup_after_secs": 100 })).await;
+    sim.script(
+        &stack.http,
+        "+14155550150",
+        json!({ "digits": ["1"], "hangup_after_secs": 100 }),
+    )
+    .await;
     let call_uuid = call_in(&stack, &sim, "+14155550150", NUMBER).await;
     let run = finished_run_of(&stack, &acct, &call_uuid).await;
     assert_eq!(run["status"], "failed", "{run:#}");
@@ -581,8 +758,18 @@ async fn a_caller_hanging_up_mid_menu_ends_the_run() {
     assert_eq!(tokens[0]["status"], "ended");
     assert_eq!(tokens[0]["ended_reason"], reason);
     let last = run["steps"].as_array().unwrap().last().unwrap();
-    assert_eq!((&last["node_name"], &last["outcome"], &last["event"]), (&json!("IVR_Menu_1"), &json!("stop"), &json!("hangup")));
-    assert_eq!(journal(&run), pairs(&[("Start", "done"), ("IVR_Menu_1", "wait"), ("IVR_Menu_1", "stop")]));
+    assert_eq!(
+        (&last["node_name"], &last["outcome"], &last["event"]),
+        (&json!("IVR_Menu_1"), &json!("stop"), &json!("hangup"))
+    );
+    assert_eq!(
+        journal(&run),
+        pairs(&[
+            ("Start", "done"),
+            ("IVR_Menu_1", "wait"),
+            ("IVR_Menu_1", "stop")
+        ])
+    );
 
     let call = call_log(&stack, &sim, &call_uuid).await;
     assert_eq!(kinds(&call), ["ringing", "heard", "hung_up"], "{call:#}");
@@ -599,22 +786,34 @@ async fn a_get_input_timeout_fires_after_every_worker_was_restarted() {
     let (mut stack, acct) = voice_stack_with(&sim, &[("PHLO_MAX_WAIT_SECS", "1")]).await;
     let prompt = "Please enter the number on the back of your card. ".repeat(45);
     let prompt = prompt.trim();
-    phlo_on(&stack, &acct, NUMBER, json!({ "name": "Timer", "nodes": [
-        start(INPUT),
-        { "node_id": INPUT, "name": "Get_Input_1", "type": "get_input",
-          "options": { "prompt": prompt, "input_timeout": 60 },
-          "transitions": { "input": BYE, "no_input": BYE } },
-        hangup(),
-    ]}))
+    phlo_on(
+        &stack,
+        &acct,
+        NUMBER,
+        json!({ "name": "Timer", "nodes": [
+            start(INPUT),
+            { "node_id": INPUT, "name": "Get_Input_1", "type": "get_input",
+              "options": { "prompt": prompt, "input_timeout": 60 },
+              "transitions": { "input": BYE, "no_input": BYE } },
+            hangup(),
+        ]}),
+    )
     .await;
-    sim.script(&stack.http, "+14155550160", json!({ "digits": [""] })).await;
+    sim.script(&stack.http, "+14155550160", json!({ "digits": [""] }))
+        .await;
     let call_uuid = call_in(&stack, &sim, "+14155550160", NUMBER).await;
     let run_id = run_mentioning(&stack, &acct, &call_uuid).await;
-    run_until(&stack, &acct, &run_id, "the input's wait", |r| r["tokens"][0]["status"] == "waiting").await;
+    run_until(&stack, &acct, &run_id, "the input's wait", |r| {
+        r["tokens"][0]["status"] == "waiting"
+    })
+    .await;
     stack.kill_all_workers();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let parked = stack.get_run(&acct, &run_id).await;
-    assert_eq!(parked["status"], "active", "nothing moves without a worker: {parked:#}");
+    assert_eq!(
+        parked["status"], "active",
+        "nothing moves without a worker: {parked:#}"
+    );
     assert_eq!(parked["tokens"][0]["status"], "waiting");
     stack.spawn_worker();
 
@@ -623,14 +822,29 @@ async fn a_get_input_timeout_fires_after_every_worker_was_restarted() {
     let input = done_step(&run, "Get_Input_1");
     assert_eq!(input["state"], "no_input");
     assert_eq!(input["event"], "timeout", "the timer decided: {run:#}");
-    assert_eq!(input["variables"], json!({ "input": "", "input_type": "digits" }));
+    assert_eq!(
+        input["variables"],
+        json!({ "input": "", "input_type": "digits" })
+    );
     assert_eq!(done_step(&run, "Hangup_1")["state"], "hangup_complete");
-    assert_eq!(journal(&run), pairs(&[("Start", "done"), ("Get_Input_1", "wait"), ("Get_Input_1", "done"), ("Hangup_1", "done")]));
+    assert_eq!(
+        journal(&run),
+        pairs(&[
+            ("Start", "done"),
+            ("Get_Input_1", "wait"),
+            ("Get_Input_1", "done"),
+            ("Hangup_1", "done")
+        ])
+    );
 
     // The caller, still in the input when the timer fired, falls through later; that callback
     // finds the wait gone, changes nothing and gets the call's current instruction: the hang-up.
     let call = call_log(&stack, &sim, &call_uuid).await;
-    assert_eq!(kinds(&call), ["ringing", "heard", "silent", "hung_up"], "{call:#}");
+    assert_eq!(
+        kinds(&call),
+        ["ringing", "heard", "silent", "hung_up"],
+        "{call:#}"
+    );
     assert_eq!(heard(&call), [prompt]);
     assert_eq!(hung_up(&call)["reason"], "Hangup element");
     let late = webhooks_to(&stack, &sim, "/digits").await;
@@ -647,7 +861,8 @@ async fn a_late_callback_for_a_wait_that_moved_on_is_ignored() {
     let sim = Sim::start().await;
     let (mut stack, acct) = voice_stack(&sim).await;
     phlo_on(&stack, &acct, NUMBER, menu_phlo()).await;
-    sim.script(&stack.http, "+14155550170", json!({ "digits": ["2"] })).await;
+    sim.script(&stack.http, "+14155550170", json!({ "digits": ["2"] }))
+        .await;
     let call_uuid = call_in(&stack, &sim, "+14155550170", NUMBER).await;
     let run = finished_run_of(&stack, &acct, &call_uuid).await;
     assert_eq!(done_step(&run, "IVR_Menu_1")["state"], "2");
@@ -662,21 +877,35 @@ async fn a_late_callback_for_a_wait_that_moved_on_is_ignored() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| (p[0].as_str().unwrap().to_owned(), p[1].as_str().unwrap().to_owned()))
+        .map(|p| {
+            (
+                p[0].as_str().unwrap().to_owned(),
+                p[1].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     let replay = |params: &Vec<(String, String)>| {
         stack
             .http
             .post(hook["url"].as_str().unwrap())
-            .header("X-Plivo-Signature-V3", hook["signature_v3"].as_str().unwrap())
-            .header("X-Plivo-Signature-V3-Nonce", hook["nonce"].as_str().unwrap())
+            .header(
+                "X-Plivo-Signature-V3",
+                hook["signature_v3"].as_str().unwrap(),
+            )
+            .header(
+                "X-Plivo-Signature-V3-Nonce",
+                hook["nonce"].as_str().unwrap(),
+            )
             .form(params)
             .send()
     };
     let r = replay(&params).await.unwrap();
     assert_eq!(r.status(), 200);
     let body = r.text().await.unwrap();
-    assert!(body.contains("<Hangup"), "the ended call gets a hang-up: {body}");
+    assert!(
+        body.contains("<Hangup"),
+        "the ended call gets a hang-up: {body}"
+    );
     // Forged parameters do not pass the signature.
     for p in params.iter_mut().filter(|p| p.0 == "Digits") {
         p.1 = "1".into();
@@ -684,10 +913,15 @@ async fn a_late_callback_for_a_wait_that_moved_on_is_ignored() {
     assert_eq!(replay(&params).await.unwrap().status(), 403);
 
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = stack.get_run(&acct, &run["run_id"].as_str().unwrap().to_owned()).await;
+    let after = stack
+        .get_run(&acct, &run["run_id"].as_str().unwrap().to_owned())
+        .await;
     assert_eq!(after["status"], "completed");
     assert_eq!(after["step_count"], run["step_count"]);
     assert_eq!(journal(&after), journal(&run));
-    assert_eq!(done_step(&after, "IVR_Menu_1")["variables"], json!({ "digits": "2", "input_type": "digits" }));
+    assert_eq!(
+        done_step(&after, "IVR_Menu_1")["variables"],
+        json!({ "digits": "2", "input_type": "digits" })
+    );
     stack.cleanup().await;
 }

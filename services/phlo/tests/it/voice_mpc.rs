@@ -13,7 +13,12 @@ const START: &str = "3c000000-0000-4000-8000-000000000000";
 pub const MPC: &str = "3c000000-0000-4000-8000-000000000001";
 pub const CUSTOMER: &str = "+14155550100";
 pub const NUMBER: &str = "+14155550199";
-pub const AGENTS: [&str; 4] = ["+14155550111", "+14155550122", "+14155550133", "+14155550144"];
+pub const AGENTS: [&str; 4] = [
+    "+14155550111",
+    "+14155550122",
+    "+14155550133",
+    "+14155550144",
+];
 pub const ROOM: &str = "support";
 
 pub fn mpc_phlo() -> Value {
@@ -29,9 +34,15 @@ pub fn mpc_phlo() -> Value {
 pub async fn customer_in_room(sim: &Sim) -> (Stack, Account, String, String) {
     let (stack, acct) = voice_stack(sim).await;
     let phlo_id = phlo_on(&stack, &acct, NUMBER, mpc_phlo()).await;
-    sim.script(&stack.http, CUSTOMER, json!({ "talk_secs": null })).await;
+    sim.script(&stack.http, CUSTOMER, json!({ "talk_secs": null }))
+        .await;
     for agent in AGENTS {
-        sim.script(&stack.http, agent, json!({ "answer": "answer", "answer_after_secs": 1, "talk_secs": null })).await;
+        sim.script(
+            &stack.http,
+            agent,
+            json!({ "answer": "answer", "answer_after_secs": 1, "talk_secs": null }),
+        )
+        .await;
     }
     call_in(&stack, sim, CUSTOMER, NUMBER).await;
     let run_id = run_of_call(&stack, &acct).await;
@@ -44,11 +55,19 @@ pub async fn wait_member(stack: &Stack, acct: &Account, run_id: &str, address: &
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let run = stack.get_run(acct, run_id).await;
-        let found = run["room_members"].as_array().into_iter().flatten().any(|m| m["address"] == address && m["state"] == state);
+        let found = run["room_members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|m| m["address"] == address && m["state"] == state);
         if found {
             return;
         }
-        assert!(Instant::now() < deadline, "{address} never {state}: {:#}", run["room_members"]);
+        assert!(
+            Instant::now() < deadline,
+            "{address} never {state}: {:#}",
+            run["room_members"]
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -56,16 +75,41 @@ pub async fn wait_member(stack: &Stack, acct: &Account, run_id: &str, address: &
 /// The simulator's view of the room: address → state.
 pub async fn sim_room(stack: &Stack, sim: &Sim) -> Vec<(String, String)> {
     let room = sim.get(&stack.http, &format!("/sim/rooms/{ROOM}")).await;
-    room["members"].as_array().into_iter().flatten().map(|m| (m["party"].as_str().unwrap_or_default().to_owned(), m["state"].as_str().unwrap_or_default().to_owned())).collect()
+    room["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            (
+                m["party"].as_str().unwrap_or_default().to_owned(),
+                m["state"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
 }
 
 async fn node_action(stack: &Stack, acct: &Account, phlo_id: &str, body: Value) -> (u16, Value) {
-    stack.call(acct, Method::POST, &format!("/v1/phlo/{phlo_id}/multi_party_call/{MPC}"), Some(body)).await
+    stack
+        .call(
+            acct,
+            Method::POST,
+            &format!("/v1/phlo/{phlo_id}/multi_party_call/{MPC}"),
+            Some(body),
+        )
+        .await
 }
 
-async fn member_action(stack: &Stack, acct: &Account, phlo_id: &str, address: &str, action: &str) -> (u16, Value) {
+async fn member_action(
+    stack: &Stack,
+    acct: &Account,
+    phlo_id: &str,
+    address: &str,
+    action: &str,
+) -> (u16, Value) {
     let path = format!("/v1/phlo/{phlo_id}/multi_party_call/{MPC}/members/{address}");
-    stack.call(acct, Method::POST, &path, Some(json!({ "action": action }))).await
+    stack
+        .call(acct, Method::POST, &path, Some(json!({ "action": action })))
+        .await
 }
 
 fn ok(response: (u16, Value)) {
@@ -78,7 +122,13 @@ fn ok(response: (u16, Value)) {
 async fn seed_004_cold_transfer() {
     let sim = Sim::start().await;
     let (mut stack, acct, phlo_id, run_id) = customer_in_room(&sim).await;
-    ok(node_action(&stack, &acct, &phlo_id, json!({ "action": "call", "trigger_source": CUSTOMER, "to": AGENTS[0], "role": "agent" })).await);
+    ok(node_action(
+        &stack,
+        &acct,
+        &phlo_id,
+        json!({ "action": "call", "trigger_source": CUSTOMER, "to": AGENTS[0], "role": "agent" }),
+    )
+    .await);
     wait_member(&stack, &acct, &run_id, AGENTS[0], "in_call").await;
 
     // The request exactly as seed 004 sends it.
@@ -101,7 +151,12 @@ async fn seed_004_cold_transfer() {
     wait_member(&stack, &acct, &run_id, AGENTS[0], "left").await;
     wait_member(&stack, &acct, &run_id, CUSTOMER, "in_call").await;
     let room = sim_room(&stack, &sim).await;
-    let state_of = |who: &str| room.iter().filter(|(p, _)| p == who).map(|(_, s)| s.clone()).next_back();
+    let state_of = |who: &str| {
+        room.iter()
+            .filter(|(p, _)| p == who)
+            .map(|(_, s)| s.clone())
+            .next_back()
+    };
     assert_eq!(state_of(CUSTOMER).as_deref(), Some("in_call"), "{room:?}");
     assert_eq!(state_of(AGENTS[1]).as_deref(), Some("in_call"), "{room:?}");
     assert_eq!(state_of(AGENTS[0]).as_deref(), Some("left"), "{room:?}");
@@ -113,19 +168,34 @@ async fn every_action_moves_members_and_wrong_states_are_refused() {
     let sim = Sim::start().await;
     let (mut stack, acct, phlo_id, run_id) = customer_in_room(&sim).await;
     let [a1, a2, a3, a4] = AGENTS;
-    ok(node_action(&stack, &acct, &phlo_id, json!({ "action": "call", "trigger_source": CUSTOMER, "to": a1, "role": "agent" })).await);
+    ok(node_action(
+        &stack,
+        &acct,
+        &phlo_id,
+        json!({ "action": "call", "trigger_source": CUSTOMER, "to": a1, "role": "agent" }),
+    )
+    .await);
     wait_member(&stack, &acct, &run_id, a1, "in_call").await;
 
     ok(member_action(&stack, &acct, &phlo_id, CUSTOMER, "hold").await);
     wait_member(&stack, &acct, &run_id, CUSTOMER, "on_hold").await;
     let (status, body) = member_action(&stack, &acct, &phlo_id, CUSTOMER, "hold").await;
     assert_eq!(status, 409, "holding a held member: {body}");
-    assert!(body["error"].as_str().unwrap().contains("on_hold"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("on_hold"),
+        "{body}"
+    );
     ok(member_action(&stack, &acct, &phlo_id, CUSTOMER, "unhold").await);
     wait_member(&stack, &acct, &run_id, CUSTOMER, "in_call").await;
 
     // Warm transfer, then resume: the customer waits on hold, then everyone is together.
-    ok(node_action(&stack, &acct, &phlo_id, json!({ "action": "warm-transfer", "trigger_source": a1, "to": a2 })).await);
+    ok(node_action(
+        &stack,
+        &acct,
+        &phlo_id,
+        json!({ "action": "warm-transfer", "trigger_source": a1, "to": a2 }),
+    )
+    .await);
     wait_member(&stack, &acct, &run_id, CUSTOMER, "on_hold").await;
     wait_member(&stack, &acct, &run_id, a2, "in_call").await;
     ok(member_action(&stack, &acct, &phlo_id, a1, "resume_call").await);
@@ -133,7 +203,13 @@ async fn every_action_moves_members_and_wrong_states_are_refused() {
     wait_member(&stack, &acct, &run_id, a1, "in_call").await;
 
     // Warm transfer aborted: the new agent leaves, the customer is back.
-    ok(node_action(&stack, &acct, &phlo_id, json!({ "action": "warm_transfer", "trigger_source": a1, "to": a3 })).await);
+    ok(node_action(
+        &stack,
+        &acct,
+        &phlo_id,
+        json!({ "action": "warm_transfer", "trigger_source": a1, "to": a3 }),
+    )
+    .await);
     wait_member(&stack, &acct, &run_id, a3, "in_call").await;
     ok(member_action(&stack, &acct, &phlo_id, a3, "abort_transfer").await);
     wait_member(&stack, &acct, &run_id, a3, "left").await;
@@ -146,21 +222,41 @@ async fn every_action_moves_members_and_wrong_states_are_refused() {
     let (status, _) = member_action(&stack, &acct, &phlo_id, a2, "hangup").await;
     assert_eq!(status, 404, "a member who left is no longer in the room");
 
-    ok(node_action(&stack, &acct, &phlo_id, json!({ "action": "cold_transfer", "trigger_source": a1, "to": a4, "role": "agent" })).await);
+    ok(node_action(
+        &stack,
+        &acct,
+        &phlo_id,
+        json!({ "action": "cold_transfer", "trigger_source": a1, "to": a4, "role": "agent" }),
+    )
+    .await);
     wait_member(&stack, &acct, &run_id, a4, "in_call").await;
     wait_member(&stack, &acct, &run_id, a1, "left").await;
 
     // Bad input: unknown action, bad address, unknown member.
     let (status, body) = member_action(&stack, &acct, &phlo_id, CUSTOMER, "dance").await;
     assert_eq!(status, 400, "{body}");
-    let (status, _) = node_action(&stack, &acct, &phlo_id, json!({ "action": "call", "trigger_source": CUSTOMER, "to": "nobody" })).await;
+    let (status, _) = node_action(
+        &stack,
+        &acct,
+        &phlo_id,
+        json!({ "action": "call", "trigger_source": CUSTOMER, "to": "nobody" }),
+    )
+    .await;
     assert_eq!(status, 400);
-    let (status, _) = node_action(&stack, &acct, &phlo_id, json!({ "action": "call", "trigger_source": "+19999999999", "to": a3 })).await;
+    let (status, _) = node_action(
+        &stack,
+        &acct,
+        &phlo_id,
+        json!({ "action": "call", "trigger_source": "+19999999999", "to": a3 }),
+    )
+    .await;
     assert_eq!(status, 404);
 
     // The customer hangs up through the API: the node completes and the run ends.
     ok(member_action(&stack, &acct, &phlo_id, CUSTOMER, "hangup").await);
-    let run = stack.wait_run(&acct, &run_id, Duration::from_secs(30)).await;
+    let run = stack
+        .wait_run(&acct, &run_id, Duration::from_secs(30))
+        .await;
     assert_eq!(run["status"], "completed", "{run:#}");
     let mpc = crate::support::done_step(&run, "Multiparty_Call_1");
     assert_eq!(mpc["state"], "completed");
@@ -186,7 +282,10 @@ async fn the_official_python_sdk_drives_a_multiparty_call() {
             let lines = crate::sdk::run_script_with("python_mpc.py", &args, &env).await;
             let response = &lines[0]["response"];
             assert_eq!(response["error"], "", "{args:?}: {response}");
-            assert!(response["api_id"].as_str().is_some_and(|a| !a.is_empty()), "{args:?}: {response}");
+            assert!(
+                response["api_id"].as_str().is_some_and(|a| !a.is_empty()),
+                "{args:?}: {response}"
+            );
         }
     };
     let [a1, a2, a3, a4] = AGENTS;
@@ -212,7 +311,9 @@ async fn the_official_python_sdk_drives_a_multiparty_call() {
     wait_member(&stack, &acct, &run_id, a4, "in_call").await;
     wait_member(&stack, &acct, &run_id, a1, "left").await;
     sdk(vec!["hangup", CUSTOMER]).await;
-    let run = stack.wait_run(&acct, &run_id, Duration::from_secs(30)).await;
+    let run = stack
+        .wait_run(&acct, &run_id, Duration::from_secs(30))
+        .await;
     assert_eq!(run["status"], "completed", "{run:#}");
     stack.cleanup().await;
 }

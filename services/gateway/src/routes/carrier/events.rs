@@ -10,7 +10,9 @@ use phlo_flow::event::{
 pub type Params = BTreeMap<String, String>;
 
 fn get(p: &Params, key: &str) -> Option<String> {
-    p.get(key).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    p.get(key)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
 }
 
 fn number<T: std::str::FromStr>(p: &Params, key: &str) -> Option<T> {
@@ -90,7 +92,9 @@ pub fn unanswered_leg(p: &Params) -> CallOutcome {
 /// events the engine does not care about (mute, speak...).
 pub fn conference(p: &Params, own_call: &str) -> Option<ConferenceEvent> {
     let action = get(p, "ConferenceAction").or_else(|| get(p, "EventName"))?;
-    let member_call = get(p, "CallUUID").or_else(|| get(p, "ParticipantCallUUID")).unwrap_or_default();
+    let member_call = get(p, "CallUUID")
+        .or_else(|| get(p, "ParticipantCallUUID"))
+        .unwrap_or_default();
     let (event, ended) = match action.as_str() {
         "enter" | "ParticipantJoin" => ("ConferenceEnter", false),
         // Only this token's own call leaving ends its node; others leaving are news.
@@ -108,8 +112,12 @@ pub fn conference(p: &Params, own_call: &str) -> Option<ConferenceEvent> {
         caller_name: get(p, "CallerName"),
         bill_rate: get(p, "BillRate"),
         call_uuid: member_call,
-        conference_uuid: get(p, "ConferenceUUID").or_else(|| get(p, "MPCUUID")).unwrap_or_default(),
-        member_id: get(p, "ConferenceMemberID").or_else(|| get(p, "MemberID")).unwrap_or_default(),
+        conference_uuid: get(p, "ConferenceUUID")
+            .or_else(|| get(p, "MPCUUID"))
+            .unwrap_or_default(),
+        member_id: get(p, "ConferenceMemberID")
+            .or_else(|| get(p, "MemberID"))
+            .unwrap_or_default(),
     })
 }
 
@@ -131,7 +139,9 @@ pub fn inbound_message(p: &Params) -> MessageDetails {
         time: get(p, "MessageTime"),
         from: get(p, "From").unwrap_or_default(),
         to: get(p, "To").unwrap_or_default(),
-        msg: get(p, "Text").or_else(|| get(p, "Body")).unwrap_or_default(),
+        msg: get(p, "Text")
+            .or_else(|| get(p, "Body"))
+            .unwrap_or_default(),
         units: number(p, "Units"),
         total_rate: get(p, "TotalRate"),
         total_amount: get(p, "TotalAmount"),
@@ -143,7 +153,10 @@ mod tests {
     use super::*;
 
     fn params(pairs: &[(&str, &str)]) -> Params {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -156,7 +169,11 @@ mod tests {
             ("failed", CallOutcome::Failed),
             ("cancel", CallOutcome::Failed),
         ] {
-            let r = dial(&params(&[("DialStatus", status), ("DialBLegUUID", "b-1"), ("DialRingStatus", "true")]));
+            let r = dial(&params(&[
+                ("DialStatus", status),
+                ("DialBLegUUID", "b-1"),
+                ("DialRingStatus", "true"),
+            ]));
             assert_eq!(r.outcome, outcome, "{status}");
             assert_eq!(r.call.uuid, "b-1");
             assert_eq!(r.call.ring_status, Some(true));
@@ -172,27 +189,72 @@ mod tests {
             ("RecordingStartMs", "1700000000123"),
             ("RecordingEndMs", "1700000003323"),
         ]));
-        assert_eq!((r.duration_ms, r.start_time, r.end_time), (3200, Some(1_700_000_000), Some(1_700_000_003)));
-        assert_eq!(recording(&params(&[("RecordingDuration", "4")])).duration_ms, 4000);
+        assert_eq!(
+            (r.duration_ms, r.start_time, r.end_time),
+            (3200, Some(1_700_000_000), Some(1_700_000_003))
+        );
+        assert_eq!(
+            recording(&params(&[("RecordingDuration", "4")])).duration_ms,
+            4000
+        );
     }
 
     #[test]
     fn only_the_own_call_leaving_ends_the_node() {
-        let own = conference(&params(&[("ConferenceAction", "exit"), ("CallUUID", "me")]), "me").unwrap();
+        let own = conference(
+            &params(&[("ConferenceAction", "exit"), ("CallUUID", "me")]),
+            "me",
+        )
+        .unwrap();
         assert!(own.ended);
-        let other = conference(&params(&[("ConferenceAction", "exit"), ("CallUUID", "you")]), "me").unwrap();
+        let other = conference(
+            &params(&[("ConferenceAction", "exit"), ("CallUUID", "you")]),
+            "me",
+        )
+        .unwrap();
         assert!(!other.ended);
-        let mpc = conference(&params(&[("EventName", "ParticipantJoin"), ("MemberID", "7")]), "me").unwrap();
-        assert_eq!((mpc.event.as_str(), mpc.member_id.as_str()), ("ConferenceEnter", "7"));
+        let mpc = conference(
+            &params(&[("EventName", "ParticipantJoin"), ("MemberID", "7")]),
+            "me",
+        )
+        .unwrap();
+        assert_eq!(
+            (mpc.event.as_str(), mpc.member_id.as_str()),
+            ("ConferenceEnter", "7")
+        );
         assert!(conference(&params(&[("EventName", "ParticipantSpeakStart")]), "me").is_none());
     }
 
     #[test]
     fn unanswered_legs_and_sms_reports() {
-        assert_eq!(unanswered_leg(&params(&[("CallStatus", "busy")])), CallOutcome::Busy);
-        assert_eq!(unanswered_leg(&params(&[("CallStatus", "no-answer")])), CallOutcome::NoAnswer);
-        assert_eq!(unanswered_leg(&params(&[("CallStatus", "failed")])), CallOutcome::Failed);
-        let r = sms_report(&params(&[("Status", "Undelivered"), ("ErrorCode", "30"), ("Units", "2")]), 3);
-        assert_eq!((r.recipient, r.status.as_str(), r.error_code.as_deref(), r.units), (3, "undelivered", Some("30"), Some(2)));
+        assert_eq!(
+            unanswered_leg(&params(&[("CallStatus", "busy")])),
+            CallOutcome::Busy
+        );
+        assert_eq!(
+            unanswered_leg(&params(&[("CallStatus", "no-answer")])),
+            CallOutcome::NoAnswer
+        );
+        assert_eq!(
+            unanswered_leg(&params(&[("CallStatus", "failed")])),
+            CallOutcome::Failed
+        );
+        let r = sms_report(
+            &params(&[
+                ("Status", "Undelivered"),
+                ("ErrorCode", "30"),
+                ("Units", "2"),
+            ]),
+            3,
+        );
+        assert_eq!(
+            (
+                r.recipient,
+                r.status.as_str(),
+                r.error_code.as_deref(),
+                r.units
+            ),
+            (3, "undelivered", Some("30"), Some(2))
+        );
     }
 }

@@ -26,13 +26,31 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/carrier/voice/answer", post(voice::answer))
         .route("/v1/carrier/voice/hangup", post(voice::hangup))
-        .route("/v1/carrier/voice/continue/{call_uuid}", post(voice::resume_waiting))
-        .route("/v1/carrier/voice/{run_id}/{token}/{wait_id}/call/legs/{leg}/answer", post(voice::leg_answer))
-        .route("/v1/carrier/voice/{run_id}/{token}/{wait_id}/call/legs/{leg}/hangup", post(voice::leg_hangup))
-        .route("/v1/carrier/voice/{run_id}/{token}/{wait_id}/{kind}", post(voice::action))
-        .route("/v1/carrier/rooms/{run_id}/{node_id}/events", post(super::rooms::carrier_events))
+        .route(
+            "/v1/carrier/voice/continue/{call_uuid}",
+            post(voice::resume_waiting),
+        )
+        .route(
+            "/v1/carrier/voice/{run_id}/{token}/{wait_id}/call/legs/{leg}/answer",
+            post(voice::leg_answer),
+        )
+        .route(
+            "/v1/carrier/voice/{run_id}/{token}/{wait_id}/call/legs/{leg}/hangup",
+            post(voice::leg_hangup),
+        )
+        .route(
+            "/v1/carrier/voice/{run_id}/{token}/{wait_id}/{kind}",
+            post(voice::action),
+        )
+        .route(
+            "/v1/carrier/rooms/{run_id}/{node_id}/events",
+            post(super::rooms::carrier_events),
+        )
         .route("/v1/carrier/sms/inbound", post(sms::inbound))
-        .route("/v1/carrier/sms/{run_id}/{token}/{wait_id}/{recipient}/status", post(sms::status))
+        .route(
+            "/v1/carrier/sms/{run_id}/{token}/{wait_id}/{recipient}/status",
+            post(sms::status),
+        )
 }
 
 /// A carrier webhook's parameters (form body, or query for GET), after the signature check.
@@ -48,23 +66,46 @@ impl FromRequest<AppState> for Webhook {
         let uri: Uri = req.uri().clone();
         let headers: HeaderMap = req.headers().clone();
         let is_post = req.method() == axum::http::Method::POST;
-        let body = Bytes::from_request(req, state).await.map_err(|r| ApiError::new(r.status(), r.body_text()))?;
-        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(|r| ApiError::new(r.status(), r.body_text()))?;
+        let pairs: Vec<(String, String)> =
+            url::form_urlencoded::parse(&body).into_owned().collect();
         let query: Vec<(String, String)> =
-            url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
+            url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+                .into_owned()
+                .collect();
         if let Some(token) = state.config.carrier_auth_token.as_deref() {
-            let url = format!("{}{}", state.config.public_url.trim_end_matches('/'), uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
-            let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+            let url = format!(
+                "{}{}",
+                state.config.public_url.trim_end_matches('/'),
+                uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+            );
+            let header = |name: &str| {
+                headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
             let signature = header(phlo_carrier::signature::SIGNATURE_V3_HEADER);
             let nonce = header(phlo_carrier::signature::NONCE_V3_HEADER);
             let signed = if is_post { pairs.clone() } else { Vec::new() };
-            if !phlo_carrier::signature::verify_signature_v3(token, &url, &nonce, &signature, &signed, is_post) {
-                return Err(ApiError::new(StatusCode::FORBIDDEN, "the X-Plivo-Signature-V3 of this webhook does not verify"));
+            if !phlo_carrier::signature::verify_signature_v3(
+                token, &url, &nonce, &signature, &signed, is_post,
+            ) {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "the X-Plivo-Signature-V3 of this webhook does not verify",
+                ));
             }
         }
         let mut params: Params = query.iter().cloned().collect();
         params.extend(pairs);
-        Ok(Webhook { params, query: query.into_iter().collect() })
+        Ok(Webhook {
+            params,
+            query: query.into_iter().collect(),
+        })
     }
 }
 

@@ -22,7 +22,11 @@ pub async fn inbound(State(state): State<AppState>, hook: Webhook) -> Result<Res
         return Ok(StatusCode::OK.into_response());
     };
     drop(conn);
-    let request = StartRequest { account_id: route.account_id, phlo_id: route.phlo_id, trigger: Trigger::Message(message) };
+    let request = StartRequest {
+        account_id: route.account_id,
+        phlo_id: route.phlo_id,
+        trigger: Trigger::Message(message),
+    };
     match state.runtime.start_run(request).await {
         Ok(_) | Err(StartError::PhloNotFound(_)) => Ok(StatusCode::OK.into_response()),
         Err(StartError::Runtime(e)) => Err(e.into()),
@@ -35,6 +39,15 @@ pub async fn status(
     hook: Webhook,
 ) -> Result<Response, ApiError> {
     let event = Event::Sms(events::sms_report(&hook.params, recipient));
-    resume(&state, StepMessage::Resume { run_id, token, wait_id, event }).await?;
+    resume(
+        &state,
+        StepMessage::Resume {
+            run_id,
+            token,
+            wait_id,
+            event,
+        },
+    )
+    .await?;
     Ok(StatusCode::OK.into_response())
 }

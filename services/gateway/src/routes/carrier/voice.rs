@@ -19,14 +19,19 @@ use crate::AppState;
 use crate::error::ApiError;
 
 fn call_uuid(p: &Params) -> Result<String, ApiError> {
-    p.get("CallUUID").filter(|c| !c.is_empty()).cloned().ok_or_else(|| ApiError::bad_request("CallUUID is missing"))
+    p.get("CallUUID")
+        .filter(|c| !c.is_empty())
+        .cloned()
+        .ok_or_else(|| ApiError::bad_request("CallUUID is missing"))
 }
 
 fn rejected() -> String {
-    phlo_carrier::xml::Response::new(vec![phlo_carrier::xml::Element::Hangup(phlo_carrier::xml::Hangup {
-        reason: Some(phlo_carrier::xml::HangupReason::Rejected),
-        ..Default::default()
-    })])
+    phlo_carrier::xml::Response::new(vec![phlo_carrier::xml::Element::Hangup(
+        phlo_carrier::xml::Hangup {
+            reason: Some(phlo_carrier::xml::HangupReason::Rejected),
+            ..Default::default()
+        },
+    )])
     .render()
 }
 
@@ -40,11 +45,18 @@ pub async fn answer(State(state): State<AppState>, hook: Webhook) -> Result<Resp
         return Ok(xml(rejected()));
     };
     drop(conn);
-    let request = StartRequest { account_id: route.account_id, phlo_id: route.phlo_id, trigger: Trigger::Call(call) };
+    let request = StartRequest {
+        account_id: route.account_id,
+        phlo_id: route.phlo_id,
+        trigger: Trigger::Call(call),
+    };
     let started = after(&state, &uuid, async {
         match state.runtime.start_run(request).await {
             Ok(_) => Ok(()),
-            Err(StartError::PhloNotFound(_)) => Err(ApiError::new(StatusCode::NOT_FOUND, "the number's PHLO is gone")),
+            Err(StartError::PhloNotFound(_)) => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "the number's PHLO is gone",
+            )),
             Err(StartError::Runtime(e)) => Err(e.into()),
         }
     })
@@ -57,7 +69,12 @@ pub async fn answer(State(state): State<AppState>, hook: Webhook) -> Result<Resp
 }
 
 /// A parked token's own state, to tell a live wait from one that has moved on.
-async fn waits_on(state: &AppState, run_id: Uuid, token: i32, wait_id: i32) -> Result<Option<phlo_store::tokens::Token>, ApiError> {
+async fn waits_on(
+    state: &AppState,
+    run_id: Uuid,
+    token: i32,
+    wait_id: i32,
+) -> Result<Option<phlo_store::tokens::Token>, ApiError> {
     let mut conn = state.pool.acquire().await?;
     Ok(phlo_store::tokens::get(&mut conn, run_id, token)
         .await?
@@ -73,31 +90,59 @@ pub async fn action(
 ) -> Result<Response, ApiError> {
     let p = &hook.params;
     let waiting = waits_on(&state, run_id, token, wait_id).await?;
-    let own_call = waiting.as_ref().and_then(|t| t.context.0.call.clone()).map(|c| c.uuid);
-    let call = own_call.clone().or_else(|| p.get("CallUUID").cloned()).unwrap_or_default();
+    let own_call = waiting
+        .as_ref()
+        .and_then(|t| t.context.0.call.clone())
+        .map(|c| c.uuid);
+    let call = own_call
+        .clone()
+        .or_else(|| p.get("CallUUID").cloned())
+        .unwrap_or_default();
     let event = match kind.as_str() {
-        "digits" => Event::Digits { digits: events::digits(p) },
+        "digits" => Event::Digits {
+            digits: events::digits(p),
+        },
         "prompt" => Event::PromptFinished,
         "recording" => {
             // A Dial's call recording reports here too, without asking for XML: news, not the node's result.
-            if waiting.as_ref().and_then(|t| t.wait.as_ref()).is_some_and(|w| w.0.on == WaitOn::Dial) {
+            if waiting
+                .as_ref()
+                .and_then(|t| t.wait.as_ref())
+                .is_some_and(|w| w.0.on == WaitOn::Dial)
+            {
                 return Ok(StatusCode::OK.into_response());
             }
             let rec = events::recording(p);
             Event::Recording(Recording { ..rec })
         }
         "dial" => {
-            let attempt: usize = hook.query.get("attempt").and_then(|a| a.parse().ok()).unwrap_or(0);
-            if let (Some(status), Some(action)) = (p.get("DialStatus"), instruction_action(&state, &call).await?) {
+            let attempt: usize = hook
+                .query
+                .get("attempt")
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(0);
+            if let (Some(status), Some(action)) = (
+                p.get("DialStatus"),
+                instruction_action(&state, &call).await?,
+            ) {
                 if let Some(next) = next_dial(&action, attempt, status) {
-                    let urls = action_urls(&state.config.public_url, run_id, token, wait_id, attempt + 1);
+                    let urls = action_urls(
+                        &state.config.public_url,
+                        run_id,
+                        token,
+                        wait_id,
+                        attempt + 1,
+                    );
                     return Ok(xml(voice_xml(&next, &urls).render()));
                 }
             }
             if p.contains_key("DialStatus") {
                 Event::Dial(events::dial(p))
             } else {
-                Event::Dial(phlo_flow::event::DialResult { outcome: CallOutcome::Failed, call: Default::default() })
+                Event::Dial(phlo_flow::event::DialResult {
+                    outcome: CallOutcome::Failed,
+                    call: Default::default(),
+                })
             }
         }
         "conference" => {
@@ -114,14 +159,25 @@ pub async fn action(
                     record_own_member(&state, t, &call, p).await?;
                 }
                 if let Some(ev) = events::conference(p, &call) {
-                    resume(&state, StepMessage::Resume { run_id, token, wait_id, event: Event::Conference(ev) }).await?;
+                    resume(
+                        &state,
+                        StepMessage::Resume {
+                            run_id,
+                            token,
+                            wait_id,
+                            event: Event::Conference(ev),
+                        },
+                    )
+                    .await?;
                 }
                 return Ok(StatusCode::OK.into_response());
             }
         }
         "screening" => {
             let screening = match instruction_action(&state, &call).await? {
-                Some(VoiceAction::Dial { screening: Some(s), .. }) => screening_xml(&s).render(),
+                Some(VoiceAction::Dial {
+                    screening: Some(s), ..
+                }) => screening_xml(&s).render(),
                 _ => phlo_carrier::xml::Response::new(Vec::new()).render(),
             };
             return Ok(xml(screening));
@@ -132,7 +188,9 @@ pub async fn action(
                 Some(VoiceAction::JoinMultiParty(j)) => j.wait_music_url,
                 _ => None,
             };
-            let body = music.map(|m| wait_music_xml(&m).render()).unwrap_or_else(|| phlo_carrier::xml::Response::new(Vec::new()).render());
+            let body = music
+                .map(|m| wait_music_xml(&m).render())
+                .unwrap_or_else(|| phlo_carrier::xml::Response::new(Vec::new()).render());
             return Ok(xml(body));
         }
         other => return Err(ApiError::not_found("carrier callback", other)),
@@ -143,12 +201,20 @@ pub async fn action(
         let seen = version(&state, &call).await?.saturating_sub(1);
         return Ok(xml(next_xml(&state, &call, seen, None, 0).await?));
     }
-    let msg = StepMessage::Resume { run_id, token, wait_id, event };
+    let msg = StepMessage::Resume {
+        run_id,
+        token,
+        wait_id,
+        event,
+    };
     Ok(xml(after(&state, &call, resume(&state, msg)).await?))
 }
 
 /// The voice action behind the call's current XML (sequential dials, screening, wait music).
-async fn instruction_action(state: &AppState, call_uuid: &str) -> Result<Option<VoiceAction>, ApiError> {
+async fn instruction_action(
+    state: &AppState,
+    call_uuid: &str,
+) -> Result<Option<VoiceAction>, ApiError> {
     let mut conn = state.pool.acquire().await?;
     let action = phlo_store::calls::instruction(&mut conn, call_uuid)
         .await?
@@ -171,20 +237,39 @@ pub async fn leg_answer(
     }
     let details = events::call_details(p);
     let mut conn = state.pool.acquire().await?;
-    phlo_store::calls::upsert(&mut conn, &phlo_store::calls::NewCall {
-        call_uuid: &uuid,
-        run_id,
-        token,
-        direction: "outbound",
-        from_number: &details.from,
-        to_number: &details.to,
-    })
+    phlo_store::calls::upsert(
+        &mut conn,
+        &phlo_store::calls::NewCall {
+            call_uuid: &uuid,
+            run_id,
+            token,
+            direction: "outbound",
+            from_number: &details.from,
+            to_number: &details.to,
+        },
+    )
     .await?;
     drop(conn);
     let machine = p.get("Machine").is_some_and(|m| m == "true");
-    let outcome = if machine { CallOutcome::Machine } else { CallOutcome::Answered };
-    let event = Event::Call(CallResult { leg, outcome, call: phlo_flow::event::CallDetails { ring_status: Some(true), ..details } });
-    let msg = StepMessage::Resume { run_id, token, wait_id, event };
+    let outcome = if machine {
+        CallOutcome::Machine
+    } else {
+        CallOutcome::Answered
+    };
+    let event = Event::Call(CallResult {
+        leg,
+        outcome,
+        call: phlo_flow::event::CallDetails {
+            ring_status: Some(true),
+            ..details
+        },
+    });
+    let msg = StepMessage::Resume {
+        run_id,
+        token,
+        wait_id,
+        event,
+    };
     Ok(xml(after(&state, &uuid, resume(&state, msg)).await?))
 }
 
@@ -202,8 +287,21 @@ pub async fn leg_hangup(
     if answered {
         return ended(&state, p).await;
     }
-    let event = Event::Call(CallResult { leg, outcome: events::unanswered_leg(p), call: events::call_details(p) });
-    resume(&state, StepMessage::Resume { run_id, token, wait_id, event }).await?;
+    let event = Event::Call(CallResult {
+        leg,
+        outcome: events::unanswered_leg(p),
+        call: events::call_details(p),
+    });
+    resume(
+        &state,
+        StepMessage::Resume {
+            run_id,
+            token,
+            wait_id,
+            event,
+        },
+    )
+    .await?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -214,17 +312,26 @@ pub async fn hangup(State(state): State<AppState>, hook: Webhook) -> Result<Resp
 
 async fn ended(state: &AppState, p: &Params) -> Result<Response, ApiError> {
     let uuid = call_uuid(p)?;
-    let cause = p.get("HangupCause").cloned().unwrap_or_else(|| "NORMAL_CLEARING".into());
+    let cause = p
+        .get("HangupCause")
+        .cloned()
+        .unwrap_or_else(|| "NORMAL_CLEARING".into());
     let mut conn = state.pool.acquire().await?;
     let Some(call) = phlo_store::calls::end(&mut conn, &uuid, Some(&cause)).await? else {
         return Ok(StatusCode::OK.into_response());
     };
     let token = phlo_store::tokens::get(&mut conn, call.run_id, call.token).await?;
     drop(conn);
-    let on_this_call = |t: &phlo_store::tokens::Token| t.context.0.call.as_ref().is_some_and(|c| c.uuid == uuid);
+    let on_this_call =
+        |t: &phlo_store::tokens::Token| t.context.0.call.as_ref().is_some_and(|c| c.uuid == uuid);
     if let Some(t) = token.filter(|t| t.status == "waiting" && on_this_call(t)) {
         if let Some(wait_id) = t.wait_id {
-            let msg = StepMessage::Resume { run_id: call.run_id, token: call.token, wait_id, event: Event::Hangup { cause } };
+            let msg = StepMessage::Resume {
+                run_id: call.run_id,
+                token: call.token,
+                wait_id,
+                event: Event::Hangup { cause },
+            };
             resume(state, msg).await?;
         }
     }
@@ -237,14 +344,34 @@ pub async fn resume_waiting(
     Path(call_uuid): Path<String>,
     hook: Webhook,
 ) -> Result<Response, ApiError> {
-    let seen: i64 = hook.query.get("after").and_then(|v| v.parse().ok()).unwrap_or(0);
-    let round: u32 = hook.query.get("round").and_then(|v| v.parse().ok()).unwrap_or(1);
-    let subscription = state.runtime.bus().subscribe(&state.runtime.bus().call_subject(&call_uuid)).await.ok();
-    Ok(xml(next_xml(&state, &call_uuid, seen, subscription, round).await?))
+    let seen: i64 = hook
+        .query
+        .get("after")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let round: u32 = hook
+        .query
+        .get("round")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let subscription = state
+        .runtime
+        .bus()
+        .subscribe(&state.runtime.bus().call_subject(&call_uuid))
+        .await
+        .ok();
+    Ok(xml(
+        next_xml(&state, &call_uuid, seen, subscription, round).await?
+    ))
 }
 
 /// Keeps the room's member list (for the trigger API) in step with the token's own call.
-async fn record_own_member(state: &AppState, t: &phlo_store::tokens::Token, call: &str, p: &Params) -> Result<(), ApiError> {
+async fn record_own_member(
+    state: &AppState,
+    t: &phlo_store::tokens::Token,
+    call: &str,
+    p: &Params,
+) -> Result<(), ApiError> {
     let (room, node_type, role) = match instruction_action(state, call).await? {
         Some(VoiceAction::JoinMultiParty(j)) => (j.name, "multi_party_call", j.role),
         Some(VoiceAction::JoinConference(j)) => (j.name, "conference_bridge", "member".to_owned()),
@@ -260,6 +387,16 @@ async fn record_own_member(state: &AppState, t: &phlo_store::tokens::Token, call
     drop(conn);
     // The member's address is the far end of the token's call: the caller of an incoming call, the
     // callee of an outbound one.
-    let address = if c.direction == "inbound" { c.from_number } else { c.to_number };
-    crate::routes::rooms::record_event(state, p, (run.phlo_id, t.node_id, node_type, t.run_id), Some((&room, &address, &role))).await
+    let address = if c.direction == "inbound" {
+        c.from_number
+    } else {
+        c.to_number
+    };
+    crate::routes::rooms::record_event(
+        state,
+        p,
+        (run.phlo_id, t.node_id, node_type, t.run_id),
+        Some((&room, &address, &role)),
+    )
+    .await
 }

@@ -20,7 +20,9 @@ const KEEP_ALIVE_SECS: u32 = 2;
 /// The call's current instruction version (0 when it has none yet).
 pub async fn version(state: &AppState, call_uuid: &str) -> Result<i64, ApiError> {
     let mut conn = state.pool.acquire().await?;
-    Ok(phlo_store::calls::instruction(&mut conn, call_uuid).await?.map_or(0, |i| i.version))
+    Ok(phlo_store::calls::instruction(&mut conn, call_uuid)
+        .await?
+        .map_or(0, |i| i.version))
 }
 
 /// Runs `act` (which makes the run produce the call's next XML), then waits for that XML.
@@ -30,7 +32,12 @@ where
 {
     let seen = version(state, call_uuid).await?;
     // Subscribe before acting, so the announcement cannot slip between the act and the wait.
-    let subscription = state.runtime.bus().subscribe(&state.runtime.bus().call_subject(call_uuid)).await.ok();
+    let subscription = state
+        .runtime
+        .bus()
+        .subscribe(&state.runtime.bus().call_subject(call_uuid))
+        .await
+        .ok();
     act.await?;
     next_xml(state, call_uuid, seen, subscription, 0).await
 }
@@ -54,7 +61,10 @@ pub async fn next_xml(
         drop(conn);
         if Instant::now() >= deadline {
             if round >= MAX_KEEP_ALIVE_ROUNDS {
-                tracing::warn!(call_uuid, "no XML for the call after {round} keep-alive rounds; hanging up");
+                tracing::warn!(
+                    call_uuid,
+                    "no XML for the call after {round} keep-alive rounds; hanging up"
+                );
                 return Ok(hangup_xml());
             }
             let url = format!(
@@ -78,9 +88,14 @@ pub async fn next_xml(
 pub async fn resume(state: &AppState, msg: StepMessage) -> Result<(), ApiError> {
     let bus = state.runtime.bus();
     let subject = bus.subject(phlo_bus::Queue::Step);
-    bus.publish(&subject, &msg.msg_id(), msg.to_bytes(), None).await.map_err(|e| {
-        tracing::warn!(error = %e, "could not publish a carrier event");
-        ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "the runner is unavailable; retry the webhook")
-    })?;
+    bus.publish(&subject, &msg.msg_id(), msg.to_bytes(), None)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "could not publish a carrier event");
+            ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "the runner is unavailable; retry the webhook",
+            )
+        })?;
     Ok(())
 }
