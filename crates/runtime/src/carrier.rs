@@ -96,10 +96,10 @@ impl Runtime {
                 }))
             }
             CarrierCommand::Hangup { call_uuid } => {
-                if let Err(e) = carrier.hangup_call(call_uuid).await {
-                    if !e.is_not_found() {
-                        tracing::warn!(call_uuid, error = %e, "hanging up a call failed");
-                    }
+                if let Err(e) = carrier.hangup_call(call_uuid).await
+                    && !e.is_not_found()
+                {
+                    tracing::warn!(call_uuid, error = %e, "hanging up a call failed");
                 }
                 None
             }

@@ -311,7 +311,7 @@ pub struct Finish {
 
 /// Records attempt `attempt`'s result, and the delivery's new state unless a later attempt took over
 /// (this one outlived its lease). A 410 also disables the URL for the PHLO. Returns whether the
-/// delivery's state was updated.
+/// delivery's state was updated. Run it in a transaction: the log row and the state go together.
 pub async fn finish(conn: &mut PgConnection, id: Uuid, attempt: i32, f: &Finish) -> Result<bool> {
     sqlx::query(
         "UPDATE callback_attempts SET outcome = $3, status_code = $4, latency_ms = $5, error = $6, response = $7

@@ -102,9 +102,12 @@ impl Deliverer {
         // The result must be recorded; a short database hiccup should not cost a duplicate attempt.
         let mut tries = 0;
         loop {
+            // One transaction: the attempt's log row and the delivery's state change together.
             let recorded = async {
-                let mut conn = self.pool.acquire().await?;
-                callbacks::finish(&mut conn, delivery.id, delivery.attempts, &finish).await
+                let mut tx = self.pool.begin().await?;
+                callbacks::finish(&mut tx, delivery.id, delivery.attempts, &finish).await?;
+                tx.commit().await?;
+                Ok::<_, phlo_store::StoreError>(())
             };
             match recorded.await {
                 Ok(_) => return Ok(outcome),

@@ -5,6 +5,7 @@ mod support;
 mod voice_support;
 
 mod api;
+mod callbacks;
 mod chaos;
 mod e2e;
 mod guards;
