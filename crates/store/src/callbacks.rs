@@ -501,3 +501,178 @@ pub async fn count_by_status(conn: &mut PgConnection) -> Result<Vec<(String, i64
 pub fn payload_value(d: &Delivery) -> Value {
     serde_json::from_str(&d.payload).unwrap_or(Value::Null)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    /// An account, a PHLO and a run, inserted directly.
+    async fn fixture(conn: &mut PgConnection) -> (Uuid, Uuid, Uuid) {
+        let (account, phlo, run) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        sqlx::query("INSERT INTO accounts (id, auth_id, token_hash) VALUES ($1, $2, '\\x00')")
+            .bind(account)
+            .bind(account.to_string())
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO phlos (id, account_id, name, revision, latest_revision) VALUES ($1, $2, 'p', 1, 1)",
+        )
+        .bind(phlo)
+        .bind(account)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO runs (id, account_id, phlo_id, revision, status, trigger_type, trigger)
+             VALUES ($1, $2, $3, 1, 'active', 'api', '{}')",
+        )
+        .bind(run)
+        .bind(account)
+        .bind(phlo)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        (account, phlo, run)
+    }
+
+    async fn new(conn: &mut PgConnection, run: Uuid, url: &str) -> (Uuid, Option<String>) {
+        let id = Uuid::now_v7();
+        let skipped = insert(
+            conn,
+            &NewDelivery {
+                id,
+                run_id: run,
+                node_id: Uuid::nil(),
+                node_name: "Start",
+                node_type: "start",
+                event: "api_request",
+                url,
+                method: "POST",
+                payload: r#"{"type":"phlo.node.api_request","b":1,"a":2}"#,
+            },
+        )
+        .await
+        .unwrap();
+        (id, skipped)
+    }
+
+    fn retry(in_secs: f64, queued: bool) -> Finish {
+        Finish {
+            outcome: "retry",
+            status: "pending",
+            status_code: Some(503),
+            latency_ms: Some(3),
+            error: Some("HTTP 503".into()),
+            response: None,
+            retry_in_secs: in_secs,
+            queued,
+        }
+    }
+
+    async fn claimed(conn: &mut PgConnection, id: Uuid) -> Delivery {
+        match claim(conn, id, 30.0, 1.0).await.unwrap() {
+            Claim::Claimed(d) => *d,
+            other => panic!("not claimed: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_delivery_through_its_states() {
+        let pool = crate::testing::fresh_pool().await.unwrap();
+        let mut conn = pool.acquire().await.unwrap();
+        let (account, phlo, run) = fixture(&mut conn).await;
+        let (id, skipped) = new(&mut conn, run, "https://example.com/a").await;
+        assert_eq!(skipped, None);
+
+        // The body is kept byte for byte (json, not jsonb).
+        let d = claimed(&mut conn, id).await;
+        assert_eq!(d.payload, r#"{"type":"phlo.node.api_request","b":1,"a":2}"#);
+        assert_eq!((d.attempts, d.account_id, d.phlo_id), (1, account, phlo));
+        assert!(matches!(claim(&mut conn, id, 30.0, 1.0).await.unwrap(), Claim::Leased(_)));
+
+        // A long retry parks it in Postgres: not due, and the scheduler leaves it until it is.
+        assert!(finish(&mut conn, id, 1, &retry(100.0, false)).await.unwrap());
+        match claim(&mut conn, id, 30.0, 1.0).await.unwrap() {
+            Claim::NotDue(left) => assert!(left.as_secs() > 90, "{left:?}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(take_due(&mut conn, 60.0, 10).await.unwrap().is_empty());
+        // Parked and due: published at once.
+        sqlx::query("UPDATE callback_deliveries SET next_attempt_at = now() WHERE id = $1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(take_due(&mut conn, 60.0, 10).await.unwrap(), [(id, 1)]);
+        // Now queued: only overdue ones are published again.
+        assert!(take_due(&mut conn, 60.0, 10).await.unwrap().is_empty());
+        assert_eq!(take_due(&mut conn, 0.0, 10).await.unwrap(), [(id, 1)]);
+
+        // An attempt whose process died: its lease lapses, the next claim logs it interrupted.
+        let d = claimed(&mut conn, id).await;
+        assert_eq!(d.attempts, 2);
+        sqlx::query("UPDATE callback_deliveries SET lease_until = now() - interval '1 s' WHERE id = $1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(take_due(&mut conn, 0.0, 10).await.unwrap(), [(id, 2)]);
+        let d = claimed(&mut conn, id).await;
+        assert_eq!(d.attempts, 3);
+        // The late finish of attempt 2 is logged but changes nothing.
+        assert!(!finish(&mut conn, id, 2, &retry(1.0, true)).await.unwrap());
+
+        // 410: failed, and the URL is disabled for the PHLO.
+        let gone = Finish {
+            outcome: "disabled",
+            status: "failed",
+            status_code: Some(410),
+            ..retry(0.0, false)
+        };
+        assert!(finish(&mut conn, id, 3, &gone).await.unwrap());
+        let log = list_for_run(&mut conn, account, run).await.unwrap();
+        let outcomes: Vec<&str> = log[0].1.iter().map(|a| a.outcome.as_str()).collect();
+        assert_eq!(outcomes, ["retry", "retry", "disabled"]);
+        assert_eq!(log[0].0.status, "failed");
+        let (later, skipped) = new(&mut conn, run, "https://example.com/a").await;
+        let reason = skipped.expect("not attempted");
+        assert!(reason.starts_with(&format!("not attempted: this URL answered 410 Gone to delivery {id} at ")), "{reason}");
+        assert!(matches!(claim(&mut conn, later, 30.0, 1.0).await.unwrap(), Claim::Finished));
+        assert_eq!(new(&mut conn, run, "https://example.com/other").await.1, None);
+
+        // Redelivery: only dead or failed ones, only the owner's; it enables the URL again.
+        let (stranger, _, _) = fixture(&mut conn).await;
+        assert_eq!(redeliver(&mut conn, stranger, id).await.unwrap(), Redeliver::Missing);
+        assert_eq!(redeliver(&mut conn, account, id).await.unwrap(), Redeliver::Queued { redeliveries: 1 });
+        assert_eq!(
+            redeliver(&mut conn, account, id).await.unwrap(),
+            Redeliver::NotRedeliverable("pending".into())
+        );
+        let d = claimed(&mut conn, id).await;
+        assert_eq!((d.attempts, d.round_start), (4, 3));
+        assert_eq!(new(&mut conn, run, "https://example.com/a").await.1, None);
+    }
+
+    #[tokio::test]
+    async fn secrets_are_created_once_and_rotated_with_a_grace_period() {
+        let pool = crate::testing::fresh_pool().await.unwrap();
+        let mut conn = pool.acquire().await.unwrap();
+        let (account, _, _) = fixture(&mut conn).await;
+        assert_eq!(secrets(&mut conn, account).await.unwrap().unwrap().current, None);
+        let first = ensure_secret(&mut conn, account, "whsec_a").await.unwrap().unwrap();
+        assert_eq!(first.current.as_deref(), Some("whsec_a"));
+        let again = ensure_secret(&mut conn, account, "whsec_b").await.unwrap().unwrap();
+        assert_eq!(again.current.as_deref(), Some("whsec_a"), "the first one stays");
+        let rotated = rotate_secret(&mut conn, account, "whsec_c", 60.0).await.unwrap().unwrap();
+        assert_eq!(rotated.current.as_deref(), Some("whsec_c"));
+        assert_eq!(rotated.previous.as_deref(), Some("whsec_a"));
+        assert!(rotated.previous_until.is_some() && rotated.rotated_at.is_some());
+        // Past the grace period the previous secret no longer signs.
+        let expired = rotate_secret(&mut conn, account, "whsec_d", 0.0).await.unwrap().unwrap();
+        assert_eq!(expired.previous, None);
+        assert_eq!(secrets(&mut conn, Uuid::now_v7()).await.unwrap(), None);
+    }
+}

@@ -43,6 +43,9 @@ enum Command {
     Callback,
     /// Apply database migrations to DATABASE_URL and exit.
     Migrate,
+    /// Run the carrier simulator (a fake Plivo: Call, Message and live-call APIs, webhooks, scriptable
+    /// callers and callees); configured by SIM_* variables, see services/carrier-sim/README.md.
+    CarrierSim,
 }
 
 fn main() -> ExitCode {
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Command::Worker => serve(worker()),
         Command::Callback => serve(callback()),
         Command::Migrate => serve(migrate()),
+        Command::CarrierSim => serve(carrier_sim()),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -135,6 +139,13 @@ async fn worker() -> anyhow::Result<()> {
 async fn callback() -> anyhow::Result<()> {
     let config = phlo_callback::Config::from_env().map_err(anyhow::Error::msg)?;
     phlo_callback::run(config, phlo_service::shutdown_signal()).await
+}
+
+async fn carrier_sim() -> anyhow::Result<()> {
+    let config = phlo_carrier_sim::Config::from_env().map_err(anyhow::Error::msg)?;
+    let listener = tokio::net::TcpListener::bind(&config.addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "carrier simulator listening");
+    phlo_carrier_sim::run(config, listener, phlo_service::shutdown_signal()).await
 }
 
 async fn migrate() -> anyhow::Result<()> {
