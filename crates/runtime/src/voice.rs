@@ -86,6 +86,17 @@ impl Runtime {
         (run_id, token, wait_id): (Uuid, i32, Option<i32>),
         action: &VoiceAction,
     ) -> Result<(), RuntimeError> {
+        // The call may have ended while the token ran other nodes: nobody will fetch this XML, so the
+        // wait learns it at once instead of at its timeout.
+        if let Some(c) = calls::get(conn, call_uuid).await?.filter(|c| c.status == "completed") {
+            if let Some(wait_id) = wait_id {
+                let cause = c.hangup_cause.unwrap_or_else(|| "NORMAL_CLEARING".into());
+                let event = phlo_flow::Event::Hangup { cause };
+                let msg = phlo_bus::StepMessage::Resume { run_id, token, wait_id, event };
+                outbox.step(self, conn, &msg).await?;
+            }
+            return Ok(());
+        }
         let urls = action_urls(
             &self.config().public_url,
             run_id,

@@ -591,10 +591,17 @@ mod tests {
         let d = claimed(&mut conn, id).await;
         assert_eq!(d.payload, r#"{"type":"phlo.node.api_request","b":1,"a":2}"#);
         assert_eq!((d.attempts, d.account_id, d.phlo_id), (1, account, phlo));
-        assert!(matches!(claim(&mut conn, id, 30.0, 1.0).await.unwrap(), Claim::Leased(_)));
+        assert!(matches!(
+            claim(&mut conn, id, 30.0, 1.0).await.unwrap(),
+            Claim::Leased(_)
+        ));
 
         // A long retry parks it in Postgres: not due, and the scheduler leaves it until it is.
-        assert!(finish(&mut conn, id, 1, &retry(100.0, false)).await.unwrap());
+        assert!(
+            finish(&mut conn, id, 1, &retry(100.0, false))
+                .await
+                .unwrap()
+        );
         match claim(&mut conn, id, 30.0, 1.0).await.unwrap() {
             Claim::NotDue(left) => assert!(left.as_secs() > 90, "{left:?}"),
             other => panic!("{other:?}"),
@@ -614,11 +621,13 @@ mod tests {
         // An attempt whose process died: its lease lapses, the next claim logs it interrupted.
         let d = claimed(&mut conn, id).await;
         assert_eq!(d.attempts, 2);
-        sqlx::query("UPDATE callback_deliveries SET lease_until = now() - interval '1 s' WHERE id = $1")
-            .bind(id)
-            .execute(&mut *conn)
-            .await
-            .unwrap();
+        sqlx::query(
+            "UPDATE callback_deliveries SET lease_until = now() - interval '1 s' WHERE id = $1",
+        )
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
         assert_eq!(take_due(&mut conn, 0.0, 10).await.unwrap(), [(id, 2)]);
         let d = claimed(&mut conn, id).await;
         assert_eq!(d.attempts, 3);
@@ -639,14 +648,31 @@ mod tests {
         assert_eq!(log[0].0.status, "failed");
         let (later, skipped) = new(&mut conn, run, "https://example.com/a").await;
         let reason = skipped.expect("not attempted");
-        assert!(reason.starts_with(&format!("not attempted: this URL answered 410 Gone to delivery {id} at ")), "{reason}");
-        assert!(matches!(claim(&mut conn, later, 30.0, 1.0).await.unwrap(), Claim::Finished));
-        assert_eq!(new(&mut conn, run, "https://example.com/other").await.1, None);
+        assert!(
+            reason.starts_with(&format!(
+                "not attempted: this URL answered 410 Gone to delivery {id} at "
+            )),
+            "{reason}"
+        );
+        assert!(matches!(
+            claim(&mut conn, later, 30.0, 1.0).await.unwrap(),
+            Claim::Finished
+        ));
+        assert_eq!(
+            new(&mut conn, run, "https://example.com/other").await.1,
+            None
+        );
 
         // Redelivery: only dead or failed ones, only the owner's; it enables the URL again.
         let (stranger, _, _) = fixture(&mut conn).await;
-        assert_eq!(redeliver(&mut conn, stranger, id).await.unwrap(), Redeliver::Missing);
-        assert_eq!(redeliver(&mut conn, account, id).await.unwrap(), Redeliver::Queued { redeliveries: 1 });
+        assert_eq!(
+            redeliver(&mut conn, stranger, id).await.unwrap(),
+            Redeliver::Missing
+        );
+        assert_eq!(
+            redeliver(&mut conn, account, id).await.unwrap(),
+            Redeliver::Queued { redeliveries: 1 }
+        );
         assert_eq!(
             redeliver(&mut conn, account, id).await.unwrap(),
             Redeliver::NotRedeliverable("pending".into())
@@ -661,17 +687,36 @@ mod tests {
         let pool = crate::testing::fresh_pool().await.unwrap();
         let mut conn = pool.acquire().await.unwrap();
         let (account, _, _) = fixture(&mut conn).await;
-        assert_eq!(secrets(&mut conn, account).await.unwrap().unwrap().current, None);
-        let first = ensure_secret(&mut conn, account, "whsec_a").await.unwrap().unwrap();
+        assert_eq!(
+            secrets(&mut conn, account).await.unwrap().unwrap().current,
+            None
+        );
+        let first = ensure_secret(&mut conn, account, "whsec_a")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(first.current.as_deref(), Some("whsec_a"));
-        let again = ensure_secret(&mut conn, account, "whsec_b").await.unwrap().unwrap();
-        assert_eq!(again.current.as_deref(), Some("whsec_a"), "the first one stays");
-        let rotated = rotate_secret(&mut conn, account, "whsec_c", 60.0).await.unwrap().unwrap();
+        let again = ensure_secret(&mut conn, account, "whsec_b")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            again.current.as_deref(),
+            Some("whsec_a"),
+            "the first one stays"
+        );
+        let rotated = rotate_secret(&mut conn, account, "whsec_c", 60.0)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(rotated.current.as_deref(), Some("whsec_c"));
         assert_eq!(rotated.previous.as_deref(), Some("whsec_a"));
         assert!(rotated.previous_until.is_some() && rotated.rotated_at.is_some());
         // Past the grace period the previous secret no longer signs.
-        let expired = rotate_secret(&mut conn, account, "whsec_d", 0.0).await.unwrap().unwrap();
+        let expired = rotate_secret(&mut conn, account, "whsec_d", 0.0)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(expired.previous, None);
         assert_eq!(secrets(&mut conn, Uuid::now_v7()).await.unwrap(), None);
     }

@@ -96,9 +96,7 @@ impl Receiver {
                     for (k, v) in reply.headers {
                         response = response.header(k, v);
                     }
-                    response
-                        .body(axum::body::Body::from("thanks"))
-                        .unwrap()
+                    response.body(axum::body::Body::from("thanks")).unwrap()
                 }
             },
         );
@@ -150,7 +148,14 @@ fn verifies(secret: &str, hit: &Hit) -> bool {
         &hit.body
     };
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&key).unwrap();
-    mac.update(format!("{}.{}.", hit.header("webhook-id"), hit.header("webhook-timestamp")).as_bytes());
+    mac.update(
+        format!(
+            "{}.{}.",
+            hit.header("webhook-id"),
+            hit.header("webhook-timestamp")
+        )
+        .as_bytes(),
+    );
     mac.update(signed);
     let expected = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
     hit.header("webhook-signature")
@@ -168,7 +173,12 @@ async fn secret(stack: &Stack, acct: &Account) -> String {
 
 async fn deliveries(stack: &Stack, acct: &Account, run_id: &str) -> Vec<Value> {
     let (status, body) = stack
-        .call(acct, Method::GET, &format!("/v1/runs/{run_id}/callbacks"), None)
+        .call(
+            acct,
+            Method::GET,
+            &format!("/v1/runs/{run_id}/callbacks"),
+            None,
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     body["objects"].as_array().unwrap().clone()
@@ -223,7 +233,11 @@ fn chain(name: &str, callbacks: &[Value]) -> Value {
         "callback": callbacks[0],
     })];
     for i in 1..=branches {
-        let next = if i < branches { json!(node_id(i + 1)) } else { Value::Null };
+        let next = if i < branches {
+            json!(node_id(i + 1))
+        } else {
+            Value::Null
+        };
         nodes.push(json!({
             "node_id": node_id(i), "name": format!("Branch_{i}"), "type": "branch",
             "options": { "lhs": "{{Start.http.params.kind}}",
@@ -265,10 +279,17 @@ async fn every_callback_of_a_run_arrives_signed_with_the_nodes_variables() {
           "callback": { "url": receiver.url("/hooks/never"), "events": ["no_match"] } },
     ]});
     let phlo_id = stack.create_phlo(&acct, definition).await;
-    let run_id = stack.run(&acct, &phlo_id, json!({ "order_id": "17" })).await;
-    let run = stack.wait_run(&acct, &run_id, Duration::from_secs(30)).await;
+    let run_id = stack
+        .run(&acct, &phlo_id, json!({ "order_id": "17" }))
+        .await;
+    let run = stack
+        .wait_run(&acct, &run_id, Duration::from_secs(30))
+        .await;
     assert_eq!(run["status"], "completed", "{run:#}");
-    let log = wait_log(&stack, &acct, &run_id, Duration::from_secs(30), |l| settled(l, 3)).await;
+    let log = wait_log(&stack, &acct, &run_id, Duration::from_secs(30), |l| {
+        settled(l, 3)
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let hits = receiver.all();
     assert_eq!(hits.len(), 3, "{hits:#?}");
@@ -309,7 +330,10 @@ async fn every_callback_of_a_run_arrives_signed_with_the_nodes_variables() {
     assert_eq!(data["state"], "api_request");
     assert_eq!(data["timestamp"], body["timestamp"]);
     assert_eq!(data["request_type"], "http");
-    assert_eq!(data["http"]["params"], json!({ "kind": "order", "order_id": "17" }));
+    assert_eq!(
+        data["http"]["params"],
+        json!({ "kind": "order", "order_id": "17" })
+    );
     assert_eq!(data["request"]["uuid"], run_id.as_str());
     // The body sent is the body recorded.
     assert_eq!(by_node(&log, "Start")["payload"], body);
@@ -336,7 +360,12 @@ async fn every_callback_of_a_run_arrives_signed_with_the_nodes_variables() {
 
     // Rotation: the new secret signs, and the old one still does (a second signature) in the grace period.
     let (status, rotated) = stack
-        .call(&acct, Method::POST, "/v1/account/webhook-secret/rotate", None)
+        .call(
+            &acct,
+            Method::POST,
+            "/v1/account/webhook-secret/rotate",
+            None,
+        )
         .await;
     assert_eq!(status, 200, "{rotated}");
     let secret_after = rotated["webhook_secret"].as_str().unwrap().to_owned();
@@ -344,14 +373,20 @@ async fn every_callback_of_a_run_arrives_signed_with_the_nodes_variables() {
     assert_eq!(rotated["previous_webhook_secret"], secret_before.as_str());
     assert!(rotated["previous_valid_until"].is_string());
     let run_2 = stack.run(&acct, &phlo_id, json!({})).await;
-    wait_log(&stack, &acct, &run_2, Duration::from_secs(30), |l| settled(l, 3)).await;
+    wait_log(&stack, &acct, &run_2, Duration::from_secs(30), |l| {
+        settled(l, 3)
+    })
+    .await;
     let later: Vec<Hit> = receiver.all().into_iter().skip(3).collect();
     assert_eq!(later.len(), 3);
     for hit in &later {
         assert_eq!(hit.header("webhook-signature").split(' ').count(), 2);
         assert!(verifies(&secret_after, hit) && verifies(&secret_before, hit));
     }
-    assert!(!verifies(&secret_after, &hits[0]), "the first run predates the new secret");
+    assert!(
+        !verifies(&secret_after, &hits[0]),
+        "the first run predates the new secret"
+    );
     stack.cleanup().await;
 }
 
@@ -402,19 +437,40 @@ async fn retries_follow_the_schedule_and_retry_after_and_410_disables_the_url() 
         .await;
     let run_id = stack.run(&acct, &phlo_id, json!({})).await;
 
-    let flaky = receiver.wait_for("/flaky", 3, Duration::from_secs(30)).await;
+    let flaky = receiver
+        .wait_for("/flaky", 3, Duration::from_secs(30))
+        .await;
     let busy = receiver.wait_for("/busy", 2, Duration::from_secs(30)).await;
-    let log = wait_log(&stack, &acct, &run_id, Duration::from_secs(40), |l| settled(l, 4)).await;
+    let log = wait_log(&stack, &acct, &run_id, Duration::from_secs(40), |l| {
+        settled(l, 4)
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     // 500, 500, 200: exactly three attempts, one webhook-id, spaced per the schedule.
-    let flaky = receiver.hits("/flaky").len().eq(&3).then_some(flaky).expect("exactly 3 attempts");
+    let flaky = receiver
+        .hits("/flaky")
+        .len()
+        .eq(&3)
+        .then_some(flaky)
+        .expect("exactly 3 attempts");
     let ids: BTreeSet<&str> = flaky.iter().map(|h| h.header("webhook-id")).collect();
     assert_eq!(ids.len(), 1, "one webhook-id across retries");
     let g = gaps(&flaky);
-    println!("500, 500, 200: attempts {:.2} s and {:.2} s apart (schedule 1 s, 2 s ± 20 %)", g[0], g[1]);
-    assert!((0.75..2.0).contains(&g[0]), "first retry after {:.2} s", g[0]);
-    assert!((1.55..3.2).contains(&g[1]), "second retry after {:.2} s", g[1]);
+    println!(
+        "500, 500, 200: attempts {:.2} s and {:.2} s apart (schedule 1 s, 2 s ± 20 %)",
+        g[0], g[1]
+    );
+    assert!(
+        (0.75..2.0).contains(&g[0]),
+        "first retry after {:.2} s",
+        g[0]
+    );
+    assert!(
+        (1.55..3.2).contains(&g[1]),
+        "second retry after {:.2} s",
+        g[1]
+    );
     let d = by_node(&log, "Start");
     assert_eq!(d["status"], "delivered", "{d:#}");
     let outcomes: Vec<(&Value, &Value)> = d["attempts"]
@@ -451,7 +507,12 @@ async fn retries_follow_the_schedule_and_retry_after_and_410_disables_the_url() 
     let rejected = by_node(&log, "Branch_3");
     assert_eq!(rejected["status"], "failed", "{rejected:#}");
     assert_eq!(rejected["attempt_count"], 1);
-    assert!(rejected["last_error"].as_str().unwrap().contains("not retried"));
+    assert!(
+        rejected["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("not retried")
+    );
     assert_eq!(receiver.hits("/rejected").len(), 1);
 
     // Redelivering the dead one: the receiver now answers 200, with the same webhook-id.
@@ -461,12 +522,25 @@ async fn retries_follow_the_schedule_and_retry_after_and_410_disables_the_url() 
     let (status, body) = stack.call(&other, Method::POST, &redeliver, None).await;
     assert_eq!(status, 404, "another account's delivery: {body}");
     let (status, body) = stack
-        .call(&other, Method::GET, &format!("/v1/runs/{run_id}/callbacks"), None)
+        .call(
+            &other,
+            Method::GET,
+            &format!("/v1/runs/{run_id}/callbacks"),
+            None,
+        )
         .await;
     assert_eq!(status, 404, "another account's run: {body}");
-    let delivered = by_node(&log, "Start")["delivery_id"].as_str().unwrap().to_owned();
+    let delivered = by_node(&log, "Start")["delivery_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (status, body) = stack
-        .call(&acct, Method::POST, &format!("/v1/callbacks/{delivered}/redeliver"), None)
+        .call(
+            &acct,
+            Method::POST,
+            &format!("/v1/callbacks/{delivered}/redeliver"),
+            None,
+        )
         .await;
     assert_eq!(status, 400, "a delivered one cannot be redelivered: {body}");
     let (status, body) = stack.call(&acct, Method::POST, &redeliver, None).await;
@@ -485,19 +559,31 @@ async fn retries_follow_the_schedule_and_retry_after_and_410_disables_the_url() 
 
     // 410 Gone: no retry, and the URL is disabled for the PHLO.
     let gone_phlo = stack
-        .create_phlo(&acct, chain("gone", &[json!({ "url": receiver.url("/gone") })]))
+        .create_phlo(
+            &acct,
+            chain("gone", &[json!({ "url": receiver.url("/gone") })]),
+        )
         .await;
     let first = stack.run(&acct, &gone_phlo, json!({})).await;
-    let log = wait_log(&stack, &acct, &first, Duration::from_secs(20), |l| settled(l, 1)).await;
+    let log = wait_log(&stack, &acct, &first, Duration::from_secs(20), |l| {
+        settled(l, 1)
+    })
+    .await;
     assert_eq!(log[0]["status"], "failed", "{log:#?}");
     assert_eq!(log[0]["attempts"][0]["outcome"], "disabled");
     assert_eq!(log[0]["attempts"][0]["status_code"], 410);
     let second = stack.run(&acct, &gone_phlo, json!({})).await;
-    let log = wait_log(&stack, &acct, &second, Duration::from_secs(20), |l| settled(l, 1)).await;
+    let log = wait_log(&stack, &acct, &second, Duration::from_secs(20), |l| {
+        settled(l, 1)
+    })
+    .await;
     assert_eq!(log[0]["status"], "failed", "{log:#?}");
     assert_eq!(log[0]["attempts"], json!([]), "not attempted");
     let why = log[0]["last_error"].as_str().unwrap();
-    assert!(why.starts_with("not attempted: this URL answered 410 Gone"), "{why}");
+    assert!(
+        why.starts_with("not attempted: this URL answered 410 Gone"),
+        "{why}"
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(receiver.hits("/gone").len(), 1, "no request after the 410");
     stack.cleanup().await;
@@ -527,13 +613,28 @@ async fn private_loopback_and_link_local_urls_are_refused_unless_allow_listed() 
         )
         .await;
     let run_id = stack.run(&acct, &phlo_id, json!({})).await;
-    let log = wait_log(&stack, &acct, &run_id, Duration::from_secs(30), |l| settled(l, 5)).await;
+    let log = wait_log(&stack, &acct, &run_id, Duration::from_secs(30), |l| {
+        settled(l, 5)
+    })
+    .await;
     let expected = [
-        ("Start", "refused: 127.0.0.1 is a loopback address; allow-list it with PHLO_EGRESS_ALLOW"),
-        ("Branch_1", "refused: localhost resolves only to private or loopback addresses (127.0.0.1"),
-        ("Branch_2", "refused: 169.254.169.254 is a link-local address"),
+        (
+            "Start",
+            "refused: 127.0.0.1 is a loopback address; allow-list it with PHLO_EGRESS_ALLOW",
+        ),
+        (
+            "Branch_1",
+            "refused: localhost resolves only to private or loopback addresses (127.0.0.1",
+        ),
+        (
+            "Branch_2",
+            "refused: 169.254.169.254 is a link-local address",
+        ),
         ("Branch_3", "refused: 10.0.0.7 is a private address"),
-        ("Branch_4", "refused: ::ffff:127.0.0.1 is a loopback address"),
+        (
+            "Branch_4",
+            "refused: ::ffff:127.0.0.1 is a loopback address",
+        ),
     ];
     for (node, error) in expected {
         let d = by_node(&log, node);
@@ -551,12 +652,22 @@ async fn private_loopback_and_link_local_urls_are_refused_unless_allow_listed() 
     // Allow-listed by the operator: redelivered, it arrives, with the same webhook-id.
     stack.kill_callback(guarded);
     stack.spawn_callback(&[("PHLO_EGRESS_ALLOW", "127.0.0.1/32")]);
-    let literal = by_node(&log, "Start")["delivery_id"].as_str().unwrap().to_owned();
+    let literal = by_node(&log, "Start")["delivery_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (status, body) = stack
-        .call(&acct, Method::POST, &format!("/v1/callbacks/{literal}/redeliver"), None)
+        .call(
+            &acct,
+            Method::POST,
+            &format!("/v1/callbacks/{literal}/redeliver"),
+            None,
+        )
         .await;
     assert_eq!(status, 200, "{body}");
-    let hits = receiver.wait_for("/literal", 1, Duration::from_secs(20)).await;
+    let hits = receiver
+        .wait_for("/literal", 1, Duration::from_secs(20))
+        .await;
     assert_eq!(hits[0].header("webhook-id"), literal);
     let log = wait_log(&stack, &acct, &run_id, Duration::from_secs(20), |l| {
         by_node(l, "Start")["status"] == "delivered"
@@ -605,7 +716,10 @@ async fn killing_the_callback_service_during_1000_deliveries_loses_none() {
     // Every run has recorded its deliveries before the service starts: they wait in NATS.
     let deadline = Instant::now() + Duration::from_secs(60);
     while count("pending").await < TOTAL {
-        assert!(Instant::now() < deadline, "the runs did not record {TOTAL} deliveries");
+        assert!(
+            Instant::now() < deadline,
+            "the runs did not record {TOTAL} deliveries"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -615,7 +729,10 @@ async fn killing_the_callback_service_during_1000_deliveries_loses_none() {
     for threshold in [250, 600] {
         let deadline = Instant::now() + Duration::from_secs(60);
         while receiver.all().len() < threshold {
-            assert!(Instant::now() < deadline, "stuck below {threshold} requests");
+            assert!(
+                Instant::now() < deadline,
+                "stuck below {threshold} requests"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         stack.kill_callback(current);
@@ -663,7 +780,10 @@ async fn killing_the_callback_service_during_1000_deliveries_loses_none() {
         .unwrap();
     assert_eq!(ids.len(), TOTAL);
     for (id,) in &ids {
-        assert!(by_id.contains_key(&id.to_string()), "delivery {id} never arrived");
+        assert!(
+            by_id.contains_key(&id.to_string()),
+            "delivery {id} never arrived"
+        );
     }
     assert_eq!(by_id.len(), TOTAL, "no request with an unknown webhook-id");
     // A duplicate is the same callback (same body: run and node) with the same webhook-id.
@@ -683,7 +803,10 @@ async fn killing_the_callback_service_during_1000_deliveries_loses_none() {
     assert!(callback_ids.values().all(|ids| ids.len() == 1));
     for (id, same) in &by_id {
         let first = &same[0].body;
-        assert!(same.iter().all(|h| &h.body == first), "{id}: duplicates differ");
+        assert!(
+            same.iter().all(|h| &h.body == first),
+            "{id}: duplicates differ"
+        );
     }
     let duplicates = hits.len() - TOTAL;
     let outcomes: Vec<(String, i64)> = sqlx::query_as(
@@ -692,8 +815,15 @@ async fn killing_the_callback_service_during_1000_deliveries_loses_none() {
     .fetch_all(&pool)
     .await
     .unwrap();
-    let delivered = outcomes.iter().find(|(o, _)| o == "delivered").map(|(_, n)| *n);
-    assert_eq!(delivered, Some(TOTAL as i64), "one delivered attempt per delivery: {outcomes:?}");
+    let delivered = outcomes
+        .iter()
+        .find(|(o, _)| o == "delivered")
+        .map(|(_, n)| *n);
+    assert_eq!(
+        delivered,
+        Some(TOTAL as i64),
+        "one delivered attempt per delivery: {outcomes:?}"
+    );
     // Every request comes from a logged attempt.
     let attempts: Vec<(uuid::Uuid, i32)> =
         sqlx::query_as("SELECT id, attempts FROM callback_deliveries")
@@ -702,7 +832,10 @@ async fn killing_the_callback_service_during_1000_deliveries_loses_none() {
             .unwrap();
     for (id, n) in &attempts {
         let requests = by_id[&id.to_string()].len();
-        assert!(requests <= *n as usize, "{id}: {requests} requests, {n} attempts");
+        assert!(
+            requests <= *n as usize,
+            "{id}: {requests} requests, {n} attempts"
+        );
     }
     println!(
         "{TOTAL} callbacks delivered in {elapsed:.2?} ({:.0}/s overall) across {} kills; {} requests, \
