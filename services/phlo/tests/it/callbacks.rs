@@ -232,7 +232,7 @@ fn chain(name: &str, callbacks: &[Value]) -> Value {
         "transitions": { "api_request": if branches > 0 { json!(node_id(1)) } else { Value::Null } },
         "callback": callbacks[0],
     })];
-    for i in 1..=branches {
+    for (i, callback) in callbacks.iter().enumerate().skip(1) {
         let next = if i < branches {
             json!(node_id(i + 1))
         } else {
@@ -243,7 +243,7 @@ fn chain(name: &str, callbacks: &[Value]) -> Value {
             "options": { "lhs": "{{Start.http.params.kind}}",
                          "conditions": [{ "alias": "next", "operation": "equals", "rhs": "order" }] },
             "transitions": { "next": next },
-            "callback": callbacks[i],
+            "callback": callback,
         }));
     }
     json!({ "name": name, "nodes": nodes })

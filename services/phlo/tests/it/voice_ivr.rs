@@ -913,3 +913,50 @@ async fn a_late_callback_for_a_wait_that_moved_on_is_ignored() {
     );
     stack.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_caller_gone_before_the_menu_starts_ends_the_run_at_the_menu() {
+    let hang = crate::support::silent_server().await;
+    let sim = Sim::start().await;
+    let (mut stack, acct) = voice_stack(&sim).await;
+    phlo_on(&stack, &acct, NUMBER, json!({ "name": "Lookup then menu", "nodes": [
+        start(SMS),
+        { "node_id": SMS, "name": "HTTP_Request_1", "type": "http_request",
+          "options": { "method": "GET", "url": format!("http://127.0.0.1:{}/slow", hang.port()), "timeout": 3 },
+          "transitions": { "success": MENU, "failed": MENU } },
+        { "node_id": MENU, "name": "IVR_Menu_1", "type": "ivr_menu",
+          "options": { "prompts": ["Press 1"], "allowed_inputs": ["1"] },
+          "transitions": { "1": BYE, "no_input": BYE, "wrong_input": BYE } },
+        hangup(),
+    ]}))
+    .await;
+    // Hangs up 1 s (real) after answering, while the HTTP request (3 s) holds the token: the
+    // hang-up reaches no voice node, and the menu starts on a call that is already over.
+    sim.script(&stack.http, "+14155550151", json!({ "digits": ["1"], "hangup_after_secs": 50 })).await;
+    let call_uuid = call_in(&stack, &sim, "+14155550151", NUMBER).await;
+    let call = call_log(&stack, &sim, &call_uuid).await;
+    assert_eq!(kinds(&call), ["ringing", "hung_up"], "{call:#}");
+    assert_eq!(hung_up(&call)["reason"], "+14155550151 hung up after 50 s");
+
+    // Well before the menu's own timer (5 s + 120 s).
+    let run = finished_run_of(&stack, &acct, &call_uuid).await;
+    assert_eq!(run["status"], "failed", "{run:#}");
+    let reason = "the caller hung up during the menu (NORMAL_CLEARING)";
+    assert_eq!(run["error"], format!("IVR_Menu_1: {reason}"));
+    assert_eq!(run["tokens"][0]["status"], "ended");
+    assert_eq!(run["tokens"][0]["ended_reason"], reason);
+    let http = done_step(&run, "HTTP_Request_1");
+    assert_eq!((&http["state"], &http["error"]), (&json!("failed"), &json!("timed out after 3 s")));
+    assert_eq!(
+        journal(&run),
+        pairs(&[
+            ("Start", "done"),
+            ("HTTP_Request_1", "wait"),
+            ("HTTP_Request_1", "done"),
+            ("IVR_Menu_1", "wait"),
+            ("IVR_Menu_1", "stop"),
+        ])
+    );
+    assert_eq!(run["steps"].as_array().unwrap().last().unwrap()["event"], "hangup");
+    stack.cleanup().await;
+}

@@ -15,7 +15,12 @@ use crate::AppState;
 use crate::error::ApiError;
 
 pub async fn inbound(State(state): State<AppState>, hook: Webhook) -> Result<Response, ApiError> {
-    let message = events::inbound_message(&hook.params);
+    let mut message = events::inbound_message(&hook.params);
+    // Plivo's inbound message webhook carries no time; the seed's `message.time` is when the message was
+    // received, which is now. Same format as the carrier's `MessageTime` (UTC).
+    if message.time.is_none() {
+        message.time = Some(chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string());
+    }
     let mut conn = state.pool.acquire().await?;
     let Some(route) = phlo_store::numbers::route(&mut conn, &message.to).await? else {
         tracing::info!(to = %message.to, "incoming SMS to a number no PHLO answers; ignored");

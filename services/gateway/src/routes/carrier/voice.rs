@@ -13,7 +13,7 @@ use phlo_runtime::{StartError, StartRequest};
 use uuid::Uuid;
 
 use super::events::{self, Params};
-use super::wait::{after, next_xml, resume, version};
+use super::wait::{after, next_xml, resume};
 use super::{Webhook, xml};
 use crate::AppState;
 use crate::error::ApiError;
@@ -197,8 +197,16 @@ pub async fn action(
     };
     if waiting.is_none() {
         // The wait moved on (a timer won, or the callback repeats): nothing to apply. The call gets
-        // whatever its token does next, or a hang-up if nothing comes.
-        let seen = version(&state, &call).await?.saturating_sub(1);
+        // whatever its token does next, or a hang-up if nothing comes; never this wait's own XML
+        // again, which the call has just run (its token may not have reached its next node yet).
+        let mut conn = state.pool.acquire().await?;
+        let current = phlo_store::calls::instruction(&mut conn, &call).await?;
+        drop(conn);
+        let seen = match current {
+            Some(i) if (i.run_id, i.token, i.wait_id) == (run_id, token, Some(wait_id)) => i.version,
+            Some(i) => i.version - 1,
+            None => 0,
+        };
         return Ok(xml(next_xml(&state, &call, seen, None, 0).await?));
     }
     let msg = StepMessage::Resume {
