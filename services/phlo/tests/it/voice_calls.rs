@@ -514,7 +514,8 @@ async fn forward_fails(
 
     let node = done_step(&run, "Call_Forward_1");
     assert_eq!(node["state"], state);
-    // The Dial action names no B leg when nobody answered.
+    // The Dial action names no B leg when nobody answered, and `uuid` is left empty (docs/phlo-format.md
+    // promises `null` for what the carrier did not report: change "" below when that is fixed).
     assert_eq!(
         node["variables"],
         forward_vars(BOB, &caller, "", dial_status, cause, rang)

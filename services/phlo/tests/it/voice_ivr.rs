@@ -890,9 +890,10 @@ async fn a_late_callback_for_a_wait_that_moved_on_is_ignored() {
     let r = replay(&params).await.unwrap();
     assert_eq!(r.status(), 200);
     let body = r.text().await.unwrap();
-    assert!(
-        body.contains("<Hangup"),
-        "the ended call gets a hang-up: {body}"
+    // Nothing to apply: the answer is the call's current instruction, Hangup_1's.
+    assert_eq!(
+        body,
+        r#"<?xml version="1.0" encoding="UTF-8"?><Response><Hangup/></Response>"#
     );
     // Forged parameters do not pass the signature.
     for p in params.iter_mut().filter(|p| p.0 == "Digits") {
@@ -932,7 +933,12 @@ async fn a_caller_gone_before_the_menu_starts_ends_the_run_at_the_menu() {
     .await;
     // Hangs up 1 s (real) after answering, while the HTTP request (3 s) holds the token: the
     // hang-up reaches no voice node, and the menu starts on a call that is already over.
-    sim.script(&stack.http, "+14155550151", json!({ "digits": ["1"], "hangup_after_secs": 50 })).await;
+    sim.script(
+        &stack.http,
+        "+14155550151",
+        json!({ "digits": ["1"], "hangup_after_secs": 50 }),
+    )
+    .await;
     let call_uuid = call_in(&stack, &sim, "+14155550151", NUMBER).await;
     let call = call_log(&stack, &sim, &call_uuid).await;
     assert_eq!(kinds(&call), ["ringing", "hung_up"], "{call:#}");
@@ -946,7 +952,10 @@ async fn a_caller_gone_before_the_menu_starts_ends_the_run_at_the_menu() {
     assert_eq!(run["tokens"][0]["status"], "ended");
     assert_eq!(run["tokens"][0]["ended_reason"], reason);
     let http = done_step(&run, "HTTP_Request_1");
-    assert_eq!((&http["state"], &http["error"]), (&json!("failed"), &json!("timed out after 3 s")));
+    assert_eq!(
+        (&http["state"], &http["error"]),
+        (&json!("failed"), &json!("timed out after 3 s"))
+    );
     assert_eq!(
         journal(&run),
         pairs(&[
@@ -957,6 +966,85 @@ async fn a_caller_gone_before_the_menu_starts_ends_the_run_at_the_menu() {
             ("IVR_Menu_1", "stop"),
         ])
     );
-    assert_eq!(run["steps"].as_array().unwrap().last().unwrap()["event"], "hangup");
+    assert_eq!(
+        run["steps"].as_array().unwrap().last().unwrap()["event"],
+        "hangup"
+    );
+    stack.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_caller_hanging_up_mid_prompt_or_mid_input_ends_the_token() {
+    let sim = Sim::start().await;
+    let (mut stack, acct) = voice_stack(&sim).await;
+    // 150 simulated seconds of speech: the callers (who leave 100 s after answering) never hear the end.
+    let long = "Your call is important to us, please stay on the line. ".repeat(41);
+    let long = long.trim();
+    phlo_on(
+        &stack,
+        &acct,
+        "+14155550198",
+        json!({ "name": "Long play", "nodes": [
+            start(PLAY_1),
+            { "node_id": PLAY_1, "name": "Play_Audio_1", "type": "play_audio",
+              "options": { "prompts": [long] }, "transitions": { "prompt_completed": BYE } },
+            hangup(),
+        ]}),
+    )
+    .await;
+    phlo_on(
+        &stack,
+        &acct,
+        "+14155550197",
+        get_input_phlo(json!({ "prompt": long })),
+    )
+    .await;
+    let cases = [
+        (
+            "+14155550161",
+            "+14155550198",
+            "Play_Audio_1",
+            "the caller hung up during the prompts (NORMAL_CLEARING)",
+        ),
+        (
+            "+14155550162",
+            "+14155550197",
+            "Get_Input_1",
+            "the caller hung up before entering input (NORMAL_CLEARING)",
+        ),
+    ];
+    let mut calls = Vec::new();
+    for (caller, number, ..) in cases {
+        sim.script(
+            &stack.http,
+            caller,
+            json!({ "digits": ["1#"], "hangup_after_secs": 100 }),
+        )
+        .await;
+        calls.push(call_in(&stack, &sim, caller, number).await);
+    }
+    for ((caller, _, node, reason), call_uuid) in cases.iter().zip(&calls) {
+        let run = finished_run_of(&stack, &acct, call_uuid).await;
+        assert_eq!(run["status"], "failed", "{run:#}");
+        assert_eq!(run["error"], format!("{node}: {reason}"));
+        assert_eq!(
+            (
+                &run["tokens"][0]["status"],
+                &run["tokens"][0]["ended_reason"]
+            ),
+            (&json!("ended"), &json!(reason))
+        );
+        assert_eq!(
+            journal(&run),
+            pairs(&[("Start", "done"), (node, "wait"), (node, "stop")])
+        );
+        let call = call_log(&stack, &sim, call_uuid).await;
+        assert_eq!(kinds(&call), ["ringing", "heard", "hung_up"], "{call:#}");
+        assert_eq!(heard(&call), [long]);
+        assert_eq!(
+            hung_up(&call)["reason"],
+            format!("{caller} hung up after 100 s")
+        );
+    }
     stack.cleanup().await;
 }

@@ -277,7 +277,6 @@ async fn the_official_python_sdk_drives_a_multiparty_call() {
         ("PHLO_MPC_NODE_ID", MPC),
     ];
     let sdk = |args: Vec<&'static str>| {
-        let env = env;
         async move {
             let lines = crate::sdk::run_script_with("python_mpc.py", &args, &env).await;
             let response = &lines[0]["response"];

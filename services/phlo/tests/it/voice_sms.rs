@@ -29,7 +29,13 @@ fn api_phlo(send: Value) -> Value {
 }
 
 /// The variables of a Send SMS token for one US recipient of [`SENDER`], as the seed names them.
-fn sms_vars(to: &str, msg: &str, message_uuid: &Value, status: &str, error_code: Option<&str>) -> Value {
+fn sms_vars(
+    to: &str,
+    msg: &str,
+    message_uuid: &Value,
+    status: &str,
+    error_code: Option<&str>,
+) -> Value {
     json!({
         "message_uuid": message_uuid, "from": SENDER, "to": to,
         "media_urls": [], "media_count": 0, "type": "sms",
@@ -51,15 +57,28 @@ async fn send_sms_from_an_api_request_is_sent() {
         )
         .await;
     let to = "+14155550101";
-    sim.script(&stack.http, to, json!({ "sms": "deliver" })).await;
-    let run_id = stack.run(&acct, &phlo_id, json!({ "to": to, "otp": "779889" })).await;
+    sim.script(&stack.http, to, json!({ "sms": "deliver" }))
+        .await;
+    let run_id = stack
+        .run(&acct, &phlo_id, json!({ "to": to, "otp": "779889" }))
+        .await;
     let run = stack.wait_run(&acct, &run_id, DEADLINE).await;
     assert_eq!(run["status"], "completed", "{run:#}");
 
     let carried = final_message_to(&stack, &sim, to).await;
     assert_eq!(
-        (&carried["from"], &carried["to"], &carried["text"], &carried["type"]),
-        (&json!(SENDER), &json!(to), &json!("Your code is 779889."), &json!("sms"))
+        (
+            &carried["from"],
+            &carried["to"],
+            &carried["text"],
+            &carried["type"]
+        ),
+        (
+            &json!(SENDER),
+            &json!(to),
+            &json!("Your code is 779889."),
+            &json!("sms")
+        )
     );
     assert_eq!(carried["statuses"], json!(["queued", "sent", "delivered"]));
     let uuid = &carried["message_uuid"];
@@ -67,7 +86,10 @@ async fn send_sms_from_an_api_request_is_sent() {
     assert_eq!(send["state"], "sent");
     assert_eq!(send["error"], Value::Null);
     // The carrier's `sent` report decides; its later `delivered` finds the token gone.
-    assert_eq!(send["variables"], sms_vars(to, "Your code is 779889.", uuid, "sent", None));
+    assert_eq!(
+        send["variables"],
+        sms_vars(to, "Your code is 779889.", uuid, "sent", None)
+    );
     assert_eq!(run["message_uuids"], json!([uuid]));
     assert_eq!(sim_messages(&stack, &sim).await.len(), 1);
     stack.cleanup().await;
@@ -80,10 +102,31 @@ async fn send_sms_forks_one_token_per_recipient_and_fails_the_ones_the_carrier_f
     // (recipient, script, state, status, error code, simulator's final status)
     let cases = [
         ("+14155550111", "deliver", "sent", "sent", None, "delivered"),
-        ("+14155550112", "fail", "failed", "failed", Some("20"), "failed"),
-        ("+14155550113", "reject", "failed", "rejected", Some("100"), "rejected"),
+        (
+            "+14155550112",
+            "fail",
+            "failed",
+            "failed",
+            Some("20"),
+            "failed",
+        ),
+        (
+            "+14155550113",
+            "reject",
+            "failed",
+            "rejected",
+            Some("100"),
+            "rejected",
+        ),
         // Reported `sent` before `undelivered`: the node has already taken `sent` (see the report).
-        ("+14155550114", "undeliverable", "sent", "sent", None, "undelivered"),
+        (
+            "+14155550114",
+            "undeliverable",
+            "sent",
+            "sent",
+            None,
+            "undelivered",
+        ),
     ];
     for (to, script, ..) in cases {
         sim.script(&stack.http, to, json!({ "sms": script })).await;
@@ -108,16 +151,31 @@ async fn send_sms_forks_one_token_per_recipient_and_fails_the_ones_the_carrier_f
     assert_eq!(tokens, [0, 1, 2, 3]);
     let all = run["tokens"].as_array().unwrap();
     assert_eq!(all.len(), 4);
-    assert!(all.iter().all(|t| t["status"] == "ended" && t["ended_reason"].is_null()), "{run:#}");
+    assert!(
+        all.iter()
+            .all(|t| t["status"] == "ended" && t["ended_reason"].is_null()),
+        "{run:#}"
+    );
 
     for (to, _, state, status, code, final_status) in cases {
         let carried = final_message_to(&stack, &sim, to).await;
-        assert_eq!((&carried["text"], &carried["from"]), (&json!("Hello Ada"), &json!(SENDER)));
+        assert_eq!(
+            (&carried["text"], &carried["from"]),
+            (&json!("Hello Ada"), &json!(SENDER))
+        );
         assert_eq!(carried["status"], final_status, "{carried:#}");
-        let step = steps.iter().find(|s| s["variables"]["to"] == to).unwrap_or_else(|| panic!("no token for {to}"));
+        let step = steps
+            .iter()
+            .find(|s| s["variables"]["to"] == to)
+            .unwrap_or_else(|| panic!("no token for {to}"));
         assert_eq!(step["state"], state, "{to}: {step:#}");
-        assert_eq!(step["variables"], sms_vars(to, "Hello Ada", &carried["message_uuid"], status, code), "{to}");
-        let error = code.map(|c| format!("the carrier reported the message {status} (error code {c})"));
+        assert_eq!(
+            step["variables"],
+            sms_vars(to, "Hello Ada", &carried["message_uuid"], status, code),
+            "{to}"
+        );
+        let error =
+            code.map(|c| format!("the carrier reported the message {status} (error code {c})"));
         assert_eq!(step["error"], json!(error), "{to}");
     }
     assert_eq!(run["message_uuids"].as_array().unwrap().len(), 4);
@@ -128,12 +186,17 @@ async fn send_sms_forks_one_token_per_recipient_and_fails_the_ones_the_carrier_f
 async fn send_sms_with_media_is_an_mms() {
     let sim = Sim::start().await;
     let (mut stack, acct) = sms_stack(&sim).await;
-    let media = ["https://example.com/img/receipt.png", "https://example.com/img/map.gif"];
+    let media = [
+        "https://example.com/img/receipt.png",
+        "https://example.com/img/map.gif",
+    ];
     let phlo_id = stack
         .create_phlo(
             &acct,
-            api_phlo(json!({ "from": SENDER, "to": "+14155550121", "message": "Your receipt",
-                             "media_urls": [media[0], "{{Start.http.params.map}}"] })),
+            api_phlo(
+                json!({ "from": SENDER, "to": "+14155550121", "message": "Your receipt",
+                             "media_urls": [media[0], "{{Start.http.params.map}}"] }),
+            ),
         )
         .await;
     let run_id = stack.run(&acct, &phlo_id, json!({ "map": media[1] })).await;
@@ -141,12 +204,28 @@ async fn send_sms_with_media_is_an_mms() {
     assert_eq!(run["status"], "completed", "{run:#}");
     let carried = final_message_to(&stack, &sim, "+14155550121").await;
     assert_eq!(
-        (&carried["type"], &carried["media_urls"], &carried["text"], &carried["units"]),
-        (&json!("mms"), &json!(media), &json!("Your receipt"), &json!(1))
+        (
+            &carried["type"],
+            &carried["media_urls"],
+            &carried["text"],
+            &carried["units"]
+        ),
+        (
+            &json!("mms"),
+            &json!(media),
+            &json!("Your receipt"),
+            &json!(1)
+        )
     );
     let send = done_step(&run, "Send_SMS_1");
     assert_eq!(send["state"], "sent");
-    let mut expected = sms_vars("+14155550121", "Your receipt", &carried["message_uuid"], "sent", None);
+    let mut expected = sms_vars(
+        "+14155550121",
+        "Your receipt",
+        &carried["message_uuid"],
+        "sent",
+        None,
+    );
     expected["type"] = json!("mms");
     expected["media_urls"] = json!(media);
     expected["media_count"] = json!(2);
@@ -170,19 +249,32 @@ async fn an_incoming_sms_starts_the_phlo_and_the_reply_goes_to_the_sender() {
     let run_id = run_mentioning(&stack, &acct, &message_uuid).await;
     let run = stack.wait_run(&acct, &run_id, DEADLINE).await;
     assert_eq!(run["status"], "completed", "{run:#}");
-    assert_eq!((&run["trigger"], &run["from"], &run["to"]), (&json!("sms"), &json!(sender), &json!(NUMBER)));
+    assert_eq!(
+        (&run["trigger"], &run["from"], &run["to"]),
+        (&json!("sms"), &json!(sender), &json!(NUMBER))
+    );
 
     let start = done_step(&run, "Start");
     assert_eq!(start["state"], "incoming_message");
     let mut vars = start["variables"].clone();
     // The carrier's inbound webhook carries no time: the gateway's time of receipt, Plivo's format,
     // between the simulator's sending it and the run's creation.
-    let time = vars["message"]["time"].as_str().unwrap_or_else(|| panic!("no message.time: {vars:#}")).to_owned();
-    let inbound = sim_messages(&stack, &sim).await.into_iter().find(|m| m["message_uuid"] == message_uuid.as_str()).unwrap();
+    let time = vars["message"]["time"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no message.time: {vars:#}"))
+        .to_owned();
+    let inbound = sim_messages(&stack, &sim)
+        .await
+        .into_iter()
+        .find(|m| m["message_uuid"] == message_uuid.as_str())
+        .unwrap();
     let sent_at = inbound["created_at"].as_str().unwrap().replace('T', " ");
     let created = run["created_on"].as_str().unwrap();
     assert_eq!(time.len(), 19, "{time}");
-    assert!(sent_at[..19] <= *time && time.as_str() <= &created[..19], "{sent_at} <= {time} <= {created}");
+    assert!(
+        sent_at[..19] <= *time && time.as_str() <= &created[..19],
+        "{sent_at} <= {time} <= {created}"
+    );
     vars["message"]["time"] = json!("<time>");
     assert_eq!(
         vars,
@@ -196,7 +288,10 @@ async fn an_incoming_sms_starts_the_phlo_and_the_reply_goes_to_the_sender() {
 
     let reply_text = "You said HELP (HELP) from United Kingdom";
     let reply = final_message_to(&stack, &sim, sender).await;
-    assert_eq!((&reply["from"], &reply["to"], &reply["text"]), (&json!(NUMBER), &json!(sender), &json!(reply_text)));
+    assert_eq!(
+        (&reply["from"], &reply["to"], &reply["text"]),
+        (&json!(NUMBER), &json!(sender), &json!(reply_text))
+    );
     let send = done_step(&run, "Send_SMS_1");
     assert_eq!(send["state"], "sent");
     let mut expected = sms_vars(sender, reply_text, &reply["message_uuid"], "sent", None);
@@ -204,6 +299,9 @@ async fn an_incoming_sms_starts_the_phlo_and_the_reply_goes_to_the_sender() {
     expected["to.iso2"] = json!("GB");
     expected["to_country"] = json!("United Kingdom");
     assert_eq!(send["variables"], expected);
-    assert_eq!(run["message_uuids"], json!([message_uuid, reply["message_uuid"]]));
+    assert_eq!(
+        run["message_uuids"],
+        json!([message_uuid, reply["message_uuid"]])
+    );
     stack.cleanup().await;
 }

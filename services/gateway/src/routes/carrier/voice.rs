@@ -124,8 +124,8 @@ pub async fn action(
             if let (Some(status), Some(action)) = (
                 p.get("DialStatus"),
                 instruction_action(&state, &call).await?,
-            ) {
-                if let Some(next) = next_dial(&action, attempt, status) {
+            )
+                && let Some(next) = next_dial(&action, attempt, status) {
                     let urls = action_urls(
                         &state.config.public_url,
                         run_id,
@@ -135,7 +135,6 @@ pub async fn action(
                     );
                     return Ok(xml(voice_xml(&next, &urls).render()));
                 }
-            }
             if p.contains_key("DialStatus") {
                 Event::Dial(events::dial(p))
             } else {
@@ -332,8 +331,8 @@ async fn ended(state: &AppState, p: &Params) -> Result<Response, ApiError> {
     drop(conn);
     let on_this_call =
         |t: &phlo_store::tokens::Token| t.context.0.call.as_ref().is_some_and(|c| c.uuid == uuid);
-    if let Some(t) = token.filter(|t| t.status == "waiting" && on_this_call(t)) {
-        if let Some(wait_id) = t.wait_id {
+    if let Some(t) = token.filter(|t| t.status == "waiting" && on_this_call(t))
+        && let Some(wait_id) = t.wait_id {
             let msg = StepMessage::Resume {
                 run_id: call.run_id,
                 token: call.token,
@@ -342,7 +341,6 @@ async fn ended(state: &AppState, p: &Params) -> Result<Response, ApiError> {
             };
             resume(state, msg).await?;
         }
-    }
     Ok(StatusCode::OK.into_response())
 }
 

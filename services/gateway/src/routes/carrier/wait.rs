@@ -53,11 +53,10 @@ pub async fn next_xml(
     let deadline = Instant::now() + state.config.voice_patience;
     loop {
         let mut conn = state.pool.acquire().await?;
-        if let Some(i) = phlo_store::calls::instruction(&mut conn, call_uuid).await? {
-            if i.version > seen {
+        if let Some(i) = phlo_store::calls::instruction(&mut conn, call_uuid).await?
+            && i.version > seen {
                 return Ok(i.xml);
             }
-        }
         drop(conn);
         if Instant::now() >= deadline {
             if round >= MAX_KEEP_ALIVE_ROUNDS {
