@@ -160,7 +160,8 @@ pub(crate) fn vars(value: Value) -> Vars {
 /// The call variables the seed shares between Start (incoming call), Initiate Call and Call Forward.
 pub(crate) fn call_vars(call: &CallDetails) -> Vars {
     vars(json!({
-        "uuid": call.uuid,
+        // Empty until the carrier names the call (an unanswered dial has no B leg).
+        "uuid": Some(&call.uuid).filter(|u| !u.is_empty()),
         "to": call.to,
         "from": call.from,
         "start_time": call.start_time,

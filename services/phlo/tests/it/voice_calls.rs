@@ -58,6 +58,8 @@ fn initiate_phlo(to: Value, extra: Value) -> Value {
 /// The variables of an answered (or machine-answered) call: the answer webhook reports no times,
 /// durations or bill.
 fn answered_vars(to: &str, uuid: &str, machine: bool) -> Value {
+    // No B leg (nobody answered): `uuid` is null, as for everything the carrier did not report.
+    let uuid = Some(uuid).filter(|u| !u.is_empty());
     json!({
         "uuid": uuid, "to": to, "from": OURS, "direction": "outbound",
         "from_iso2": "US", "from_country": "United States", "leg": "ALeg",
@@ -69,6 +71,8 @@ fn answered_vars(to: &str, uuid: &str, machine: bool) -> Value {
 
 /// The variables of a call that never connected, from its hang-up report.
 fn unanswered_vars(to: &str, uuid: &str, cause: &str, rang: bool) -> Value {
+    // No B leg (nobody answered): `uuid` is null, as for everything the carrier did not report.
+    let uuid = Some(uuid).filter(|u| !u.is_empty());
     json!({
         "uuid": uuid, "to": to, "from": OURS, "direction": "outbound",
         "from_iso2": "US", "from_country": "United States", "leg": "ALeg",
@@ -370,6 +374,8 @@ fn forward_vars(
     cause: &str,
     rang: bool,
 ) -> Value {
+    // No B leg (nobody answered): `uuid` is null, as for everything the carrier did not report.
+    let uuid = Some(uuid).filter(|u| !u.is_empty());
     json!({
         "uuid": uuid, "to": to, "from": OURS, "direction": "outbound",
         "from_iso2": "US", "from_country": "United States", "leg": "BLeg", "parent_call_uuid": parent,
@@ -514,8 +520,7 @@ async fn forward_fails(
 
     let node = done_step(&run, "Call_Forward_1");
     assert_eq!(node["state"], state);
-    // The Dial action names no B leg when nobody answered, and `uuid` is left empty (docs/phlo-format.md
-    // promises `null` for what the carrier did not report: change "" below when that is fixed).
+    // The Dial action names no B leg when nobody answered.
     assert_eq!(
         node["variables"],
         forward_vars(BOB, &caller, "", dial_status, cause, rang)

@@ -902,9 +902,7 @@ async fn a_late_callback_for_a_wait_that_moved_on_is_ignored() {
     assert_eq!(replay(&params).await.unwrap().status(), 403);
 
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = stack
-        .get_run(&acct, &run["run_id"].as_str().unwrap().to_owned())
-        .await;
+    let after = stack.get_run(&acct, run["run_id"].as_str().unwrap()).await;
     assert_eq!(after["status"], "completed");
     assert_eq!(after["step_count"], run["step_count"]);
     assert_eq!(journal(&after), journal(&run));
