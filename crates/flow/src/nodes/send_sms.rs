@@ -1,9 +1,10 @@
 //! Send SMS: one message per recipient. Each recipient continues as its own token so that `to`,
 //! `message_uuid` and `status` are single values, as the seed's variables are.
 //!
-//! `sent` when the carrier reports sent or delivered; `failed` when it reports failed, undelivered or
-//! rejected (or refuses the request). With no report before `status_timeout`, the message counts as sent:
-//! the carrier accepted it and only those three statuses mean failure.
+//! `failed` when the carrier reports failed, undelivered or rejected (or refuses the request), as the
+//! seed says. Carriers report `sent` before they know the outcome (`undelivered` comes after `sent`), so
+//! `sent` keeps waiting for `delivered` (→ `sent`) or a failure; with no final report before
+//! `status_timeout`, the message counts as sent: the carrier took it and never said it failed.
 
 use phlo_template::Template;
 use serde_json::json;
@@ -166,7 +167,7 @@ fn report_status(o: &Options, ctx: &Context, report: &SmsReport) -> Reaction {
         }
     }
     match status.as_str() {
-        "sent" | "delivered" => Reaction::done("sent", variables),
+        "delivered" => Reaction::done("sent", variables),
         "failed" | "undelivered" | "rejected" => {
             let code = report
                 .error_code
@@ -179,7 +180,7 @@ fn report_status(o: &Options, ctx: &Context, report: &SmsReport) -> Reaction {
                 format!("the carrier reported the message {status}{code}"),
             )
         }
-        // queued, or a status we do not know: keep waiting for a final one.
+        // queued, sent, or a status we do not know: keep waiting for a final one.
         _ => Reaction::wait(
             WaitOn::Sms {
                 recipient: report.recipient,

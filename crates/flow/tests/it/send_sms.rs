@@ -152,7 +152,6 @@ fn delivery_reports_decide_the_state() {
     let (c, wait) = parked(&phlo);
     let cases = [
         // (carrier status, error code, state, status variable, error)
-        ("sent", None, "sent", "sent", None),
         ("delivered", None, "sent", "delivered", None),
         ("DELIVERED", None, "sent", "delivered", None),
         (
@@ -200,6 +199,24 @@ fn delivery_reports_decide_the_state() {
         assert_eq!(done(&step, state), expected, "{status}");
         assert_eq!(error_of(&step).as_deref(), error, "{status}");
     }
+}
+
+#[test]
+fn sent_is_not_final_an_undelivered_report_after_it_fails() {
+    let phlo =
+        sms_phlo(json!({ "from": "+14155550100", "to": "+14155552671", "message": "hello" }));
+    let (c, _) = parked(&phlo);
+    let step = run(&phlo, &c, report("sent", None));
+    let waits = waits_of(&step);
+    assert_eq!(waits.len(), 1, "sent keeps waiting for the outcome");
+    assert_eq!(waits[0].variables["status"], json!("sent"));
+    let mut after = c.clone();
+    after.parked = waits[0].variables.clone();
+    let step = run(&phlo, &after, report("undelivered", Some("30005")));
+    assert_eq!(done(&step, "failed")["status"], json!("undelivered"));
+    // With no final report, `sent` is where the message stays.
+    let step = run(&phlo, &after, Event::Timeout);
+    assert_eq!(done(&step, "sent")["status"], json!("sent"));
 }
 
 #[test]

@@ -88,7 +88,7 @@ async fn send_sms_from_an_api_request_is_sent() {
     // The carrier's `sent` report decides; its later `delivered` finds the token gone.
     assert_eq!(
         send["variables"],
-        sms_vars(to, "Your code is 779889.", uuid, "sent", None)
+        sms_vars(to, "Your code is 779889.", uuid, "delivered", None)
     );
     assert_eq!(run["message_uuids"], json!([uuid]));
     assert_eq!(sim_messages(&stack, &sim).await.len(), 1);
@@ -101,7 +101,7 @@ async fn send_sms_forks_one_token_per_recipient_and_fails_the_ones_the_carrier_f
     let (mut stack, acct) = sms_stack(&sim).await;
     // (recipient, script, state, status, error code, simulator's final status)
     let cases = [
-        ("+14155550111", "deliver", "sent", "sent", None, "delivered"),
+        ("+14155550111", "deliver", "sent", "delivered", None, "delivered"),
         (
             "+14155550112",
             "fail",
@@ -118,13 +118,13 @@ async fn send_sms_forks_one_token_per_recipient_and_fails_the_ones_the_carrier_f
             Some("100"),
             "rejected",
         ),
-        // Reported `sent` before `undelivered`: the node has already taken `sent` (see the report).
+        // Reported `sent`, then `undelivered`: `sent` is not final, the failure decides.
         (
             "+14155550114",
             "undeliverable",
-            "sent",
-            "sent",
-            None,
+            "failed",
+            "undelivered",
+            Some("80"),
             "undelivered",
         ),
     ];
@@ -223,7 +223,7 @@ async fn send_sms_with_media_is_an_mms() {
         "+14155550121",
         "Your receipt",
         &carried["message_uuid"],
-        "sent",
+        "delivered",
         None,
     );
     expected["type"] = json!("mms");
@@ -294,7 +294,7 @@ async fn an_incoming_sms_starts_the_phlo_and_the_reply_goes_to_the_sender() {
     );
     let send = done_step(&run, "Send_SMS_1");
     assert_eq!(send["state"], "sent");
-    let mut expected = sms_vars(sender, reply_text, &reply["message_uuid"], "sent", None);
+    let mut expected = sms_vars(sender, reply_text, &reply["message_uuid"], "delivered", None);
     expected["from"] = json!(NUMBER);
     expected["to.iso2"] = json!("GB");
     expected["to_country"] = json!("United Kingdom");
