@@ -324,11 +324,19 @@ async fn ended(state: &AppState, p: &Params) -> Result<Response, ApiError> {
         .cloned()
         .unwrap_or_else(|| "NORMAL_CLEARING".into());
     let mut conn = state.pool.acquire().await?;
-    let Some(call) = phlo_store::calls::end(&mut conn, &uuid, Some(&cause)).await? else {
+    let Some(known) = phlo_store::calls::get(&mut conn, &uuid).await? else {
         return Ok(StatusCode::OK.into_response());
     };
-    let token = phlo_store::tokens::get(&mut conn, call.run_id, call.token).await?;
     drop(conn);
+    // Under the run's lock, like a worker's step: either the step that is parking the token on this
+    // call sees it ended (and resumes the wait at once), or this sees the token parked.
+    let mut tx = state.pool.begin().await?;
+    phlo_store::runs::lock(&mut tx, known.run_id).await?;
+    let Some(call) = phlo_store::calls::end(&mut tx, &uuid, Some(&cause)).await? else {
+        return Ok(StatusCode::OK.into_response());
+    };
+    let token = phlo_store::tokens::get(&mut tx, call.run_id, call.token).await?;
+    tx.commit().await?;
     let on_this_call =
         |t: &phlo_store::tokens::Token| t.context.0.call.as_ref().is_some_and(|c| c.uuid == uuid);
     if let Some(t) = token.filter(|t| t.status == "waiting" && on_this_call(t))
