@@ -88,11 +88,19 @@ impl Runtime {
     ) -> Result<(), RuntimeError> {
         // The call may have ended while the token ran other nodes: nobody will fetch this XML, so the
         // wait learns it at once instead of at its timeout.
-        if let Some(c) = calls::get(conn, call_uuid).await?.filter(|c| c.status == "completed") {
+        if let Some(c) = calls::get(conn, call_uuid)
+            .await?
+            .filter(|c| c.status == "completed")
+        {
             if let Some(wait_id) = wait_id {
                 let cause = c.hangup_cause.unwrap_or_else(|| "NORMAL_CLEARING".into());
                 let event = phlo_flow::Event::Hangup { cause };
-                let msg = phlo_bus::StepMessage::Resume { run_id, token, wait_id, event };
+                let msg = phlo_bus::StepMessage::Resume {
+                    run_id,
+                    token,
+                    wait_id,
+                    event,
+                };
                 outbox.step(self, conn, &msg).await?;
             }
             return Ok(());

@@ -86,34 +86,60 @@ async fn an_incoming_call_walks_an_ivr_menu() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_step_keeps_the_call_alive_instead_of_dropping_it() {
     let sim = Sim::start().await;
-    let (mut stack, acct) = crate::voice_support::voice_stack_with(&sim, &[("PHLO_VOICE_PATIENCE_MS", "300")]).await;
+    let (mut stack, acct) =
+        crate::voice_support::voice_stack_with(&sim, &[("PHLO_VOICE_PATIENCE_MS", "300")]).await;
     let phlo_id = stack.create_phlo(&acct, ivr_phlo()).await;
     attach(&stack, &acct, NUMBER, &phlo_id).await;
-    sim.script(&stack.http, CALLER, json!({ "digits": ["2"] })).await;
+    sim.script(&stack.http, CALLER, json!({ "digits": ["2"] }))
+        .await;
     stack.kill_all_workers();
     let call_uuid = call_in(&stack, &sim, CALLER, NUMBER).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let hooks = sim.get(&stack.http, "/sim/webhooks").await;
-        let continues = hooks.as_array().unwrap().iter().filter(|h| h["url"].as_str().is_some_and(|u| u.contains("/continue/"))).count();
+        let continues = hooks
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| h["url"].as_str().is_some_and(|u| u.contains("/continue/")))
+            .count();
         if continues >= 2 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "no keep-alive round trips: {hooks:#}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no keep-alive round trips: {hooks:#}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let call = sim.get(&stack.http, &format!("/sim/calls/{call_uuid}")).await;
-    assert_eq!(call["status"], "in-progress", "the call is kept, not dropped: {call:#}");
+    let call = sim
+        .get(&stack.http, &format!("/sim/calls/{call_uuid}"))
+        .await;
+    assert_eq!(
+        call["status"], "in-progress",
+        "the call is kept, not dropped: {call:#}"
+    );
     assert!(!events_of(&call, "waited").is_empty(), "{call:#}");
 
     stack.spawn_worker();
     let run_id = run_of_call(&stack, &acct).await;
-    let run = stack.wait_run(&acct, &run_id, Duration::from_secs(30)).await;
+    let run = stack
+        .wait_run(&acct, &run_id, Duration::from_secs(30))
+        .await;
     assert_eq!(run["status"], "completed", "{run:#}");
     assert_eq!(done_step(&run, "IVR_Menu_1")["state"], "2");
     let call = call_log(&stack, &sim, &call_uuid).await;
-    let heard: Vec<&str> = events_of(&call, "heard").iter().filter_map(|e| e["text"].as_str()).collect();
-    assert_eq!(heard, ["Press 1 for sales or 2 for support", "Support it is, +14155550100"]);
+    let heard: Vec<&str> = events_of(&call, "heard")
+        .iter()
+        .filter_map(|e| e["text"].as_str())
+        .collect();
+    assert_eq!(
+        heard,
+        [
+            "Press 1 for sales or 2 for support",
+            "Support it is, +14155550100"
+        ]
+    );
     stack.cleanup().await;
 }
 
@@ -124,7 +150,12 @@ async fn unsigned_or_forged_webhooks_are_refused() {
     let (mut stack, acct) = voice_stack(&sim).await;
     let phlo_id = stack.create_phlo(&acct, ivr_phlo()).await;
     attach(&stack, &acct, NUMBER, &phlo_id).await;
-    let form = [("CallUUID", "forged-1"), ("From", CALLER), ("To", NUMBER), ("Direction", "inbound")];
+    let form = [
+        ("CallUUID", "forged-1"),
+        ("From", CALLER),
+        ("To", NUMBER),
+        ("Direction", "inbound"),
+    ];
     let url = stack.url("/v1/carrier/voice/answer");
     let unsigned = stack.http.post(&url).form(&form).send().await.unwrap();
     assert_eq!(unsigned.status(), 403);
@@ -139,9 +170,17 @@ async fn unsigned_or_forged_webhooks_are_refused() {
         .unwrap();
     assert_eq!(forged.status(), 403);
     let body: Value = forged.json().await.unwrap();
-    assert!(body["error"].as_str().unwrap().contains("X-Plivo-Signature-V3"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("X-Plivo-Signature-V3"),
+        "{body}"
+    );
     // Nothing started.
-    let (_, runs) = stack.call(&acct, reqwest::Method::GET, "/v1/runs", None).await;
+    let (_, runs) = stack
+        .call(&acct, reqwest::Method::GET, "/v1/runs", None)
+        .await;
     assert_eq!(runs["objects"], json!([]));
     stack.cleanup().await;
 }

@@ -276,16 +276,14 @@ async fn the_official_python_sdk_drives_a_multiparty_call() {
         ("PHLO_ID", phlo_id.as_str()),
         ("PHLO_MPC_NODE_ID", MPC),
     ];
-    let sdk = |args: Vec<&'static str>| {
-        async move {
-            let lines = crate::sdk::run_script_with("python_mpc.py", &args, &env).await;
-            let response = &lines[0]["response"];
-            assert_eq!(response["error"], "", "{args:?}: {response}");
-            assert!(
-                response["api_id"].as_str().is_some_and(|a| !a.is_empty()),
-                "{args:?}: {response}"
-            );
-        }
+    let sdk = |args: Vec<&'static str>| async move {
+        let lines = crate::sdk::run_script_with("python_mpc.py", &args, &env).await;
+        let response = &lines[0]["response"];
+        assert_eq!(response["error"], "", "{args:?}: {response}");
+        assert!(
+            response["api_id"].as_str().is_some_and(|a| !a.is_empty()),
+            "{args:?}: {response}"
+        );
     };
     let [a1, a2, a3, a4] = AGENTS;
     sdk(vec!["call", CUSTOMER, a1, "agent"]).await;

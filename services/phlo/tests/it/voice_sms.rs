@@ -101,7 +101,14 @@ async fn send_sms_forks_one_token_per_recipient_and_fails_the_ones_the_carrier_f
     let (mut stack, acct) = sms_stack(&sim).await;
     // (recipient, script, state, status, error code, simulator's final status)
     let cases = [
-        ("+14155550111", "deliver", "sent", "delivered", None, "delivered"),
+        (
+            "+14155550111",
+            "deliver",
+            "sent",
+            "delivered",
+            None,
+            "delivered",
+        ),
         (
             "+14155550112",
             "fail",
@@ -294,7 +301,13 @@ async fn an_incoming_sms_starts_the_phlo_and_the_reply_goes_to_the_sender() {
     );
     let send = done_step(&run, "Send_SMS_1");
     assert_eq!(send["state"], "sent");
-    let mut expected = sms_vars(sender, reply_text, &reply["message_uuid"], "delivered", None);
+    let mut expected = sms_vars(
+        sender,
+        reply_text,
+        &reply["message_uuid"],
+        "delivered",
+        None,
+    );
     expected["from"] = json!(NUMBER);
     expected["to.iso2"] = json!("GB");
     expected["to_country"] = json!("United Kingdom");

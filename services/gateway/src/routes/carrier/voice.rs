@@ -124,17 +124,17 @@ pub async fn action(
             if let (Some(status), Some(action)) = (
                 p.get("DialStatus"),
                 instruction_action(&state, &call).await?,
-            )
-                && let Some(next) = next_dial(&action, attempt, status) {
-                    let urls = action_urls(
-                        &state.config.public_url,
-                        run_id,
-                        token,
-                        wait_id,
-                        attempt + 1,
-                    );
-                    return Ok(xml(voice_xml(&next, &urls).render()));
-                }
+            ) && let Some(next) = next_dial(&action, attempt, status)
+            {
+                let urls = action_urls(
+                    &state.config.public_url,
+                    run_id,
+                    token,
+                    wait_id,
+                    attempt + 1,
+                );
+                return Ok(xml(voice_xml(&next, &urls).render()));
+            }
             if p.contains_key("DialStatus") {
                 Event::Dial(events::dial(p))
             } else {
@@ -202,7 +202,9 @@ pub async fn action(
         let current = phlo_store::calls::instruction(&mut conn, &call).await?;
         drop(conn);
         let seen = match current {
-            Some(i) if (i.run_id, i.token, i.wait_id) == (run_id, token, Some(wait_id)) => i.version,
+            Some(i) if (i.run_id, i.token, i.wait_id) == (run_id, token, Some(wait_id)) => {
+                i.version
+            }
             Some(i) => i.version - 1,
             None => 0,
         };
@@ -340,15 +342,16 @@ async fn ended(state: &AppState, p: &Params) -> Result<Response, ApiError> {
     let on_this_call =
         |t: &phlo_store::tokens::Token| t.context.0.call.as_ref().is_some_and(|c| c.uuid == uuid);
     if let Some(t) = token.filter(|t| t.status == "waiting" && on_this_call(t))
-        && let Some(wait_id) = t.wait_id {
-            let msg = StepMessage::Resume {
-                run_id: call.run_id,
-                token: call.token,
-                wait_id,
-                event: Event::Hangup { cause },
-            };
-            resume(state, msg).await?;
-        }
+        && let Some(wait_id) = t.wait_id
+    {
+        let msg = StepMessage::Resume {
+            run_id: call.run_id,
+            token: call.token,
+            wait_id,
+            event: Event::Hangup { cause },
+        };
+        resume(state, msg).await?;
+    }
     Ok(StatusCode::OK.into_response())
 }
 

@@ -54,9 +54,10 @@ pub async fn next_xml(
     loop {
         let mut conn = state.pool.acquire().await?;
         if let Some(i) = phlo_store::calls::instruction(&mut conn, call_uuid).await?
-            && i.version > seen {
-                return Ok(i.xml);
-            }
+            && i.version > seen
+        {
+            return Ok(i.xml);
+        }
         drop(conn);
         if Instant::now() >= deadline {
             if round >= MAX_KEEP_ALIVE_ROUNDS {
