@@ -65,6 +65,8 @@ pub enum CarrierCommand {
     SendSms { sms: SendSms, status_url: String },
     /// End a live call (its run ended or was cancelled).
     Hangup { call_uuid: String },
+    /// Record a whole live call (Initiate Call's `record`).
+    RecordCall { call_uuid: String },
 }
 
 impl CarrierMessage {
@@ -73,6 +75,7 @@ impl CarrierMessage {
             CarrierCommand::PlaceCall { call, .. } => format!("call{}", call.leg),
             CarrierCommand::SendSms { sms, .. } => format!("sms{}", sms.recipient),
             CarrierCommand::Hangup { call_uuid } => format!("hangup:{call_uuid}"),
+            CarrierCommand::RecordCall { call_uuid } => format!("record:{call_uuid}"),
         };
         format!(
             "carrier:{}:{}:{}:{what}",

@@ -153,6 +153,13 @@ pub trait Carrier: Send + Sync {
         aleg_url: &'a str,
     ) -> BoxFuture<'a, Result<(), CarrierError>>;
 
+    /// Starts recording a live call (Plivo's Record API); the recording is reported to `callback_url`.
+    fn record_call<'a>(
+        &'a self,
+        call_uuid: &'a str,
+        callback_url: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), CarrierError>>;
+
     /// Calls a participant into the multiparty call `mpc_name`.
     fn mpc_add_participant<'a>(
         &'a self,

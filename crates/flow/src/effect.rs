@@ -16,6 +16,8 @@ pub enum Effect {
     SendSms(SendSms),
     /// Perform an HTTP request outside any transaction; the result comes back as `Event::Http`.
     Http(HttpRequest),
+    /// Record the whole of a live call (Initiate Call's `record`), through the carrier's Record API.
+    RecordCall { call_uuid: String },
     /// Increment a counter in the step's transaction; the new value comes back as `Event::Counter`.
     Counter(CounterIncrement),
     /// Post the node's variables to the configured webhook.

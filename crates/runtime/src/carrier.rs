@@ -95,6 +95,12 @@ impl Runtime {
                     ..Default::default()
                 }))
             }
+            CarrierCommand::RecordCall { call_uuid } => {
+                if let Err(e) = carrier.record_call(call_uuid, None).await {
+                    tracing::warn!(call_uuid, error = %e, "recording a call failed");
+                }
+                None
+            }
             CarrierCommand::Hangup { call_uuid } => {
                 if let Err(e) = carrier.hangup_call(call_uuid).await
                     && !e.is_not_found()
@@ -122,7 +128,10 @@ impl Runtime {
                 error_code: Some(cause),
                 ..Default::default()
             }),
-            CarrierCommand::Hangup { .. } => Event::Hangup { cause },
+            // Never refused: their errors are logged where they are made.
+            CarrierCommand::Hangup { .. } | CarrierCommand::RecordCall { .. } => {
+                Event::Hangup { cause }
+            }
         }
     }
 }

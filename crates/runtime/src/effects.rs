@@ -86,6 +86,23 @@ impl Runtime {
                     )
                     .await
             }
+            Effect::RecordCall { call_uuid } if self.has_carrier() => {
+                let command = CarrierCommand::RecordCall { call_uuid };
+                outbox
+                    .carrier(
+                        self,
+                        conn,
+                        &CarrierMessage {
+                            run_id,
+                            token,
+                            wait_id: wait,
+                            command,
+                        },
+                    )
+                    .await
+            }
+            // Without a carrier there is no call to record (calls come from a carrier).
+            Effect::RecordCall { .. } => Ok(()),
             Effect::SendSms(sms) => {
                 let event = Event::Sms(no_carrier_sms(sms.recipient));
                 outbox

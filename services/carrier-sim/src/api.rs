@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use crate::body::ApiBody;
 use crate::calls::{HangupInfo, Start};
 use crate::error::ApiError;
+use crate::events::EventKind;
 use crate::messages::{self, Outgoing};
 use crate::outbound::{self, CallRequest, OnAnswer};
 use crate::rooms::Callback;
@@ -41,6 +42,7 @@ pub fn routes(sim: Sim) -> Router<Sim> {
         "/Call/{call_id}",
         get(get_call).post(transfer_call).delete(hangup_call),
     );
+    account = both(account, "/Call/{call_id}/Record", post(record_call));
     account = both(account, "/Request/{call_id}", delete(hangup_call));
     account = both(account, "/Message", post(send_message));
     account = both(account, "/Message/{message_id}", get(get_message));
@@ -190,6 +192,37 @@ async fn transfer_call(
     }
     let body = json!({ "message": "call transfered", "api_id": api_id() });
     Ok((StatusCode::ACCEPTED, Json(body)))
+}
+
+/// Plivo's Record API: starts recording the whole call. The simulator logs it on the call; the
+/// recording itself is never delivered (there is no audio to record).
+async fn record_call(
+    State(sim): State<Sim>,
+    Path(p): Path<CallPath>,
+) -> Result<impl IntoResponse, ApiError> {
+    let call = sim
+        .calls
+        .get(&p.call_id)
+        .filter(|c| c.is_live())
+        .ok_or_else(|| ApiError::not_found(format!("call {} is not in progress", p.call_id)))?;
+    let recording_id = uuid::Uuid::new_v4().to_string();
+    let url = format!(
+        "{}/recordings/{recording_id}.mp3",
+        sim.config.public_url.trim_end_matches('/')
+    );
+    call.log_party(EventKind::RecordingStarted {
+        recording_id: recording_id.clone(),
+        url: url.clone(),
+    });
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "api_id": api_id(),
+            "message": "call recording started",
+            "recording_id": recording_id,
+            "url": url,
+        })),
+    ))
 }
 
 async fn hangup_call(

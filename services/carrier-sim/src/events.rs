@@ -73,6 +73,11 @@ pub enum EventKind {
         duration_secs: f64,
         beep: bool,
     },
+    /// The whole call is being recorded (Plivo's Record API).
+    RecordingStarted {
+        recording_id: String,
+        url: String,
+    },
     Joined {
         room: String,
         room_kind: &'static str,

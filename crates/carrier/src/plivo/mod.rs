@@ -199,6 +199,23 @@ impl Carrier for PlivoCarrier {
         })
     }
 
+    fn record_call<'a>(
+        &'a self,
+        call_uuid: &'a str,
+        callback_url: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), CarrierError>> {
+        Box::pin(async move {
+            let mut body = json!({ "file_format": "mp3" });
+            if let Some(url) = callback_url {
+                body["callback_url"] = json!(url);
+                body["callback_method"] = json!("POST");
+            }
+            self.call(Method::POST, &["Call", call_uuid, "Record"], Some(body))
+                .await?;
+            Ok(())
+        })
+    }
+
     fn mpc_add_participant<'a>(
         &'a self,
         mpc_name: &'a str,

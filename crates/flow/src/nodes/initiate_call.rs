@@ -58,7 +58,7 @@ pub(crate) fn react(
 ) -> Result<Reaction, EngineError> {
     Ok(match event {
         Event::Enter => enter(o, ctx),
-        Event::Call(result) => finished(ctx, result),
+        Event::Call(result) => finished(o, ctx, result),
         Event::Timeout => {
             let mut variables = ctx.parked.clone();
             variables.insert("ring_status".into(), json!(false));
@@ -122,7 +122,7 @@ fn enter(o: &Options, ctx: &Context) -> Reaction {
     }
 }
 
-fn finished(ctx: &Context, result: &CallResult) -> Reaction {
+fn finished(o: &Options, ctx: &Context, result: &CallResult) -> Reaction {
     let mut variables = ctx.parked.clone();
     let mut call = call_vars(&result.call);
     // What the node itself decided (to, from) stands when the carrier leaves a field empty; every other
@@ -155,9 +155,13 @@ fn finished(ctx: &Context, result: &CallResult) -> Reaction {
     };
     match result.outcome {
         CallOutcome::Answered | CallOutcome::Completed => {
-            Reaction::done("answered", variables.clone()).with_call(active())
+            Reaction::done("answered", variables.clone())
+                .with_call(active())
+                .with_effects(recording(o, ctx, &result.call.uuid))
         }
-        CallOutcome::Machine => Reaction::done("voicemail", variables.clone()).with_call(active()),
+        CallOutcome::Machine => Reaction::done("voicemail", variables.clone())
+            .with_call(active())
+            .with_effects(recording(o, ctx, &result.call.uuid)),
         CallOutcome::NoAnswer => Reaction::done("no_answer", variables),
         CallOutcome::Busy => Reaction::done("busy", variables),
         CallOutcome::Failed => {
@@ -176,4 +180,15 @@ fn str_var(vars: &Vars, key: &str) -> String {
         .and_then(|v| v.as_str())
         .unwrap_or_default()
         .to_owned()
+}
+
+/// The `record` option, judged when the call is answered: a recording of the whole call from then on.
+/// It renders the same as when the call was placed (the token's context has not changed since).
+fn recording(o: &Options, ctx: &Context, call_uuid: &str) -> Vec<Effect> {
+    match record::resolve(ctx, &o.record) {
+        Ok(true) if !call_uuid.is_empty() => vec![Effect::RecordCall {
+            call_uuid: call_uuid.to_owned(),
+        }],
+        _ => Vec::new(),
+    }
 }

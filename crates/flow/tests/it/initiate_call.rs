@@ -315,3 +315,48 @@ fn a_hang_up_is_not_an_initiate_call_event() {
         }
     );
 }
+
+#[test]
+fn an_answered_call_is_recorded_when_record_holds() {
+    use phlo_flow::effect::Effect;
+    use phlo_flow::event::{CallDetails, CallOutcome, CallResult};
+    for (record, recorded) in [
+        (json!(true), true),
+        (json!("TRUE"), true),
+        (json!(0), false),
+        (json!("false"), false),
+    ] {
+        let phlo = phlo_with(
+            "initiate_call",
+            "Initiate_Call_1",
+            json!({ "from": "+14155550100", "to": ["+14155550101"], "record": record }),
+            &["answered", "voicemail"],
+        );
+        let c = ctx(json!({}));
+        let (wait, _) = enter_and_wait(&phlo, &c);
+        for outcome in [CallOutcome::Answered, CallOutcome::Machine] {
+            let event = phlo_flow::Event::Call(CallResult {
+                leg: 0,
+                outcome,
+                call: CallDetails {
+                    uuid: "leg-uuid".into(),
+                    ..Default::default()
+                },
+            });
+            let step = run(&phlo, &resumed(&c, &wait), event);
+            let records: Vec<Effect> = step
+                .effects
+                .into_iter()
+                .filter(|e| matches!(e, Effect::RecordCall { .. }))
+                .collect();
+            let expected = if recorded {
+                vec![Effect::RecordCall {
+                    call_uuid: "leg-uuid".into(),
+                }]
+            } else {
+                vec![]
+            };
+            assert_eq!(records, expected, "record={record} {outcome:?}");
+        }
+    }
+}

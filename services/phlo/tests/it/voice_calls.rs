@@ -58,7 +58,7 @@ fn initiate_phlo(to: Value, extra: Value) -> Value {
 /// The variables of an answered (or machine-answered) call: the answer webhook reports no times,
 /// durations or bill.
 fn answered_vars(to: &str, uuid: &str, machine: bool) -> Value {
-    // No B leg (nobody answered): `uuid` is null, as for everything the carrier did not report.
+    // `uuid` is null where the carrier named no call.
     let uuid = Some(uuid).filter(|u| !u.is_empty());
     json!({
         "uuid": uuid, "to": to, "from": OURS, "direction": "outbound",
@@ -71,7 +71,7 @@ fn answered_vars(to: &str, uuid: &str, machine: bool) -> Value {
 
 /// The variables of a call that never connected, from its hang-up report.
 fn unanswered_vars(to: &str, uuid: &str, cause: &str, rang: bool) -> Value {
-    // No B leg (nobody answered): `uuid` is null, as for everything the carrier did not report.
+    // `uuid` is null where the carrier named no call.
     let uuid = Some(uuid).filter(|u| !u.is_empty());
     json!({
         "uuid": uuid, "to": to, "from": OURS, "direction": "outbound",
@@ -111,6 +111,51 @@ async fn initiate_call_answered_then_the_callee_hears_play_audio() {
     assert_eq!(kinds(call), ["ringing", "answered", "heard", "hung_up"]);
     assert_eq!(events(call, "answered")[0]["machine"], false);
     assert_eq!(events(call, "hung_up")[0]["reason"], "Hangup element");
+    rig.finish().await;
+}
+
+/// `record` (true by the seed's truth table) records the answered call through the carrier's Record API.
+#[tokio::test(flavor = "multi_thread")]
+async fn initiate_call_records_the_answered_call_when_asked() {
+    let rig = Rig::start().await;
+    let phlo = rig
+        .phlo(initiate_phlo(
+            json!([ALICE]),
+            json!({ "record": "{{Start.http.params.record}}" }),
+        ))
+        .await;
+    let run = rig
+        .finished_run(&rig.trigger(&phlo, json!({ "record": "TRUE" })).await)
+        .await;
+    assert_eq!(
+        done_step(&run, "Initiate_Call_1")["state"],
+        "answered",
+        "{run:#}"
+    );
+    let calls = rig.ended_calls_to(ALICE, 1).await;
+    // The recording starts through the REST API beside the call's XML: its place among them may vary.
+    let mut kinds_seen = kinds(&calls[0]);
+    let recorded = kinds_seen
+        .iter()
+        .position(|k| k == "recording_started")
+        .expect("recording started");
+    kinds_seen.remove(recorded);
+    assert_eq!(kinds_seen, ["ringing", "answered", "heard", "hung_up"]);
+
+    // "0" is false: no recording.
+    let run = rig
+        .finished_run(&rig.trigger(&phlo, json!({ "record": "0" })).await)
+        .await;
+    assert_eq!(done_step(&run, "Initiate_Call_1")["state"], "answered");
+    let calls = rig.ended_calls_to(ALICE, 2).await;
+    assert!(
+        calls
+            .iter()
+            .filter(|c| kinds(c).contains(&"recording_started".to_owned()))
+            .count()
+            == 1,
+        "{calls:#?}"
+    );
     rig.finish().await;
 }
 
