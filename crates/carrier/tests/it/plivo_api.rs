@@ -150,11 +150,16 @@ async fn live_call_control() {
         seen[1].body,
         json!({ "legs": "aleg", "aleg_url": "https://r/next?w=2", "aleg_method": "POST" })
     );
-    c.record_call("call-1", Some("https://r/recorded")).await.unwrap();
+    c.record_call("call-1", Some("https://r/recorded"))
+        .await
+        .unwrap();
     let seen = server.seen();
     assert_eq!(
         (&seen[2].method, seen[2].path.as_str()),
-        (&Method::POST, "/v1/Account/MAXXXXXXXXXXXXXXXXXX/Call/call-1/Record/")
+        (
+            &Method::POST,
+            "/v1/Account/MAXXXXXXXXXXXXXXXXXX/Call/call-1/Record/"
+        )
     );
     assert_eq!(
         seen[2].body,

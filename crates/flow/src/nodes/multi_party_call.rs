@@ -9,6 +9,7 @@ use crate::engine::{Context, EngineError, Reaction};
 use crate::event::Event;
 use crate::model::Node;
 use crate::nodes::check_literal;
+use crate::nodes::prompt::{self, PromptOption};
 use crate::nodes::room::{self, RoomOptions};
 use crate::options::OptionReader;
 use crate::phone;
@@ -24,6 +25,8 @@ pub struct Options {
     /// Caller ID of the calls the trigger API places (`call`, transfers).
     pub from: Option<Template>,
     pub ring_timeout: u64,
+    /// What a member answered by a machine hears on the trigger API's `voicemail_drop`.
+    pub voicemail_message: Option<PromptOption>,
 }
 
 pub(crate) fn parse(r: &mut OptionReader) -> Options {
@@ -35,6 +38,7 @@ pub(crate) fn parse(r: &mut OptionReader) -> Options {
     let f = r.field("from");
     check_literal(r, &f, from.as_ref(), "invalid_phone", phone::check_address);
     let ring_timeout = r.uint("ring_timeout", 5..=300, 45);
+    let voicemail_message = prompt::parse_optional(r, "voicemail_message");
     Options {
         room,
         role,
@@ -42,6 +46,7 @@ pub(crate) fn parse(r: &mut OptionReader) -> Options {
         customer_hold_music_url,
         from,
         ring_timeout,
+        voicemail_message,
     }
 }
 

@@ -99,7 +99,7 @@ pub(crate) fn parse_list(r: &mut OptionReader, key: &'static str) -> Vec<PromptO
     }
 }
 
-pub(crate) fn render(ctx: &Context, prompt: &PromptOption) -> Result<Prompt, String> {
+pub fn render(ctx: &Context, prompt: &PromptOption) -> Result<Prompt, String> {
     Ok(match prompt {
         PromptOption::Speak {
             text,

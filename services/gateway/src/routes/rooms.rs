@@ -335,7 +335,23 @@ pub async fn member_action(
             })
             .await?;
         }
-        "hangup" | "voicemail_drop" => {
+        "voicemail_drop" if mpc => {
+            if !present && member.state != "joining" {
+                return Err(conflict(&member, &action, "in the call"));
+            }
+            let message = match &node.component {
+                Component::MultiPartyCall(o) => o.voicemail_message.as_ref(),
+                _ => None,
+            };
+            match (message, member.call_uuid.as_deref()) {
+                (Some(message), Some(call_uuid)) => {
+                    drop_voicemail(&state, carrier.as_ref(), &member, call_uuid, message).await?;
+                }
+                _ => act(MemberAction::Kick).await?,
+            }
+            rooms::set_state(&mut conn, member.id, "left", None).await?;
+        }
+        "hangup" => {
             if !present && member.state != "joining" {
                 return Err(conflict(&member, &action, "in the call"));
             }
@@ -402,6 +418,71 @@ pub async fn member_action(
         }
     }
     Ok(created())
+}
+
+/// Leaves the node's voicemail message on a member answered by a machine: the member's call is moved
+/// (Plivo's transfer) to XML that plays the message and hangs up.
+async fn drop_voicemail(
+    state: &AppState,
+    carrier: &dyn Carrier,
+    member: &Member,
+    call_uuid: &str,
+    message: &phlo_flow::nodes::prompt::PromptOption,
+) -> Result<(), ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    // The message may use the run's variables, as seen by the token in the room.
+    let ctx = phlo_store::tokens::list(&mut conn, member.run_id)
+        .await?
+        .into_iter()
+        .find(|t| t.node_id == member.node_id)
+        .map(|t| t.context.0)
+        .unwrap_or_default();
+    let prompt = phlo_flow::nodes::prompt::render(&ctx, message).map_err(|e| {
+        ApiError::bad_request(format!("the node's voicemail_message does not render: {e}"))
+    })?;
+    let xml = phlo_carrier::xml::Response::new(vec![
+        phlo_carrier::voice::prompt_element(&prompt),
+        phlo_carrier::xml::Element::Hangup(phlo_carrier::xml::Hangup::default()),
+    ])
+    .render();
+    if phlo_store::calls::get(&mut conn, call_uuid)
+        .await?
+        .is_none()
+    {
+        phlo_store::calls::upsert(
+            &mut conn,
+            &phlo_store::calls::NewCall {
+                call_uuid,
+                run_id: member.run_id,
+                token: -1,
+                direction: "outbound",
+                from_number: &member.address,
+                to_number: &member.address,
+            },
+        )
+        .await?;
+    }
+    let version = phlo_store::calls::instruct(
+        &mut conn,
+        &phlo_store::calls::NewInstruction {
+            call_uuid,
+            run_id: member.run_id,
+            token: -1,
+            wait_id: None,
+            action: None,
+            xml: &xml,
+        },
+    )
+    .await?;
+    let url = format!(
+        "{}/v1/carrier/voice/continue/{call_uuid}?after={}",
+        state.config.public_url.trim_end_matches('/'),
+        version - 1
+    );
+    carrier
+        .transfer_call(call_uuid, &url)
+        .await
+        .map_err(carrier_error)
 }
 
 /// Where participants added through the API report their events.

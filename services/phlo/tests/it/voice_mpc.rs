@@ -26,7 +26,8 @@ pub fn mpc_phlo() -> Value {
         { "node_id": START, "name": "Start", "type": "start", "transitions": { "incoming_call": MPC } },
         { "node_id": MPC, "name": "Multiparty_Call_1", "type": "multi_party_call",
           "options": { "conference_name": ROOM, "role": "customer", "from": NUMBER,
-                       "prompt": "Connecting you to support" } },
+                       "prompt": "Connecting you to support",
+                       "voicemail_message": "Sorry we missed you, call {{Start.call.to}} back" } },
     ]})
 }
 
@@ -219,6 +220,37 @@ async fn every_action_moves_members_and_wrong_states_are_refused() {
     ok(member_action(&stack, &acct, &phlo_id, a2, "unmute").await);
     ok(member_action(&stack, &acct, &phlo_id, a2, "voicemail_drop").await);
     wait_member(&stack, &acct, &run_id, a2, "left").await;
+    // The agent's line heard the node's voicemail message, then was hung up.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let calls = sim.get(&stack.http, "/sim/calls").await;
+        let agent = calls
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["to"] == a2)
+            .cloned()
+            .unwrap_or_default();
+        let heard: Vec<&str> = agent["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["kind"] == "heard")
+            .filter_map(|e| e["text"].as_str())
+            .collect();
+        if agent["status"] == "completed" {
+            assert!(
+                heard.contains(&"Sorry we missed you, call +14155550199 back"),
+                "{agent:#}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the voicemail was never left: {agent:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (status, _) = member_action(&stack, &acct, &phlo_id, a2, "hangup").await;
     assert_eq!(status, 404, "a member who left is no longer in the room");
 
