@@ -21,6 +21,9 @@ pub struct BusConfig {
     /// Deliveries per message before NATS gives up on it (it then stays in the stream and an
     /// advisory is published).
     pub max_deliver: i64,
+    /// After shutdown, how long a `consume` loop waits for its running handlers before it releases
+    /// them: the handler is dropped and its message NAK'd, so another replica takes it at once.
+    pub drain_grace: Duration,
 }
 
 impl Default for BusConfig {
@@ -31,6 +34,7 @@ impl Default for BusConfig {
             replicas: 1,
             ack_wait: Duration::from_secs(30),
             max_deliver: 20,
+            drain_grace: Duration::from_secs(20),
         }
     }
 }

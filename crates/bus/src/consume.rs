@@ -25,6 +25,9 @@ const PULL_EXPIRES: Duration = Duration::from_secs(5);
 /// Pause after an error from NATS (server restarting, consumer gone) before pulling again.
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
 
+/// At shutdown, how long to wait for further messages of the pull in progress (to give them back).
+const RELEASE_WAIT: Duration = Duration::from_millis(100);
+
 /// One delivery of a message to a handler.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -51,9 +54,14 @@ pub enum Outcome {
 impl Bus {
     /// Runs `handler` for every message of `queue` until `shutdown` is cancelled, with at most
     /// `max_in_flight` handlers running at once. NATS errors are logged and retried, never
-    /// returned. On shutdown it stops pulling, waits for running handlers (give them their own
-    /// deadline) and flushes their acks. Messages NATS had already sent but that were not
-    /// started come back to another replica after `ack_wait`.
+    /// returned. On shutdown it stops pulling, waits for running handlers up to
+    /// [`BusConfig::drain_grace`](crate::BusConfig::drain_grace), releases those still running then
+    /// (dropped and NAK'd: another replica takes them at once) and flushes the acks. Messages NATS
+    /// had already sent but that were not started come back to another replica after `ack_wait`.
+    ///
+    /// Metrics, by `queue`: `phlo_deliveries_total`, `phlo_redeliveries_total` (deliveries NATS had
+    /// made before: a NAK, an ack timeout or a crashed replica), `phlo_consumer_in_flight` and
+    /// `phlo_consumer_acks_total{kind}` (`ack`, `retry`, `term`, `released`).
     pub async fn consume<H, Fut>(
         &self,
         queue: Queue,
@@ -68,10 +76,13 @@ impl Bus {
         if max_in_flight == 0 {
             return Err(BusError::Config("max_in_flight must be at least 1".into()));
         }
+        let release = CancellationToken::new();
         let mut puller = Puller {
+            queue: queue.name(),
             slots: Arc::new(Semaphore::new(max_in_flight)),
             tasks: TaskTracker::new(),
             shutdown: shutdown.clone(),
+            release: release.clone(),
             connections: self.connections(),
         };
         let mut consumer = None;
@@ -97,7 +108,20 @@ impl Bus {
             }
         }
         puller.tasks.close();
-        puller.tasks.wait().await;
+        let grace = self.config().drain_grace;
+        if tokio::time::timeout(grace, puller.tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                queue = queue.name(),
+                running = puller.tasks.len(),
+                ?grace,
+                "handlers still running at the drain deadline; releasing their messages"
+            );
+            release.cancel();
+            puller.tasks.wait().await;
+        }
         if let Err(err) = self.client().flush().await {
             warn!(error = %err, "could not flush final acks; NATS will redeliver those messages");
         }
@@ -107,10 +131,13 @@ impl Bus {
 
 /// The state of one `consume` loop.
 struct Puller {
+    queue: &'static str,
     /// One permit per handler allowed to run.
     slots: Arc<Semaphore>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
+    /// Cancelled when the drain deadline passes: running handlers give their messages back.
+    release: CancellationToken,
     connections: watch::Receiver<u64>,
 }
 
@@ -145,7 +172,10 @@ impl Puller {
         // Unused permits go back to the semaphore when `permits` drops.
         while let Some(permit) = permits.pop() {
             let next = tokio::select! {
-                _ = self.shutdown.cancelled() => return Ok(()),
+                _ = self.shutdown.cancelled() => {
+                    release_unstarted(&mut batch).await;
+                    return Ok(());
+                }
                 // A restarted server forgot this pull request: make a new one now rather than
                 // when the client gives up on it.
                 Ok(()) = self.connections.changed() => return Ok(()),
@@ -155,12 +185,28 @@ impl Puller {
                 None => return Ok(()), // the pull request expired
                 Some(Err(err)) => return Err(err),
                 Some(Ok(message)) => {
-                    self.tasks
-                        .spawn(handle(message, permit, handler.clone(), ack_wait));
+                    self.tasks.spawn(handle(
+                        message,
+                        permit,
+                        handler.clone(),
+                        ack_wait,
+                        self.queue,
+                        self.release.clone(),
+                    ));
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// At shutdown: messages of the current pull that arrive now will not be started here. NAK them so
+/// another replica takes them at once instead of after `ack_wait`.
+async fn release_unstarted(batch: &mut pull::Batch) {
+    while let Ok(Some(Ok(message))) = tokio::time::timeout(RELEASE_WAIT, batch.next()).await {
+        if let Err(err) = message.ack_with(AckKind::Nak(None)).await {
+            debug!(error = %err, "NAK at shutdown not sent; NATS redelivers after ack_wait");
+        }
     }
 }
 
@@ -169,6 +215,8 @@ async fn handle<H, Fut>(
     _permit: OwnedSemaphorePermit,
     handler: H,
     ack_wait: Duration,
+    queue: &'static str,
+    release: CancellationToken,
 ) where
     H: Fn(Delivery) -> Fut,
     Fut: Future<Output = Outcome>,
@@ -190,20 +238,52 @@ async fn handle<H, Fut>(
         stream_sequence,
     };
     let subject = delivery.subject.clone();
-    let outcome = keep_alive(handler(delivery), &acker, ack_wait).await;
-    let kind = match outcome {
-        Outcome::Ack => AckKind::Ack,
-        Outcome::Retry(delay) => {
+    metrics::counter!("phlo_deliveries_total", "queue" => queue).increment(1);
+    if delivered > 1 {
+        metrics::counter!("phlo_redeliveries_total", "queue" => queue).increment(1);
+    }
+    let in_flight = InFlight::new(queue);
+    let outcome = tokio::select! {
+        outcome = keep_alive(handler(delivery), &acker, ack_wait) => Some(outcome),
+        // The drain deadline passed: drop the handler (its transaction rolls back) and give the
+        // message back now rather than after `ack_wait`.
+        () = release.cancelled() => None,
+    };
+    drop(in_flight);
+    let (kind, label) = match outcome {
+        Some(Outcome::Ack) => (AckKind::Ack, "ack"),
+        Some(Outcome::Retry(delay)) => {
             debug!(%subject, stream_sequence, delivered, ?delay, "retrying later");
-            AckKind::Nak(Some(delay))
+            (AckKind::Nak(Some(delay)), "retry")
         }
-        Outcome::Term(reason) => {
+        Some(Outcome::Term(reason)) => {
             error!(%subject, stream_sequence, delivered, %reason, "dropping message for good");
-            AckKind::Term
+            (AckKind::Term, "term")
+        }
+        None => {
+            warn!(%subject, stream_sequence, "released at shutdown; another replica takes it");
+            (AckKind::Nak(None), "released")
         }
     };
+    metrics::counter!("phlo_consumer_acks_total", "queue" => queue, "kind" => label).increment(1);
     if let Err(err) = acker.ack_with(kind).await {
         warn!(%subject, stream_sequence, error = %err, "ack not sent; NATS will redeliver");
+    }
+}
+
+/// `phlo_consumer_in_flight{queue}`: up while a handler runs, down when it ends or is dropped.
+struct InFlight(&'static str);
+
+impl InFlight {
+    fn new(queue: &'static str) -> Self {
+        metrics::gauge!("phlo_consumer_in_flight", "queue" => queue).increment(1.0);
+        InFlight(queue)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::gauge!("phlo_consumer_in_flight", "queue" => self.0).decrement(1.0);
     }
 }
 

@@ -45,6 +45,7 @@ impl Runtime {
         }
         phlo_store::outbox::delete(&mut tx, &published).await?;
         tx.commit().await?;
+        metrics::counter!("phlo_outbox_relayed_total").increment(published.len() as u64);
         Ok(published.len())
     }
 
@@ -64,6 +65,7 @@ impl Runtime {
             outbox.step(self, &mut tx, &msg).await?;
         }
         tx.commit().await?;
+        metrics::counter!("phlo_timers_fired_total").increment(due.len() as u64);
         self.flush(outbox).await;
         Ok(due.len())
     }
@@ -89,6 +91,7 @@ impl Runtime {
                 .publish(&subject, &id, msg.to_bytes(), None)
                 .await?;
             phlo_store::tokens::touch(&mut conn, *run_id, *token).await?;
+            metrics::counter!("phlo_steps_redriven_total").increment(1);
         }
         let lifetime =
             Utc::now() - chrono::Duration::from_std(self.config().max_lifetime).unwrap_or_default();
@@ -114,7 +117,17 @@ impl Runtime {
         Ok(stale.len() + expired.len())
     }
 
-    /// Runs the relay, the timers and the reconciler until `shutdown`.
+    /// Samples `phlo_outbox_backlog`: outbox rows not yet published (or not yet deleted after it).
+    async fn sample_backlog(&self) -> Result<(), RuntimeError> {
+        let mut conn = self.pool().acquire().await?;
+        let n = phlo_store::outbox::backlog(&mut conn).await?;
+        metrics::gauge!("phlo_outbox_backlog").set(n as f64);
+        Ok(())
+    }
+
+    /// Runs the relay, the timers and the reconciler until `shutdown`. Metrics:
+    /// `phlo_timers_fired_total`, `phlo_outbox_relayed_total`, `phlo_steps_redriven_total` and the
+    /// `phlo_outbox_backlog` gauge, sampled every pass.
     pub async fn run_background(&self, shutdown: CancellationToken) {
         let every = self.config().poll_interval;
         let mut ticks = 0u64;
@@ -129,6 +142,9 @@ impl Runtime {
             }
             if let Err(e) = self.relay_once().await {
                 tracing::warn!(error = %e, "outbox relay failed");
+            }
+            if let Err(e) = self.sample_backlog().await {
+                tracing::debug!(error = %e, "sampling the outbox backlog failed");
             }
             // The reconciler scans more; every tenth tick is plenty for a 60 s threshold.
             if ticks.is_multiple_of(10)

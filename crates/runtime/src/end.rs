@@ -18,7 +18,9 @@ impl Runtime {
         tokens::end_all(conn, run_id, reason).await?;
         timers::clear_run(conn, run_id).await?;
         self.hang_up_run(conn, outbox, run_id).await?;
-        runs::finish(conn, run_id, status, Some(reason)).await?;
+        if runs::finish(conn, run_id, status, Some(reason)).await? {
+            outbox.run_ended(status);
+        }
         Ok(())
     }
 }

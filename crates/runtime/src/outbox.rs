@@ -19,6 +19,8 @@ pub(crate) struct Outbox {
     rows: Vec<Row>,
     /// Calls with a new instruction, announced after commit to the webhook waiting for it.
     notify: Vec<String>,
+    /// Statuses of the runs this transaction ended, counted once it committed.
+    ended: Vec<&'static str>,
 }
 
 impl Outbox {
@@ -68,6 +70,17 @@ impl Outbox {
             .await
     }
 
+    /// Counts a run this transaction ends in `phlo_runs_ended_total{status}` (when it commits).
+    pub fn run_ended(&mut self, status: &str) {
+        self.ended.push(match status {
+            "completed" => "completed",
+            "failed" => "failed",
+            "timed_out" => "timed_out",
+            "cancelled" => "cancelled",
+            _ => "other",
+        });
+    }
+
     pub fn notify(&mut self, call_uuid: &str) {
         self.notify.push(call_uuid.to_owned());
     }
@@ -94,6 +107,9 @@ impl Runtime {
     /// Publishes committed outbox rows and deletes the ones JetStream acknowledged. A failure leaves the
     /// rows for the relay: the state change is committed, so the message will go out, only later.
     pub(crate) async fn flush(&self, outbox: Outbox) {
+        for status in &outbox.ended {
+            metrics::counter!("phlo_runs_ended_total", "status" => *status).increment(1);
+        }
         for call_uuid in &outbox.notify {
             self.bus().notify(&self.bus().call_subject(call_uuid)).await;
         }

@@ -116,6 +116,12 @@ impl Runtime {
             )
             .await?;
         tx.commit().await.map_err(RuntimeError::from)?;
+        metrics::counter!(
+            "phlo_runs_started_total",
+            "phlo_id" => row.id.to_string(),
+            "trigger" => kind,
+        )
+        .increment(1);
         // The run is committed: answer now and publish in the background. If NATS is down the
         // caller does not wait for the publish retries; the relay sends the message later.
         let rt = self.clone();

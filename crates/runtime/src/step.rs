@@ -31,20 +31,49 @@ pub enum Applied {
 }
 
 impl Runtime {
+    /// Applies one step message. The choke point of the step metrics: `phlo_steps_total{outcome}`
+    /// (`applied`: a step row was written; `ended`: a guard or an unloadable revision ended the run
+    /// instead; `ignored`: a duplicate or stale message the fences dropped; `error`),
+    /// `phlo_step_duration_seconds{node_type}` (lock to commit, applied steps only) and the
+    /// `phlo_steps_in_flight` gauge.
     pub async fn apply(&self, msg: &StepMessage) -> Result<Applied, RuntimeError> {
+        let started = std::time::Instant::now();
+        metrics::gauge!("phlo_steps_in_flight").increment(1.0);
+        // Decremented however this ends, a dropped future (released at shutdown) included.
+        let _in_flight = StepInFlight;
+        let result = self.apply_step(msg).await;
+        let outcome = match &result {
+            Ok((Applied::Done, Some(node_type))) => {
+                metrics::histogram!("phlo_step_duration_seconds", "node_type" => *node_type)
+                    .record(started.elapsed().as_secs_f64());
+                "applied"
+            }
+            Ok((Applied::Done, None)) => "ended",
+            Ok((Applied::Ignored(_), _)) => "ignored",
+            Err(_) => "error",
+        };
+        metrics::counter!("phlo_steps_total", "outcome" => outcome).increment(1);
+        result.map(|(applied, _)| applied)
+    }
+
+    /// [`Runtime::apply`]'s work; also says which kind of node ran when a step row was written.
+    async fn apply_step(
+        &self,
+        msg: &StepMessage,
+    ) -> Result<(Applied, Option<&'static str>), RuntimeError> {
         let (run_id, token_no) = match msg {
             StepMessage::Advance { run_id, token, .. }
             | StepMessage::Resume { run_id, token, .. } => (*run_id, *token),
         };
         let mut tx = self.pool().begin().await?;
         let Some(run) = runs::lock(&mut tx, run_id).await? else {
-            return Ok(Applied::Ignored("unknown run"));
+            return Ok((Applied::Ignored("unknown run"), None));
         };
         if run.status != "active" {
-            return Ok(Applied::Ignored("run ended"));
+            return Ok((Applied::Ignored("run ended"), None));
         }
         let Some(mut token) = tokens::get(&mut tx, run_id, token_no).await? else {
-            return Ok(Applied::Ignored("unknown token"));
+            return Ok((Applied::Ignored("unknown token"), None));
         };
         let phlo = match self.phlo_in(&mut tx, run.phlo_id, run.revision).await {
             Ok(Some(phlo)) => phlo,
@@ -57,14 +86,14 @@ impl Runtime {
                     .await?;
                 tx.commit().await?;
                 self.flush(outbox).await;
-                return Ok(Applied::Done);
+                return Ok((Applied::Done, None));
             }
             Err(e) => return Err(e),
         };
         let event = match msg {
             StepMessage::Advance { seq, .. } => {
                 if token.status != "ready" || token.seq != *seq {
-                    return Ok(Applied::Ignored("duplicate step"));
+                    return Ok((Applied::Ignored("duplicate step"), None));
                 }
                 if token.seq == 0 && token.node_id == phlo.start.0 {
                     Event::Trigger(run.trigger.0.clone())
@@ -74,7 +103,7 @@ impl Runtime {
             }
             StepMessage::Resume { wait_id, event, .. } => {
                 if token.status != "waiting" || token.wait_id != Some(*wait_id) {
-                    return Ok(Applied::Ignored("stale event"));
+                    return Ok((Applied::Ignored("stale event"), None));
                 }
                 timers::clear(&mut tx, run_id, token_no, *wait_id).await?;
                 event.clone()
@@ -97,7 +126,7 @@ impl Runtime {
             .await?;
             tx.commit().await?;
             self.flush(outbox).await;
-            return Ok(Applied::Done);
+            return Ok((Applied::Done, None));
         }
 
         let started_at = Utc::now();
@@ -113,7 +142,7 @@ impl Runtime {
             // An event the node does not take: nothing to apply (logged, the message is dropped).
             Err(e) => {
                 tracing::warn!(%run_id, token = token_no, error = %e, "event ignored");
-                return Ok(Applied::Ignored("event not taken by the node"));
+                return Ok((Applied::Ignored("event not taken by the node"), None));
             }
         };
         if let Some(count) = self.count(&mut tx, &run, &step).await? {
@@ -135,6 +164,7 @@ impl Runtime {
             .node(node_id)
             .map(|n| n.name.clone())
             .unwrap_or_default();
+        let node_type = phlo.node(node_id).map_or("unknown", |n| n.kind().as_str());
         match step.outcome {
             Outcome::Done {
                 next, variables, ..
@@ -228,11 +258,13 @@ impl Runtime {
             } else {
                 "completed"
             };
-            runs::finish(&mut tx, run_id, status, failed.as_deref()).await?;
+            if runs::finish(&mut tx, run_id, status, failed.as_deref()).await? {
+                outbox.run_ended(status);
+            }
         }
         tx.commit().await?;
         self.flush(outbox).await;
-        Ok(Applied::Done)
+        Ok((Applied::Done, Some(node_type)))
     }
 
     /// Why the run must stop now, if a guard says so.
@@ -362,6 +394,15 @@ impl Runtime {
             }
         }
         Ok(())
+    }
+}
+
+/// Keeps `phlo_steps_in_flight` right when an apply ends or is dropped.
+struct StepInFlight;
+
+impl Drop for StepInFlight {
+    fn drop(&mut self) {
+        metrics::gauge!("phlo_steps_in_flight").decrement(1.0);
     }
 }
 

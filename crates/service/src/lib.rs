@@ -1,16 +1,21 @@
 //! What every service binary shares: configuration from the environment, logging, the health
-//! endpoints (`/healthz` live, `/readyz` ready when Postgres and NATS answer) and the shutdown signal.
+//! endpoints (`/healthz` live, `/readyz` ready when Postgres and NATS answer), the Prometheus
+//! `/metrics` endpoint and the shutdown signal.
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+use std::future::Future;
 use std::str::FromStr;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::http::header;
 use axum::routing::get;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use phlo_bus::Bus;
 use phlo_store::PgPool;
 use serde_json::json;
@@ -141,7 +146,35 @@ struct Health {
     bus: Bus,
 }
 
-/// `/healthz` (the process answers) and `/readyz` (Postgres and NATS answer).
+/// Runs `work` to its end, but once `shutdown` is cancelled gives it at most `grace` more: the drain
+/// deadline of SIGTERM. Returns `None` when the deadline cut it off (the caller logs what it released).
+pub async fn drain<F: Future>(
+    work: F,
+    shutdown: &CancellationToken,
+    grace: Duration,
+) -> Option<F::Output> {
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        out = work => Some(out),
+        () = deadline => None,
+    }
+}
+
+/// At shutdown, once nothing consumes or publishes any more: flushes buffered acks and publishes and
+/// closes the NATS connection, giving up after a second (NATS down must not hold the exit up; what
+/// was not flushed is redelivered or relayed).
+pub async fn close_bus(bus: &Bus) {
+    match tokio::time::timeout(Duration::from_secs(1), bus.drain()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "closing the NATS connection"),
+        Err(_) => tracing::warn!("closing the NATS connection timed out"),
+    }
+}
+
+/// `/healthz` (the process answers), `/readyz` (Postgres and NATS answer) and `/metrics` (Prometheus).
 pub fn health_routes(pool: PgPool, bus: Bus) -> Router {
     Router::new()
         .route(
@@ -150,6 +183,69 @@ pub fn health_routes(pool: PgPool, bus: Bus) -> Router {
         )
         .route("/readyz", get(ready))
         .with_state(Health { pool, bus })
+        .merge(metrics_routes())
+}
+
+/// Buckets (seconds) of every latency histogram: steps take milliseconds, HTTP requests up to the
+/// voice webhooks' patience, callback attempts up to their timeout.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// The process's Prometheus recorder, installed as the `metrics` facade's global recorder on first
+/// use (once per process, however many services it runs). Its upkeep runs every few seconds on the
+/// current Tokio runtime.
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new();
+            let builder = match builder.set_buckets(&LATENCY_BUCKETS) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "histogram buckets rejected; rendering summaries");
+                    PrometheusBuilder::new()
+                }
+            };
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            if let Err(e) = metrics::set_global_recorder(recorder) {
+                tracing::warn!(error = %e, "a metrics recorder was already installed; /metrics stays empty");
+            }
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let upkeep = handle.clone();
+                rt.spawn(async move {
+                    let mut every = tokio::time::interval(Duration::from_secs(5));
+                    loop {
+                        every.tick().await;
+                        upkeep.run_upkeep();
+                    }
+                });
+            }
+            handle
+        })
+        .clone()
+}
+
+/// `/metrics`: everything recorded through the `metrics` facade in this process, in Prometheus' text
+/// format. Installs the recorder if nothing did yet.
+pub fn metrics_routes() -> Router {
+    let handle = metrics_handle();
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let handle = handle.clone();
+            async move {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    handle.render(),
+                )
+            }
+        }),
+    )
 }
 
 async fn ready(State(h): State<Health>) -> (StatusCode, Json<serde_json::Value>) {

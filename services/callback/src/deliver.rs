@@ -99,6 +99,8 @@ impl Deliverer {
         let sent = self.send(&delivery, &secrets).await;
         let (finish, outcome) = self.judge(&delivery, sent);
         log(&delivery, &finish);
+        // `phlo_callback_attempts_total{outcome}`: delivered, retry, failed, dead or disabled.
+        metrics::counter!("phlo_callback_attempts_total", "outcome" => finish.outcome).increment(1);
         // The result must be recorded; a short database hiccup should not cost a duplicate attempt.
         let mut tries = 0;
         loop {

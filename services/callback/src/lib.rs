@@ -59,6 +59,9 @@ pub struct Config {
     pub poll_interval: Duration,
     /// `PHLO_EGRESS_ALLOW`: private networks callbacks may reach (e.g. `10.0.0.0/8`); none by default.
     pub egress: EgressConfig,
+    /// `PHLO_SHUTDOWN_GRACE_SECS`: how long in-flight attempts may take to finish after SIGTERM
+    /// (default 20); attempts still running then are released and redelivered.
+    pub shutdown_grace: Duration,
 }
 
 impl Config {
@@ -95,6 +98,7 @@ impl Config {
                 connect_timeout: env_secs("PHLO_CALLBACK_CONNECT_TIMEOUT_SECS", 5)?,
                 ..EgressConfig::default()
             },
+            shutdown_grace: env_secs("PHLO_SHUTDOWN_GRACE_SECS", 20)?,
         })
     }
 }
@@ -109,6 +113,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let bus = Bus::connect(BusConfig {
         url: config.common.nats_url.clone(),
         prefix: config.common.nats_prefix.clone(),
+        drain_grace: config
+            .shutdown_grace
+            .saturating_sub(Duration::from_secs(1))
+            .max(config.shutdown_grace / 2),
         ..Default::default()
     })
     .await?;
@@ -142,9 +150,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         move |d| on_callback(deliverer.clone(), d),
     );
     let scheduler = run_scheduler(&pool, &bus, &config, shutdown.clone());
-    let (consumed, ()) = tokio::join!(consume, scheduler);
+    let work = async { tokio::join!(consume, scheduler) };
+    let Some((consumed, ())) = phlo_service::drain(work, &shutdown, config.shutdown_grace).await
+    else {
+        tracing::warn!("attempts outlived the shutdown grace; their deliveries are redelivered");
+        return Ok(());
+    };
     consumed?;
     let _ = server.await;
+    phlo_service::close_bus(&bus).await;
     tracing::info!("callback service stopped");
     Ok(())
 }

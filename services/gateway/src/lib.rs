@@ -42,6 +42,9 @@ pub struct Config {
     /// `PHLO_WEBHOOK_SECRET_GRACE_SECS`: after a rotation, how long the previous webhook secret keeps
     /// signing callbacks (a second signature) so receivers can switch without losing any.
     pub webhook_secret_grace: std::time::Duration,
+    /// `PHLO_SHUTDOWN_GRACE_SECS`: after SIGTERM the gateway stops accepting connections and gives
+    /// requests in flight this long to finish (default 20).
+    pub shutdown_grace: std::time::Duration,
 }
 
 impl Config {
@@ -62,6 +65,7 @@ impl Config {
                 3000,
             )?),
             webhook_secret_grace: phlo_service::env_secs("PHLO_WEBHOOK_SECRET_GRACE_SECS", 86_400)?,
+            shutdown_grace: phlo_service::env_secs("PHLO_SHUTDOWN_GRACE_SECS", 20)?,
         })
     }
 }
@@ -81,6 +85,7 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
         .with_state(state)
         .layer(DefaultBodyLimit::max(limit))
         .merge(health)
+        .layer(axum::middleware::from_fn(http_metrics))
         // A bug must cost one request a 500, never the process.
         .layer(CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| {
@@ -90,6 +95,37 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
             },
         ));
     NormalizePathLayer::trim_trailing_slash().layer(router)
+}
+
+/// `phlo_http_request_duration_seconds{method, route, status}`: every request's latency by route
+/// template (`/v1/account/{auth_id}/phlo/{phlo_id}`, never the ids themselves), method and status.
+/// Requests no route matched count under `route="unmatched"`, so scanners cannot grow the label set.
+async fn http_metrics(
+    route: Option<axum::extract::MatchedPath>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let method = match req.method().as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    };
+    let route = route.map_or_else(|| "unmatched".to_owned(), |r| r.as_str().to_owned());
+    let response = next.run(req).await;
+    metrics::histogram!(
+        "phlo_http_request_duration_seconds",
+        "method" => method,
+        "route" => route,
+        "status" => response.status().as_u16().to_string(),
+    )
+    .record(started.elapsed().as_secs_f64());
+    response
 }
 
 /// Connects to Postgres and NATS, migrates if configured, and serves until `shutdown`.
@@ -119,17 +155,25 @@ pub async fn run(
             .map_err(anyhow::Error::msg)?
             .as_ref(),
     )?;
-    let runtime = Runtime::new(pool.clone(), bus, egress, runtime_config, carrier);
+    let runtime = Runtime::new(pool.clone(), bus.clone(), egress, runtime_config, carrier);
+    let grace = config.shutdown_grace;
     let state = AppState {
         runtime,
         pool,
         config: Arc::new(config),
     };
-    axum::serve(
+    let stop = shutdown.clone();
+    let serve = axum::serve(
         listener,
         axum::ServiceExt::<Request>::into_make_service(app(state)),
     )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await?;
+    .with_graceful_shutdown(async move { stop.cancelled().await })
+    .into_future();
+    match phlo_service::drain(serve, &shutdown, grace).await {
+        Some(served) => served?,
+        None => tracing::warn!(?grace, "requests outlived the shutdown grace; closing them"),
+    }
+    // Runs answered just before the signal publish their first step in the background: flush it.
+    phlo_service::close_bus(&bus).await;
     Ok(())
 }

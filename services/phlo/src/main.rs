@@ -71,7 +71,12 @@ fn main() -> ExitCode {
 
 fn serve(task: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<bool> {
     phlo_service::init_logging();
-    tokio::runtime::Runtime::new()?.block_on(task)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let result = runtime.block_on(task);
+    // The service drained within its grace; a task still blocked in the pool (a DNS lookup) must not
+    // hold the exit up.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result?;
     Ok(true)
 }
 

@@ -82,6 +82,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let bus = Bus::connect(BusConfig {
         url: config.common.nats_url.clone(),
         prefix: config.common.nats_prefix.clone(),
+        drain_grace: consumer_grace(config.shutdown_grace),
         ..Default::default()
     })
     .await?;
@@ -133,13 +134,31 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         )
     };
     let background = runtime.run_background(shutdown.clone());
-    let (steps, http, carrier_calls, ()) = tokio::join!(steps, http, carrier_calls, background);
+    let work = async { tokio::join!(steps, http, carrier_calls, background) };
+    // On SIGTERM the consumers stop pulling and wait for their handlers (their own deadline is a
+    // little shorter, then they release the rest); this is the backstop for the whole drain.
+    let drained = phlo_service::drain(work, &shutdown, config.shutdown_grace).await;
+    let Some((steps, http, carrier_calls, ())) = drained else {
+        tracing::warn!(
+            grace = ?config.shutdown_grace,
+            "in-flight work outlived the shutdown grace; what did not finish is redelivered by NATS"
+        );
+        return Ok(());
+    };
     steps?;
     http?;
     carrier_calls?;
     let _ = server.await;
+    // Acks and publishes still buffered go out before the connection closes.
+    phlo_service::close_bus(&bus).await;
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// The consumers' own drain deadline: a second less than the whole grace, so that releasing what
+/// is still running and flushing the acks fit in it.
+pub fn consumer_grace(grace: Duration) -> Duration {
+    grace.saturating_sub(Duration::from_secs(1)).max(grace / 2)
 }
 
 async fn on_step(rt: Runtime, d: Delivery) -> Outcome {

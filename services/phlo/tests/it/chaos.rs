@@ -31,7 +31,7 @@ const IN_FLIGHT: usize = 32;
 /// How long the runs may take to settle once all are fired.
 const SETTLE: Duration = Duration::from_secs(120);
 /// The journal every run must have: (token, seq, node, outcome).
-const JOURNAL: [(i32, i32, &str, &str); 5] = [
+pub(crate) const JOURNAL: [(i32, i32, &str, &str); 5] = [
     (0, 0, "Start", "done"),
     (0, 1, "Branch_1", "done"),
     (0, 2, "Counter_1", "done"),
@@ -40,10 +40,10 @@ const JOURNAL: [(i32, i32, &str, &str); 5] = [
 ];
 
 /// The load tests would slow each other down (and everything else) on a small machine: one at a time.
-static LOAD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static LOAD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Five non-voice steps per run, no network: Start → Branch → Counter (phlo) → Branch → Counter (run).
-fn load_phlo() -> Value {
+pub(crate) fn load_phlo() -> Value {
     json!({
         "name": "Chaos load",
         "nodes": [
@@ -69,21 +69,22 @@ fn load_phlo() -> Value {
 
 /// What the API answered to the run requests.
 #[derive(Default)]
-struct Fired {
+pub(crate) struct Fired {
     /// Runs the API answered 201 for.
-    created: Vec<Uuid>,
+    pub(crate) created: Vec<Uuid>,
     /// Requests that got anything else: (index, status or error).
-    failed: Vec<(usize, String)>,
-    elapsed: Duration,
+    pub(crate) failed: Vec<(usize, String)>,
+    pub(crate) elapsed: Duration,
     /// Slowest answer.
-    slowest: Duration,
+    pub(crate) slowest: Duration,
 }
 
-/// Fires `RUNS` run requests, `IN_FLIGHT` at a time, in a task; `answered` counts the answers so far.
-fn fire(
+/// Fires `runs` run requests, `IN_FLIGHT` at a time, in a task; `answered` counts the answers so far.
+pub(crate) fn fire(
     stack: &Stack,
     acct: &Account,
     phlo_id: &str,
+    runs: usize,
     answered: Arc<AtomicUsize>,
 ) -> JoinHandle<Fired> {
     let client = stack.http.clone();
@@ -93,7 +94,7 @@ fn fire(
         let started = Instant::now();
         let slots = Arc::new(Semaphore::new(IN_FLIGHT));
         let mut tasks = tokio::task::JoinSet::new();
-        for i in 0..RUNS {
+        for i in 0..runs {
             let permit = slots.clone().acquire_owned().await.expect("semaphore");
             let (client, url, acct, answered) =
                 (client.clone(), url.clone(), acct.clone(), answered.clone());
@@ -139,7 +140,7 @@ fn fire(
     })
 }
 
-async fn scalar(pool: &PgPool, sql: &'static str) -> i64 {
+pub(crate) async fn scalar(pool: &PgPool, sql: &'static str) -> i64 {
     let (n,): (i64,) = sqlx::query_as(sql)
         .fetch_one(pool)
         .await
@@ -148,7 +149,7 @@ async fn scalar(pool: &PgPool, sql: &'static str) -> i64 {
 }
 
 /// Waits until `answered` reaches `n`, then until steps are being applied.
-async fn wait_for_load(pool: &PgPool, answered: &AtomicUsize, n: usize) {
+pub(crate) async fn wait_for_load(pool: &PgPool, answered: &AtomicUsize, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while answered.load(Ordering::SeqCst) < n
         || scalar(pool, "SELECT count(*) FROM steps").await == 0
@@ -159,7 +160,7 @@ async fn wait_for_load(pool: &PgPool, answered: &AtomicUsize, n: usize) {
 }
 
 /// Waits (bounded by `SETTLE`) until no run is active; returns how long that took.
-async fn settle(pool: &PgPool) -> Duration {
+pub(crate) async fn settle(pool: &PgPool) -> Duration {
     let started = Instant::now();
     let mut report = Instant::now();
     loop {
@@ -200,7 +201,7 @@ async fn eventually_empty(pool: &PgPool, sql: &'static str, what: &str) {
 /// Checks the invariants from Postgres and returns how many runs exist. `created` are the runs the API
 /// answered 201 for: each must exist and have completed. Runs whose request failed may exist too (the
 /// run was committed but the answer was lost); they must have completed as well.
-async fn check_invariants(pool: &PgPool, phlo_id: Uuid, created: &[Uuid]) -> usize {
+pub(crate) async fn check_invariants(pool: &PgPool, phlo_id: Uuid, created: &[Uuid]) -> usize {
     // Every run completed, with exactly the journal's steps.
     let runs: Vec<(Uuid, String, i32, Option<String>)> =
         sqlx::query_as("SELECT id, status, steps, error FROM runs")
@@ -364,7 +365,7 @@ async fn check_invariants(pool: &PgPool, phlo_id: Uuid, created: &[Uuid]) -> usi
 /// Waits until the step consumer has nothing delivered-but-unacked and nothing undelivered: the dead
 /// worker's messages (or the acks a killed NATS forgot) come back after `ack_wait` (30 s) and must be
 /// dropped by the seq fence. Bounded; returns how long it took.
-async fn drain_bus(stack: &Stack) -> Duration {
+pub(crate) async fn drain_bus(stack: &Stack) -> Duration {
     let started = Instant::now();
     let client = async_nats::connect(&stack.nats_url).await.expect("NATS");
     let js = async_nats::jetstream::new(client);
@@ -393,7 +394,7 @@ async fn drain_bus(stack: &Stack) -> Duration {
 /// Stream and step-consumer figures: messages stored, deliveries, deliveries unacked. After a NATS
 /// `kill -9` the consumer restarts from its last flushed state: deliveries undercount, and acks sent
 /// shortly before the kill are forgotten (those messages come back after `ack_wait`).
-async fn bus_figures(stack: &Stack, applied: usize) {
+pub(crate) async fn bus_figures(stack: &Stack, applied: usize) {
     let Ok(client) = async_nats::connect(&stack.nats_url).await else {
         println!("  (NATS figures unavailable)");
         return;
@@ -438,7 +439,7 @@ fn outage() -> Duration {
 
 /// The processes log every failed publish and lost connection at `warn`, hundreds of lines under these
 /// faults: only errors, unless `PHLO_TEST_LOG` asks for more.
-fn quiet() -> Vec<(&'static str, &'static str)> {
+pub(crate) fn quiet() -> Vec<(&'static str, &'static str)> {
     if std::env::var_os("PHLO_TEST_LOG").is_some() {
         vec![]
     } else {
@@ -446,14 +447,14 @@ fn quiet() -> Vec<(&'static str, &'static str)> {
     }
 }
 
-struct Setup {
-    stack: Stack,
-    acct: Account,
-    phlo_id: String,
-    pool: PgPool,
+pub(crate) struct Setup {
+    pub(crate) stack: Stack,
+    pub(crate) acct: Account,
+    pub(crate) phlo_id: String,
+    pub(crate) pool: PgPool,
 }
 
-async fn setup(stack: Stack) -> Setup {
+pub(crate) async fn setup(stack: Stack) -> Setup {
     let acct = stack.account().await;
     let phlo_id = stack.create_phlo(&acct, load_phlo()).await;
     let pool = phlo_store::connect(&stack.db_url, 4).await.expect("pool");
@@ -476,7 +477,7 @@ async fn kill_9_a_worker_mid_load() {
     } = setup(Stack::start_with(3, &quiet()).await).await;
     let started = Instant::now();
     let answered = Arc::new(AtomicUsize::new(0));
-    let load = fire(&stack, &acct, &phlo_id, answered.clone());
+    let load = fire(&stack, &acct, &phlo_id, RUNS, answered.clone());
 
     wait_for_load(&pool, &answered, RUNS / 3).await;
     let steps_before = scalar(&pool, "SELECT count(*) FROM steps").await;
@@ -538,7 +539,7 @@ async fn nats_restart_mid_load() {
     } = setup(Stack::start_custom(2, &url, &quiet()).await).await;
     let started = Instant::now();
     let answered = Arc::new(AtomicUsize::new(0));
-    let load = fire(&stack, &acct, &phlo_id, answered.clone());
+    let load = fire(&stack, &acct, &phlo_id, RUNS, answered.clone());
 
     wait_for_load(&pool, &answered, RUNS / 3).await;
     let steps_before = scalar(&pool, "SELECT count(*) FROM steps").await;

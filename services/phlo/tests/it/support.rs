@@ -884,3 +884,138 @@ pub mod rig {
             })
     }
 }
+
+/// Graceful shutdown and metrics helpers.
+impl Stack {
+    /// Starts a worker process with extra environment (e.g. its own `PHLO_WORKER_ADDR`) and returns
+    /// its index.
+    pub fn spawn_worker_with(&mut self, env: &[(&str, &str)]) -> usize {
+        let mut cmd = self.command("worker");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        self.workers.push(Some(cmd.spawn().expect("spawn worker")));
+        self.workers.len() - 1
+    }
+
+    /// Starts a worker whose health and metrics endpoints listen on a known port; returns its index
+    /// and base URL once it answers `/readyz`.
+    pub async fn spawn_worker_on_port(&mut self) -> (usize, String) {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let i = self.spawn_worker_with(&[("PHLO_WORKER_ADDR", addr.as_str())]);
+        let url = format!("http://{addr}");
+        self.wait_ready(&format!("{url}/readyz")).await;
+        (i, url)
+    }
+
+    /// `kill -TERM` of a worker (a graceful shutdown, unlike [`Stack::kill_worker`]), then waits up to
+    /// `patience` for it to exit. Returns its exit status and how long it took, or `None` when it
+    /// was still running then (it is `kill -9`ed) or was not running.
+    pub async fn terminate_worker(
+        &mut self,
+        i: usize,
+        patience: Duration,
+    ) -> Option<(std::process::ExitStatus, Duration)> {
+        let mut child = self.workers.get_mut(i).and_then(Option::take)?;
+        let sent = Instant::now();
+        let signalled = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(signalled, "kill -TERM {} failed", child.id());
+        while sent.elapsed() < patience {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some((status, sent.elapsed()));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
+    /// The gateway's `/metrics`, parsed.
+    pub async fn gateway_metrics(&self) -> Metrics {
+        scrape(&self.http, &self.url("/metrics")).await
+    }
+}
+
+/// A Prometheus text exposition, parsed: one sample per line.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub samples: Vec<(String, std::collections::BTreeMap<String, String>, f64)>,
+    pub text: String,
+}
+
+impl Metrics {
+    pub fn parse(text: &str) -> Metrics {
+        let mut samples = Vec::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (series, value) = match line.rsplit_once(' ') {
+                Some(split) => split,
+                None => continue,
+            };
+            let Ok(value) = value.parse::<f64>() else {
+                continue;
+            };
+            let (name, labels) = match series.split_once('{') {
+                Some((name, rest)) => (name, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let mut map = std::collections::BTreeMap::new();
+            // Label values here never contain `",`: ids, statuses, route templates.
+            for pair in labels.split("\",").filter(|p| !p.is_empty()) {
+                if let Some((k, v)) = pair.split_once('=') {
+                    map.insert(k.trim().to_owned(), v.trim_matches('"').to_owned());
+                }
+            }
+            samples.push((name.to_owned(), map, value));
+        }
+        Metrics {
+            samples,
+            text: text.to_owned(),
+        }
+    }
+
+    /// The sum of the samples of `name` whose labels include `labels`.
+    pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.samples
+            .iter()
+            .filter(|(n, l, _)| {
+                n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.get(*k).is_some_and(|x| x == v))
+            })
+            .map(|(_, _, v)| v)
+            .sum()
+    }
+
+    /// Whether any sample of `name` exists.
+    pub fn has(&self, name: &str) -> bool {
+        self.samples.iter().any(|(n, ..)| n == name)
+    }
+}
+
+/// GETs `url` (a `/metrics` endpoint) and parses it.
+pub async fn scrape(http: &reqwest::Client, url: &str) -> Metrics {
+    let r = http.get(url).send().await.expect("scrape");
+    assert!(r.status().is_success(), "{url}: {}", r.status());
+    let content_type = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        content_type.starts_with("text/plain"),
+        "{url}: content type {content_type}"
+    );
+    Metrics::parse(&r.text().await.expect("metrics text"))
+}
