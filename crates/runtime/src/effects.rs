@@ -51,19 +51,14 @@ impl Runtime {
             },
             Effect::SendSms(sms) if self.has_carrier() => {
                 let status_url = sms_status_url(base, run_id, token, wait, sms.recipient);
-                let command = CarrierCommand::SendSms { sms, status_url };
-                outbox
-                    .carrier(
-                        self,
-                        conn,
-                        &CarrierMessage {
-                            run_id,
-                            token,
-                            wait_id: wait,
-                            command,
-                        },
-                    )
-                    .await
+                self.carrier_request(
+                    conn,
+                    outbox,
+                    t,
+                    wait,
+                    CarrierCommand::SendSms { sms, status_url },
+                )
+                .await
             }
             Effect::PlaceCall(call) if self.has_carrier() => {
                 let answer_url = leg_url(base, run_id, token, wait, call.leg, "answer");
@@ -73,33 +68,17 @@ impl Runtime {
                     answer_url,
                     hangup_url,
                 };
-                outbox
-                    .carrier(
-                        self,
-                        conn,
-                        &CarrierMessage {
-                            run_id,
-                            token,
-                            wait_id: wait,
-                            command,
-                        },
-                    )
-                    .await
+                self.carrier_request(conn, outbox, t, wait, command).await
             }
             Effect::RecordCall { call_uuid } if self.has_carrier() => {
-                let command = CarrierCommand::RecordCall { call_uuid };
-                outbox
-                    .carrier(
-                        self,
-                        conn,
-                        &CarrierMessage {
-                            run_id,
-                            token,
-                            wait_id: wait,
-                            command,
-                        },
-                    )
-                    .await
+                self.carrier_request(
+                    conn,
+                    outbox,
+                    t,
+                    wait,
+                    CarrierCommand::RecordCall { call_uuid },
+                )
+                .await
             }
             // Without a carrier there is no call to record (calls come from a carrier).
             Effect::RecordCall { .. } => Ok(()),
@@ -124,6 +103,26 @@ impl Runtime {
             Effect::Counter(_) => Ok(()),
             Effect::Callback(cb) => self.record_callback(conn, outbox, run_id, cb).await,
         }
+    }
+}
+
+impl Runtime {
+    /// Queues a request to the carrier's REST API, answered for the token's wait `wait_id`.
+    async fn carrier_request(
+        &self,
+        conn: &mut PgConnection,
+        outbox: &mut Outbox,
+        t: &Token,
+        wait_id: i32,
+        command: CarrierCommand,
+    ) -> Result<(), RuntimeError> {
+        let msg = CarrierMessage {
+            run_id: t.run_id,
+            token: t.token,
+            wait_id,
+            command,
+        };
+        outbox.carrier(self, conn, &msg).await
     }
 }
 
