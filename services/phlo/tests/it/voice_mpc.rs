@@ -346,3 +346,82 @@ async fn the_official_python_sdk_drives_a_multiparty_call() {
     assert_eq!(run["status"], "completed", "{run:#}");
     stack.cleanup().await;
 }
+
+/// Conference Bridge members take hold, unhold, mute, unmute and hangup through the same member route
+/// (Python's `client.phlo.member(...)` defaults to `conference_bridge`).
+#[tokio::test(flavor = "multi_thread")]
+async fn conference_bridge_member_actions() {
+    const BRIDGE: &str = "3c000000-0000-4000-8000-0000000000cb";
+    let sim = Sim::start().await;
+    let (mut stack, acct) = voice_stack(&sim).await;
+    let phlo = json!({ "name": "Bridge", "nodes": [
+        { "node_id": START, "name": "Start", "type": "start", "transitions": { "incoming_call": BRIDGE } },
+        { "node_id": BRIDGE, "name": "Conference_Bridge_1", "type": "conference_bridge",
+          "options": { "conference_name": "bridge-room" } },
+    ]});
+    let phlo_id = phlo_on(&stack, &acct, NUMBER, phlo).await;
+    sim.script(&stack.http, CUSTOMER, json!({ "talk_secs": null }))
+        .await;
+    call_in(&stack, &sim, CUSTOMER, NUMBER).await;
+    let run_id = run_of_call(&stack, &acct).await;
+    wait_member(&stack, &acct, &run_id, CUSTOMER, "in_call").await;
+
+    let path = format!("/v1/phlo/{phlo_id}/conference_bridge/{BRIDGE}/members/{CUSTOMER}");
+    let act = |action: &'static str| {
+        let (stack, acct, path) = (&stack, &acct, path.clone());
+        async move {
+            stack
+                .call(acct, Method::POST, &path, Some(json!({ "action": action })))
+                .await
+        }
+    };
+    ok(act("hold").await);
+    wait_member(&stack, &acct, &run_id, CUSTOMER, "on_hold").await;
+    // A bridge has no hold: the member is muted and deafened.
+    let calls = sim.get(&stack.http, "/sim/calls").await;
+    let line = calls
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["from"] == CUSTOMER)
+        .cloned()
+        .unwrap();
+    let kinds: Vec<&str> = line["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"muted") && kinds.contains(&"deafened"),
+        "{kinds:?}"
+    );
+    let (status, body) = act("resume_call").await;
+    assert_eq!(
+        status, 400,
+        "multiparty-only actions are refused on a bridge: {body}"
+    );
+    ok(act("unhold").await);
+    wait_member(&stack, &acct, &run_id, CUSTOMER, "in_call").await;
+    ok(act("mute").await);
+    ok(act("unmute").await);
+    let room = sim.get(&stack.http, "/sim/rooms/bridge-room").await;
+    let customer = room["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["party"] == CUSTOMER)
+        .cloned()
+        .unwrap();
+    assert_eq!(customer["state"], "in_call", "{room:#}");
+    ok(act("hangup").await);
+    let run = stack
+        .wait_run(&acct, &run_id, Duration::from_secs(30))
+        .await;
+    assert_eq!(run["status"], "completed", "{run:#}");
+    assert_eq!(
+        crate::support::done_step(&run, "Conference_Bridge_1")["state"],
+        "completed"
+    );
+    stack.cleanup().await;
+}
