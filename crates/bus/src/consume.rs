@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use tracing::{debug, error, warn};
+use tracing::{Instrument, debug, error, warn};
 
 use crate::{Bus, BusError, Queue};
 
@@ -243,8 +243,15 @@ async fn handle<H, Fut>(
         metrics::counter!("phlo_redeliveries_total", "queue" => queue).increment(1);
     }
     let in_flight = InFlight::new(queue);
+    // The handler runs in a span whose parent is the publisher's (the `traceparent` header).
+    let span = tracing::info_span!("phlo.consume", queue, %subject, stream_sequence, delivered);
+    let traceparent = delivery
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(crate::trace::TRACEPARENT));
+    crate::trace::set_remote_parent(&span, traceparent.map(|v| v.as_str()));
     let outcome = tokio::select! {
-        outcome = keep_alive(handler(delivery), &acker, ack_wait) => Some(outcome),
+        outcome = keep_alive(handler(delivery), &acker, ack_wait).instrument(span) => Some(outcome),
         // The drain deadline passed: drop the handler (its transaction rolls back) and give the
         // message back now rather than after `ack_wait`.
         () = release.cancelled() => None,

@@ -19,6 +19,7 @@ mod config;
 mod consume;
 mod error;
 mod messages;
+pub mod trace;
 
 pub use async_nats::{HeaderMap, Subscriber};
 pub use bus::{Bus, Published};

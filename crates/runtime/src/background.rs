@@ -32,7 +32,7 @@ impl Runtime {
                     &row.subject,
                     &row.msg_id,
                     Bytes::from(row.payload.clone()),
-                    None,
+                    phlo_bus::trace::traceparent_headers(row.traceparent.as_deref()),
                 )
                 .await
             {

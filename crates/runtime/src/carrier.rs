@@ -47,7 +47,12 @@ impl Runtime {
             };
             let subject = self.bus().subject(Queue::Step);
             self.bus()
-                .publish(&subject, &resume.msg_id(), resume.to_bytes(), None)
+                .publish(
+                    &subject,
+                    &resume.msg_id(),
+                    resume.to_bytes(),
+                    phlo_bus::trace::current_headers(),
+                )
                 .await?;
         }
         Ok(())

@@ -11,6 +11,7 @@ struct Row {
     subject: String,
     msg_id: String,
     payload: Vec<u8>,
+    traceparent: Option<String>,
 }
 
 /// The outbox rows of one transaction, to publish once it commits.
@@ -92,12 +93,17 @@ impl Outbox {
         msg_id: String,
         payload: Vec<u8>,
     ) -> Result<(), RuntimeError> {
-        let id = phlo_store::outbox::insert(conn, &subject, &msg_id, &payload).await?;
+        // The step's trace continues in whoever consumes this message.
+        let traceparent = phlo_bus::trace::current_traceparent();
+        let id =
+            phlo_store::outbox::insert(conn, &subject, &msg_id, &payload, traceparent.as_deref())
+                .await?;
         self.rows.push(Row {
             id,
             subject,
             msg_id,
             payload,
+            traceparent,
         });
         Ok(())
     }
@@ -117,7 +123,12 @@ impl Runtime {
         for row in outbox.rows {
             match self
                 .bus()
-                .publish(&row.subject, &row.msg_id, Bytes::from(row.payload), None)
+                .publish(
+                    &row.subject,
+                    &row.msg_id,
+                    Bytes::from(row.payload),
+                    phlo_bus::trace::traceparent_headers(row.traceparent.as_deref()),
+                )
                 .await
             {
                 Ok(_) => published.push(row.id),
@@ -138,5 +149,141 @@ impl Runtime {
             // Harmless: the relay will publish them again and the consumers drop the duplicates.
             tracing::warn!(error = %e, "could not delete published outbox rows");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use opentelemetry::trace::{TraceContextExt, TracerProvider};
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+    use phlo_bus::{Bus, BusConfig, Delivery, Outcome};
+    use phlo_egress::{Egress, EgressConfig};
+    use tokio_util::sync::CancellationToken;
+    use tracing::Instrument;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    use tracing_subscriber::layer::SubscriberExt;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::RuntimeConfig;
+
+    fn nats_url() -> String {
+        std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+    }
+
+    /// A step writes two messages inside a traced span: the outbox rows keep the span's
+    /// `traceparent`, and both the writer's publish and the relay's re-publish send it as a header.
+    #[tokio::test(flavor = "current_thread")]
+    async fn outbox_rows_keep_and_republish_the_traceparent() {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let pool = phlo_store::testing::fresh_pool().await.unwrap();
+        let bus = Bus::connect(BusConfig {
+            url: nats_url(),
+            prefix: format!("t{}", Uuid::new_v4().simple()),
+            ..BusConfig::default()
+        })
+        .await
+        .unwrap();
+        let rt = Runtime::new(
+            pool.clone(),
+            bus.clone(),
+            Egress::new(EgressConfig::default()).unwrap(),
+            RuntimeConfig {
+                relay_after: Duration::ZERO,
+                ..RuntimeConfig::default()
+            },
+            None,
+        );
+
+        let step = tracing::info_span!("step");
+        let cx = step.context();
+        let sc = cx.span().span_context().clone();
+        let expected = format!("00-{}-{}-01", sc.trace_id(), sc.span_id());
+        let advance = |seq| StepMessage::Advance {
+            run_id: Uuid::new_v4(),
+            token: 0,
+            seq,
+        };
+        let (flushed, relayed) = (advance(1), advance(2));
+        async {
+            // Published by its writer right after commit.
+            let mut tx = rt.pool().begin().await.unwrap();
+            let mut outbox = Outbox::default();
+            outbox.step(&rt, &mut tx, &flushed).await.unwrap();
+            tx.commit().await.unwrap();
+            rt.flush(outbox).await;
+            // Left behind (as by a crashed writer): the relay publishes it.
+            let mut tx = rt.pool().begin().await.unwrap();
+            let mut outbox = Outbox::default();
+            outbox.step(&rt, &mut tx, &relayed).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+        .instrument(step.clone())
+        .await;
+        drop(step);
+
+        let stored: Vec<(String, Option<String>)> =
+            sqlx_rows(&pool, "SELECT msg_id, traceparent FROM outbox").await;
+        assert_eq!(stored, vec![(relayed.msg_id(), Some(expected.clone()))]);
+        assert_eq!(rt.relay_once().await.unwrap(), 1);
+
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Delivery>();
+        let shutdown = CancellationToken::new();
+        let consuming = tokio::spawn({
+            let (bus, shutdown) = (bus.clone(), shutdown.clone());
+            async move {
+                bus.consume(Queue::Step, 2, shutdown, move |d| {
+                    let tx = tx.clone();
+                    async move {
+                        tx.send(d).unwrap();
+                        Outcome::Ack
+                    }
+                })
+                .await
+            }
+        });
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            let d = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            let headers = d.headers.unwrap();
+            let msg_id = headers.get("Nats-Msg-Id").unwrap().as_str().to_owned();
+            let traceparent = headers.get("traceparent").map(|v| v.as_str().to_owned());
+            seen.push((msg_id, traceparent));
+        }
+        shutdown.cancel();
+        consuming.await.unwrap().unwrap();
+        seen.sort();
+        let mut want = vec![
+            (flushed.msg_id(), Some(expected.clone())),
+            (relayed.msg_id(), Some(expected)),
+        ];
+        want.sort();
+        assert_eq!(seen, want);
+
+        if let Ok(client) = async_nats::connect(nats_url()).await {
+            let _ = async_nats::jetstream::new(client)
+                .delete_stream(bus.stream_name())
+                .await;
+        }
+        provider.shutdown().unwrap();
+    }
+
+    async fn sqlx_rows(
+        pool: &phlo_store::PgPool,
+        sql: &'static str,
+    ) -> Vec<(String, Option<String>)> {
+        sqlx::query_as(sql).fetch_all(pool).await.unwrap()
     }
 }

@@ -10,6 +10,8 @@ pub struct Message {
     pub subject: String,
     pub msg_id: String,
     pub payload: Vec<u8>,
+    /// The writer's W3C trace context, sent as the `traceparent` header.
+    pub traceparent: Option<String>,
 }
 
 pub async fn insert(
@@ -17,13 +19,15 @@ pub async fn insert(
     subject: &str,
     msg_id: &str,
     payload: &[u8],
+    traceparent: Option<&str>,
 ) -> Result<i64> {
     let (id,): (i64,) = sqlx::query_as(
-        "INSERT INTO outbox (subject, msg_id, payload) VALUES ($1, $2, $3) RETURNING id",
+        "INSERT INTO outbox (subject, msg_id, payload, traceparent) VALUES ($1, $2, $3, $4) RETURNING id",
     )
     .bind(subject)
     .bind(msg_id)
     .bind(payload)
+    .bind(traceparent)
     .fetch_one(conn)
     .await?;
     Ok(id)
@@ -46,7 +50,7 @@ pub async fn claim_stale(
     limit: i64,
 ) -> Result<Vec<Message>> {
     Ok(sqlx::query_as(
-        "SELECT id, subject, msg_id, payload FROM outbox
+        "SELECT id, subject, msg_id, payload, traceparent FROM outbox
          WHERE created_at < now() - make_interval(secs => $1)
          ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
     )

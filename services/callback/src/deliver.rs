@@ -189,6 +189,10 @@ impl Deliverer {
         put("webhook-id", &id)?;
         put("webhook-timestamp", &timestamp.to_string())?;
         put("webhook-signature", &signature)?;
+        // The run's trace continues in the receiver (W3C trace context).
+        if let Some(traceparent) = phlo_bus::trace::current_traceparent() {
+            put("traceparent", &traceparent)?;
+        }
         self.egress
             .send(Outbound {
                 method,

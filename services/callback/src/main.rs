@@ -3,7 +3,7 @@
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    phlo_service::init_logging();
+    let _telemetry = phlo_service::init_logging();
     let config = phlo_callback::Config::from_env().map_err(anyhow::Error::msg)?;
     let shutdown = phlo_service::shutdown_signal();
     phlo_callback::run(config, shutdown).await

@@ -117,7 +117,14 @@ async fn http_metrics(
         _ => "other",
     };
     let route = route.map_or_else(|| "unmatched".to_owned(), |r| r.as_str().to_owned());
-    let response = next.run(req).await;
+    // One span per request, continuing the caller's trace when it sent a W3C `traceparent`.
+    let span = tracing::info_span!("http.request", http.method = method, http.route = %route);
+    let traceparent = req
+        .headers()
+        .get(phlo_bus::trace::TRACEPARENT)
+        .and_then(|v| v.to_str().ok());
+    phlo_bus::trace::set_remote_parent(&span, traceparent);
+    let response = tracing::Instrument::instrument(next.run(req), span).await;
     metrics::histogram!(
         "phlo_http_request_duration_seconds",
         "method" => method,

@@ -4,7 +4,7 @@ use anyhow::Context;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    phlo_service::init_logging();
+    let _telemetry = phlo_service::init_logging();
     let config = phlo_gateway::Config::from_env().map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind(&config.addr)
         .await

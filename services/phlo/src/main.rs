@@ -70,7 +70,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(task: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<bool> {
-    phlo_service::init_logging();
+    let _telemetry = phlo_service::init_logging();
     let runtime = tokio::runtime::Runtime::new()?;
     let result = runtime.block_on(task);
     // The service drained within its grace; a task still blocked in the pool (a DNS lookup) must not

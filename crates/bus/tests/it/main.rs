@@ -6,3 +6,4 @@ mod messages;
 mod publish;
 mod restart;
 mod support;
+mod trace;

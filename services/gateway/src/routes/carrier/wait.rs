@@ -88,14 +88,19 @@ pub async fn next_xml(
 pub async fn resume(state: &AppState, msg: StepMessage) -> Result<(), ApiError> {
     let bus = state.runtime.bus();
     let subject = bus.subject(phlo_bus::Queue::Step);
-    bus.publish(&subject, &msg.msg_id(), msg.to_bytes(), None)
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "could not publish a carrier event");
-            ApiError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "the runner is unavailable; retry the webhook",
-            )
-        })?;
+    bus.publish(
+        &subject,
+        &msg.msg_id(),
+        msg.to_bytes(),
+        phlo_bus::trace::current_headers(),
+    )
+    .await
+    .map_err(|e| {
+        tracing::warn!(error = %e, "could not publish a carrier event");
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "the runner is unavailable; retry the webhook",
+        )
+    })?;
     Ok(())
 }
