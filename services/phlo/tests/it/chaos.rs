@@ -509,18 +509,7 @@ async fn kill_9_a_worker_mid_load() {
     let phlo_uuid = Uuid::parse_str(&phlo_id).expect("uuid");
     let n = check_invariants(&pool, phlo_uuid, &fired.created).await;
     assert_eq!(n, RUNS, "runs in Postgres");
-    let applied = n * JOURNAL.len();
-    println!(
-        "  {applied} steps in {total:.1?}: {:.0} steps/s end to end",
-        applied as f64 / total.as_secs_f64()
-    );
-    bus_figures(&stack, applied).await;
-    // Late redeliveries (after ack_wait) must change nothing.
-    let drained = drain_bus(&stack).await;
-    let again = check_invariants(&pool, phlo_uuid, &fired.created).await;
-    assert_eq!(again, n, "runs after the redeliveries");
-    println!("  redeliveries drained {drained:.1?} later; invariants still hold");
-    bus_figures(&stack, applied).await;
+    settle_and_recheck(&stack, &pool, phlo_uuid, &fired.created, n, total).await;
     pool.close().await;
     stack.cleanup().await;
 }
@@ -584,19 +573,31 @@ async fn nats_restart_mid_load() {
         "  {n} runs in Postgres ({} beyond those answered 201)",
         n - fired.created.len()
     );
+    settle_and_recheck(&stack, &pool, phlo_uuid, &fired.created, n, total).await;
+    pool.close().await;
+    stack.cleanup().await;
+    nats.kill();
+}
+
+/// Prints the throughput, then waits for the bus's late redeliveries (after the ack wait) and checks that
+/// they changed nothing.
+async fn settle_and_recheck(
+    stack: &Stack,
+    pool: &PgPool,
+    phlo_uuid: Uuid,
+    created: &[Uuid],
+    n: usize,
+    total: Duration,
+) {
     let applied = n * JOURNAL.len();
     println!(
         "  {applied} steps in {total:.1?}: {:.0} steps/s end to end",
         applied as f64 / total.as_secs_f64()
     );
-    bus_figures(&stack, applied).await;
-    // Late redeliveries (after ack_wait) must change nothing.
-    let drained = drain_bus(&stack).await;
-    let again = check_invariants(&pool, phlo_uuid, &fired.created).await;
+    bus_figures(stack, applied).await;
+    let drained = drain_bus(stack).await;
+    let again = check_invariants(pool, phlo_uuid, created).await;
     assert_eq!(again, n, "runs after the redeliveries");
     println!("  redeliveries drained {drained:.1?} later; invariants still hold");
-    bus_figures(&stack, applied).await;
-    pool.close().await;
-    stack.cleanup().await;
-    nats.kill();
+    bus_figures(stack, applied).await;
 }
