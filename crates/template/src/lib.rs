@@ -8,18 +8,18 @@
 //! engine decides what the globals are; this crate only evaluates text.
 //!
 //! Templates come from tenants, so input is treated as hostile: sources and
-//! outputs are size-capped, deep nesting cannot overflow the stack, and a
-//! panic inside `liquid` becomes an error. Known gap: liquid has no CPU or
-//! memory budget. `{% for i in (1..100000000) %}` allocates the whole range
-//! before the first iteration, nested loops with empty bodies spin without
-//! writing output, and `capture`/`assign` build strings outside the output
-//! cap. A render cannot be interrupted, so closing this needs our own
-//! `for`/`tablerow` blocks (liquid-lib's cannot be hooked) or an isolated
-//! renderer.
+//! outputs are size-capped, deep nesting cannot overflow the stack, a panic
+//! inside `liquid` becomes an error, and every render runs within a budget
+//! of loop iterations, bytes built and time (see the `budget` module; the
+//! tags and filters that could spend without bound are replaced by metered
+//! versions in `blocks` and `filters`).
 
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod blocks;
+mod budget;
 mod date;
+mod filters;
 mod lax;
 mod stack;
 #[cfg(test)]
@@ -32,7 +32,12 @@ use std::mem::ManuallyDrop;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, LazyLock};
 
+use liquid_lib::stdlib;
 use serde_json::{Map, Value as Json};
+
+pub use budget::{
+    Exceeded, MAX_LOOP_ITERATIONS, MAX_RENDER_TIME, MAX_RENDER_WORK_BYTES, MAX_VALUE_BYTES,
+};
 
 /// Largest accepted template source, in bytes. Real options are a few
 /// hundred bytes; the cap bounds parse time and the size of cached ASTs.
@@ -58,6 +63,8 @@ pub enum ParseError {
 pub enum RenderError {
     #[error("rendered text exceeds the limit of {limit} bytes")]
     OutputTooLong { limit: usize },
+    #[error("{0}")]
+    Budget(Exceeded),
     #[error("template failed to render: {0}")]
     Liquid(String),
     #[error("template renderer crashed: {0}")]
@@ -78,12 +85,82 @@ struct Inner {
     big_stack: bool,
 }
 
-/// One parser for the process: building the stdlib registry is the
-/// expensive part of liquid, and `liquid::Parser` is `Send + Sync`.
+/// One parser for the process: building the registry is the expensive
+/// part of liquid, and `liquid::Parser` is `Send + Sync`. It is liquid's
+/// standard library with the unbounded tags and blocks replaced, every
+/// filter metered, and our `date`.
 static PARSER: LazyLock<Result<liquid::Parser, String>> = LazyLock::new(|| {
-    liquid::ParserBuilder::with_stdlib()
-        // Same name as liquid's filter, so this replaces it.
-        .filter(date::DateFilterParser)
+    let filters: Vec<filters::Metered> = vec![
+        filters::Metered::new(stdlib::Abs),
+        filters::Metered::new(stdlib::Append),
+        filters::Metered::new(stdlib::AtLeast),
+        filters::Metered::new(stdlib::AtMost),
+        filters::Metered::new(stdlib::Capitalize),
+        filters::Metered::new(stdlib::Ceil),
+        filters::Metered::new(stdlib::Compact),
+        filters::Metered::new(stdlib::Concat),
+        filters::Metered::new(date::DateFilterParser),
+        filters::Metered::new(stdlib::Default),
+        filters::Metered::new(stdlib::DividedBy),
+        filters::Metered::new(stdlib::Downcase),
+        filters::Metered::new(stdlib::Escape),
+        filters::Metered::new(stdlib::EscapeOnce),
+        filters::Metered::new(stdlib::First),
+        filters::Metered::new(stdlib::Floor),
+        filters::Metered::new(filters::Join),
+        filters::Metered::new(stdlib::Last),
+        filters::Metered::new(stdlib::Lstrip),
+        filters::Metered::new(stdlib::Map),
+        filters::Metered::new(stdlib::Minus),
+        filters::Metered::new(stdlib::Modulo),
+        filters::Metered::new(stdlib::NewlineToBr),
+        filters::Metered::new(stdlib::Plus),
+        filters::Metered::new(stdlib::Prepend),
+        filters::Metered::new(stdlib::Remove),
+        filters::Metered::new(stdlib::RemoveFirst),
+        filters::Metered::new(filters::Replace),
+        filters::Metered::new(stdlib::ReplaceFirst),
+        filters::Metered::new(stdlib::Reverse),
+        filters::Metered::new(stdlib::Round),
+        filters::Metered::new(stdlib::Rstrip),
+        filters::Metered::new(stdlib::Size),
+        filters::Metered::new(stdlib::Slice),
+        filters::Metered::new(stdlib::Sort),
+        filters::Metered::new(stdlib::SortNatural),
+        filters::Metered::new(stdlib::Split),
+        filters::Metered::new(stdlib::Strip),
+        filters::Metered::new(stdlib::StripHtml),
+        filters::Metered::new(stdlib::StripNewlines),
+        filters::Metered::new(stdlib::Times),
+        filters::Metered::new(stdlib::Truncate),
+        filters::Metered::new(stdlib::TruncateWords),
+        filters::Metered::new(stdlib::Uniq),
+        filters::Metered::new(stdlib::Upcase),
+        filters::Metered::new(stdlib::UrlDecode),
+        filters::Metered::new(stdlib::UrlEncode),
+        filters::Metered::new(stdlib::Where),
+    ];
+    let builder = liquid::ParserBuilder::new()
+        .tag(blocks::AssignTag)
+        .tag(stdlib::BreakTag)
+        .tag(stdlib::ContinueTag)
+        .tag(stdlib::CycleTag)
+        .tag(stdlib::IncludeTag)
+        .tag(stdlib::IncrementTag)
+        .tag(stdlib::DecrementTag)
+        .tag(stdlib::RenderTag)
+        .block(stdlib::RawBlock)
+        .block(stdlib::IfBlock)
+        .block(stdlib::UnlessBlock)
+        .block(blocks::IfChangedBlock)
+        .block(blocks::ForBlock)
+        .block(blocks::TableRowBlock)
+        .block(stdlib::CommentBlock)
+        .block(blocks::CaptureBlock)
+        .block(stdlib::CaseBlock);
+    filters
+        .into_iter()
+        .fold(builder, |b, f| b.filter(f))
         .build()
         .map_err(|e| tidy(&e.to_string()))
 });
@@ -154,8 +231,13 @@ impl Template {
         let render = || {
             let globals = lax::Globals::new(globals);
             let mut out = CappedWriter::default();
-            let result = catch_unwind(AssertUnwindSafe(|| compiled.render_to(&mut out, &globals)))
-                .map_err(|p| RenderError::Panicked(panic_message(p.as_ref())))?;
+            let (result, exceeded) = budget::metered(MAX_RENDER_TIME, || {
+                catch_unwind(AssertUnwindSafe(|| compiled.render_to(&mut out, &globals)))
+            });
+            let result = result.map_err(|p| RenderError::Panicked(panic_message(p.as_ref())))?;
+            if let Some(exceeded) = exceeded {
+                return Err(RenderError::Budget(exceeded));
+            }
             if out.overflowed {
                 return Err(RenderError::OutputTooLong {
                     limit: MAX_OUTPUT_LEN,

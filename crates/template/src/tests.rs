@@ -1,5 +1,6 @@
 //! Rendering rules, mostly the Shopify-style handling of missing values.
 
+mod blowups;
 mod hostile;
 
 use serde_json::json;
