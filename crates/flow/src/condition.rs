@@ -5,7 +5,12 @@
 use regex::RegexBuilder;
 use serde::{Deserialize, Serialize};
 
-/// Compiled regexes may not exceed this (the `regex` crate never backtracks, so size is the only cost).
+/// Longest accepted `matches` pattern, in bytes. Real patterns are a few dozen bytes; the cap keeps
+/// compile time small, since a pattern may be rendered from variables on every run.
+pub const MAX_REGEX_PATTERN_LEN: usize = 1024;
+/// Compiled regexes, and the lazy DFA built while matching, may not exceed this. The `regex` crate never
+/// backtracks (matching is linear in the text), so memory is the only cost left to bound; a counted
+/// repetition such as `(a{1000}){1000}` is what reaches it.
 pub const MAX_REGEX_BYTES: usize = 1 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,10 +100,22 @@ pub fn evaluate(op: Operator, lhs: &str, rhs: &str) -> Result<bool, String> {
 }
 
 pub fn compile_regex(pattern: &str) -> Result<regex::Regex, String> {
+    if pattern.len() > MAX_REGEX_PATTERN_LEN {
+        return Err(format!(
+            "the regular expression is {} bytes; the limit is {MAX_REGEX_PATTERN_LEN}",
+            pattern.len()
+        ));
+    }
     RegexBuilder::new(pattern)
         .size_limit(MAX_REGEX_BYTES)
+        .dfa_size_limit(MAX_REGEX_BYTES)
         .build()
-        .map_err(|e| format!("`{pattern}` is not a valid regular expression: {e}"))
+        .map_err(|e| match e {
+            regex::Error::CompiledTooBig(limit) => format!(
+                "`{pattern}` compiles to more than {limit} bytes: simplify the pattern (large counted repetitions such as {{1000}} are the usual cause)"
+            ),
+            e => format!("`{pattern}` is not a valid regular expression: {e}"),
+        })
 }
 
 fn number(s: &str) -> Option<f64> {

@@ -31,8 +31,14 @@ pub struct ActiveCall {
 }
 
 impl Context {
+    /// Renders an option; the error names the option's field (`options.message: ...`).
     pub fn render(&self, template: &phlo_template::Template) -> Result<String, String> {
-        template.render(&self.vars).map_err(|e| e.to_string())
+        template
+            .render(&self.vars)
+            .map_err(|e| match template.field() {
+                Some(field) => format!("{field}: {e}"),
+                None => e.to_string(),
+            })
     }
 }
 

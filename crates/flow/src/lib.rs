@@ -22,6 +22,7 @@ pub mod condition;
 pub mod effect;
 pub mod engine;
 pub mod event;
+pub mod limits;
 pub mod model;
 pub mod nodes;
 mod options;

@@ -345,7 +345,7 @@ pub(crate) fn parse_template(
     text: &str,
 ) -> Option<Template> {
     match Template::parse(text) {
-        Ok(t) => Some(t),
+        Ok(t) => Some(t.with_field(field)),
         Err(e) => {
             problems.error(
                 place,

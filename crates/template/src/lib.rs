@@ -75,6 +75,8 @@ pub enum RenderError {
 #[derive(Clone)]
 pub struct Template {
     inner: Arc<Inner>,
+    /// Where the source came from (`options.message`), for error messages.
+    field: Option<Arc<str>>,
 }
 
 struct Inner {
@@ -174,6 +176,7 @@ impl Default for Template {
                 compiled: None,
                 big_stack: false,
             }),
+            field: None,
         }
     }
 }
@@ -206,7 +209,20 @@ impl Template {
                 compiled,
                 big_stack,
             }),
+            field: None,
         })
+    }
+
+    /// Names where the source came from, so render errors can say which
+    /// option failed; see [`Template::field`].
+    pub fn with_field(mut self, field: &str) -> Template {
+        self.field = Some(field.into());
+        self
+    }
+
+    /// The field given to [`Template::with_field`].
+    pub fn field(&self) -> Option<&str> {
+        self.field.as_deref()
     }
 
     pub fn source(&self) -> &str {

@@ -156,17 +156,13 @@ pub(crate) fn react(
     }
     let lhs = match o.lhs.as_ref().map(|t| ctx.render(t)).transpose() {
         Ok(v) => v.unwrap_or_default(),
-        Err(e) => return Ok(Reaction::stop(format!("`lhs` did not render: {e}"))),
+        // The error names the field (`options.lhs: ...`).
+        Err(e) => return Ok(Reaction::stop(e)),
     };
     for c in &o.conditions {
         let rhs = match c.rhs.as_ref().map(|t| ctx.render(t)).transpose() {
             Ok(v) => v.unwrap_or_default(),
-            Err(e) => {
-                return Ok(Reaction::stop(format!(
-                    "`rhs` of condition `{}` did not render: {e}",
-                    c.alias
-                )));
-            }
+            Err(e) => return Ok(Reaction::stop(e)),
         };
         match condition::evaluate(c.operation, &lhs, &rhs) {
             Ok(true) => {

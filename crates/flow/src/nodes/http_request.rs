@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 use crate::effect::{Effect, HttpAuth, HttpBody, HttpRequest};
 use crate::engine::{Context, EngineError, Reaction, WaitOn, unexpected};
 use crate::event::{Event, HttpResult, Vars};
+use crate::limits::{MAX_JSON_DEPTH, MAX_RESPONSE_HEADER_BYTES, too_deep};
 use crate::model::Node;
 use crate::nodes::{CARRIER_GRACE_SECS, check_literal, vars};
 use crate::options::{OptionReader, check_url, kind};
@@ -442,6 +443,24 @@ fn response(
     } else {
         None
     };
+    // Checked before anything is stored: both would become run variables.
+    if let Some(path) = parsed.as_ref().and_then(too_deep) {
+        return Reaction::failed(
+            "failed",
+            failed_vars(),
+            format!("the response body nests deeper than {MAX_JSON_DEPTH} levels (at {path})"),
+        );
+    }
+    let header_bytes: usize = headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if header_bytes > MAX_RESPONSE_HEADER_BYTES {
+        return Reaction::failed(
+            "failed",
+            failed_vars(),
+            format!(
+                "the response headers are {header_bytes} bytes; the limit is {MAX_RESPONSE_HEADER_BYTES}"
+            ),
+        );
+    }
     let mut header_map = Map::new();
     for (k, v) in headers {
         let k = k.to_ascii_lowercase();

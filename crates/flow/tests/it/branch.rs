@@ -240,7 +240,7 @@ fn render_errors_and_invalid_regexes_stop_the_token() {
         Event::Enter,
     ));
     assert!(
-        reason.starts_with("`rhs` of condition `re` did not render: template failed to render"),
+        reason.starts_with("options.conditions[1].rhs: template failed to render"),
         "{reason}"
     );
 
@@ -252,7 +252,7 @@ fn render_errors_and_invalid_regexes_stop_the_token() {
     let step = run(&phlo, &c, Event::Enter);
     let reason = stopped(&step);
     assert!(
-        reason.starts_with("`lhs` did not render: template failed to render: Invalid argument"),
+        reason.starts_with("options.lhs: template failed to render: Invalid argument"),
         "{reason}"
     );
     assert!(step.effects.is_empty());

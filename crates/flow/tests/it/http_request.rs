@@ -285,7 +285,7 @@ fn render_failures_fail_before_any_request() {
     #[rustfmt::skip]
     let cases = [
         // (url, headers, error starts with)
-        ("https://x.example.com/{{ 1 | divided_by: 0 }}", json!({}), "template failed to render: Invalid argument"),
+        ("https://x.example.com/{{ 1 | divided_by: 0 }}", json!({}), "options.url: template failed to render: Invalid argument"),
         ("{{Start.http.params.url}}", json!({}), "`ftp://files.example.com/a` is not usable here"),
         ("{{Start.http.params.none}}", json!({}), "`` is not a URL"),
         ("https://x.example.com/", json!({ "X-A": "{{Start.http.params.evil}}" }), "header `X-A` rendered a line break"),

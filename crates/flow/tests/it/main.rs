@@ -11,6 +11,7 @@ mod hangup;
 mod http_request;
 mod initiate_call;
 mod ivr_menu;
+mod limits;
 mod multi_party_call;
 mod play_audio;
 mod record_audio;

@@ -240,8 +240,7 @@ fn queued_keeps_waiting_and_timeout_counts_as_sent() {
 
 #[test]
 fn render_errors_and_bad_numbers_fail_with_a_reason() {
-    let divide =
-        "template failed to render: Invalid argument; argument=operand; cause=Can't divide by zero";
+    let divide = "options.message: template failed to render: Invalid argument; argument=operand; cause=Can't divide by zero";
     #[rustfmt::skip]
     let cases = [
         // (from, to, message, error starts with)
