@@ -1,10 +1,14 @@
 //! Request parts in the API's terms: ids that are not UUIDs are simply unknown (404), bodies that are
-//! not JSON get a 400 that says where the syntax broke, and oversized bodies a 413, all as `{api_id, error}`.
+//! not JSON get a 400 that says where the syntax broke, oversized bodies a 413, bodies nested too deeply
+//! a 400 and oversized headers a 431, all as `{api_id, error}`. The limits are in docs/limits.md.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use phlo_flow::limits::{MAX_JSON_DEPTH, too_deep};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use uuid::Uuid;
@@ -35,6 +39,11 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::bad_request(format!("the request body is not valid JSON: {e}"))
         })?;
+        if let Some(path) = too_deep(&value) {
+            return Err(ApiError::bad_request(format!(
+                "the request body nests deeper than {MAX_JSON_DEPTH} levels (at {path}): flatten it"
+            )));
+        }
         if has_nul(&value) {
             return Err(ApiError::bad_request(
                 "the request body contains a NUL character (\\u0000), which cannot be stored: remove it",
@@ -42,6 +51,27 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         }
         Ok(JsonBody(Some(value)))
     }
+}
+
+/// Largest total size of a request's headers, names and values. Real requests send well under 4 KiB;
+/// hyper's own bound (about 400 KiB of buffered head) is far looser.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// Middleware: 431 when the headers together exceed [`MAX_HEADER_BYTES`].
+pub async fn limit_headers(req: Request, next: Next) -> Response {
+    let size: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if size > MAX_HEADER_BYTES {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!("the request headers are {size} bytes; the limit is {MAX_HEADER_BYTES}"),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// Postgres text and jsonb cannot hold U+0000, so a value with one could never be stored.
@@ -130,4 +160,77 @@ pub fn id(raw: &str, what: &str) -> Result<Uuid, ApiError> {
 /// Plivo's timestamp format: `2018-11-14 04:41:31.827796+00:00`.
 pub fn plivo_time(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S%.6f%:z").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::body::Body;
+    use axum::routing::post;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn body_status(body: String) -> (StatusCode, String) {
+        let req = Request::builder().body(Body::from(body)).unwrap();
+        match JsonBody::from_request(req, &()).await {
+            Ok(_) => (StatusCode::OK, String::new()),
+            Err(e) => (e.status, e.message),
+        }
+    }
+
+    #[tokio::test]
+    async fn bodies_nested_too_deeply_are_400_with_the_place() {
+        let nested = |levels: usize| format!("{}1{}", "[".repeat(levels), "]".repeat(levels));
+        assert_eq!(body_status(nested(MAX_JSON_DEPTH)).await.0, StatusCode::OK);
+        let (status, message) =
+            body_status(format!(r#"{{"a": {}}}"#, nested(MAX_JSON_DEPTH))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            message,
+            format!(
+                "the request body nests deeper than {MAX_JSON_DEPTH} levels (at $.a{}): flatten it",
+                "[0]".repeat(MAX_JSON_DEPTH - 1)
+            )
+        );
+        // Past serde_json's own recursion limit, the parser refuses first; still a 400.
+        let (status, message) = body_status(nested(10_000)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(message.contains("recursion limit"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn oversized_headers_are_431() {
+        let app = Router::new()
+            .route("/", post(|| async { "ok" }))
+            .layer(axum::middleware::from_fn(limit_headers));
+        let request = |value: String| {
+            Request::post("/")
+                .header("x-filler", value)
+                .body(Body::empty())
+                .unwrap()
+        };
+        let ok = app
+            .clone()
+            .oneshot(request("v".repeat(1024)))
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), StatusCode::OK);
+        let big = app
+            .oneshot(request("v".repeat(MAX_HEADER_BYTES)))
+            .await
+            .unwrap();
+        assert_eq!(big.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        let body = axum::body::to_bytes(big.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("the limit is 32768"),
+            "{body}"
+        );
+    }
 }

@@ -84,6 +84,7 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
     let router = routes::router()
         .with_state(state)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(extract::limit_headers))
         .merge(health)
         .layer(axum::middleware::from_fn(http_metrics))
         // A bug must cost one request a 500, never the process.
