@@ -70,7 +70,8 @@ impl Runtime {
         Ok(due.len())
     }
 
-    /// Re-drives ready tokens whose step message seems lost, and ends runs past the lifetime guard.
+    /// Re-drives ready tokens whose step message seems lost, ends runs past the lifetime guard, and
+    /// admits queued runs into free slots.
     pub async fn reconcile_once(&self) -> Result<usize, RuntimeError> {
         let cutoff = Utc::now()
             - chrono::Duration::from_std(self.config().redrive_after).unwrap_or_default();
@@ -114,7 +115,27 @@ impl Runtime {
             tx.commit().await?;
             self.flush(outbox).await;
         }
-        Ok(stale.len() + expired.len())
+        let admitted = self.admit_queued_once().await?;
+        Ok(stale.len() + expired.len() + admitted)
+    }
+
+    /// Admits queued runs of accounts with free slots. Runs are admitted when a run of their account
+    /// ends, in that transaction; this pass is the safety net for slots freed any other way (an
+    /// operator raising an account's cap, a run ended by hand in the database). Returns how many.
+    pub async fn admit_queued_once(&self) -> Result<usize, RuntimeError> {
+        let accounts = {
+            let mut conn = self.pool().acquire().await?;
+            phlo_store::admission::accounts_with_queued(&mut conn, BATCH).await?
+        };
+        let mut admitted = 0;
+        for account_id in accounts {
+            let mut tx = self.pool().begin().await?;
+            let mut outbox = Outbox::default();
+            admitted += self.admit(&mut tx, &mut outbox, account_id).await?.len();
+            tx.commit().await?;
+            self.flush(outbox).await;
+        }
+        Ok(admitted)
     }
 
     /// Samples `phlo_outbox_backlog`: outbox rows not yet published (or not yet deleted after it).

@@ -22,7 +22,8 @@ impl Runtime {
         let Some(run) = phlo_store::runs::lock(&mut tx, run_id).await? else {
             return Ok(None);
         };
-        if run.status != "active" {
+        // A queued run is cancelled before it ever ran; it held no slot, so nothing else changes.
+        if run.status != "active" && run.status != "queued" {
             return Ok(Some(false));
         }
         let mut outbox = crate::outbox::Outbox::default();

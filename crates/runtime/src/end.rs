@@ -1,4 +1,6 @@
 //! Ending a run early (cancel, guards, lifetime): every live token ends, timers go, live calls are hung up.
+//! Every ending goes through [`Runtime::finish_run`], which hands the freed slot to the account's oldest
+//! queued run in the same transaction.
 
 use phlo_store::{PgConnection, runs, timers, tokens};
 use uuid::Uuid;
@@ -18,9 +20,26 @@ impl Runtime {
         tokens::end_all(conn, run_id, reason).await?;
         timers::clear_run(conn, run_id).await?;
         self.hang_up_run(conn, outbox, run_id).await?;
-        if runs::finish(conn, run_id, status, Some(reason)).await? {
-            outbox.run_ended(status);
-        }
+        self.finish_run(conn, outbox, run_id, status, Some(reason))
+            .await?;
         Ok(())
+    }
+
+    /// Ends the run (active or queued) with `status`, unless it has ended already, and admits the
+    /// account's oldest queued runs into the slots that are free now. Returns whether it ended now.
+    pub(crate) async fn finish_run(
+        &self,
+        conn: &mut PgConnection,
+        outbox: &mut Outbox,
+        run_id: Uuid,
+        status: &str,
+        error: Option<&str>,
+    ) -> Result<bool, RuntimeError> {
+        let Some(account_id) = runs::finish(conn, run_id, status, error).await? else {
+            return Ok(false);
+        };
+        outbox.run_ended(status);
+        self.admit(conn, outbox, account_id).await?;
+        Ok(true)
     }
 }

@@ -1,9 +1,9 @@
-//! Starting a run: the run row, its first token at Start and the first step message, in one transaction.
+//! Starting a run: the run row, its first token at Start and the first step message, in one transaction;
+//! or, when the account has as many runs active as it may (see [`crate::admission`]), the run row alone,
+//! `queued`, to be admitted when one of its runs ends.
 
-use phlo_bus::StepMessage;
-use phlo_flow::{Context, Trigger};
-use phlo_store::Json;
-use phlo_store::{runs, tokens};
+use phlo_flow::Trigger;
+use phlo_store::runs;
 use uuid::Uuid;
 
 use crate::outbox::Outbox;
@@ -14,6 +14,14 @@ pub struct StartRequest {
     pub phlo_id: Uuid,
     /// For an API trigger, `request_uuid` is replaced by the run id.
     pub trigger: Trigger,
+}
+
+/// A run the API accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Started {
+    pub run_id: Uuid,
+    /// Whether it waits for a free slot of its account (`queued`) rather than running already.
+    pub queued: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +41,12 @@ impl From<phlo_store::StoreError> for StartError {
 impl Runtime {
     /// Starts a run of the PHLO's current revision and returns its id.
     pub async fn start_run(&self, req: StartRequest) -> Result<Uuid, StartError> {
+        self.start(req).await.map(|s| s.run_id)
+    }
+
+    /// Starts a run of the PHLO's current revision, or queues it behind the account's active runs.
+    /// A run of an incoming call is never queued: the caller is on the line, waiting for its answer XML.
+    pub async fn start(&self, req: StartRequest) -> Result<Started, StartError> {
         let run_id = Uuid::now_v7();
         let mut trigger = req.trigger;
         let (kind, from, to) = match &mut trigger {
@@ -43,6 +57,7 @@ impl Runtime {
             Trigger::Call(c) => ("call", Some(c.from.clone()), Some(c.to.clone())),
             Trigger::Message(m) => ("sms", Some(m.from.clone()), Some(m.to.clone())),
         };
+        let live_call = matches!(trigger, Trigger::Call(_));
         let mut tx = self.pool().begin().await.map_err(RuntimeError::from)?;
         let row = phlo_store::phlos::get(&mut tx, req.account_id, req.phlo_id).await?;
         let Some(row) = row else {
@@ -62,33 +77,23 @@ impl Runtime {
                 trigger: &trigger,
                 from_number: from.as_deref(),
                 to_number: to.as_deref(),
+                status: if live_call { "active" } else { "queued" },
             },
         )
         .await?;
-        let context = Context {
-            phlo_id: row.id.to_string(),
-            run_id: run_id.to_string(),
-            vars: Default::default(),
-            call: None,
-            parked: Default::default(),
+        let mut outbox = Outbox::default();
+        // Every other run joins the back of the account's queue and is admitted at once when a slot is
+        // free: admission stays oldest first even while the reconciler is catching up.
+        let queued = if live_call {
+            self.first_step(&mut tx, &mut outbox, run_id, row.id, phlo.start.0)
+                .await?;
+            false
+        } else {
+            !self
+                .admit(&mut tx, &mut outbox, req.account_id)
+                .await?
+                .contains(&run_id)
         };
-        tokens::save(
-            &mut tx,
-            &tokens::Token {
-                run_id,
-                token: 0,
-                node_id: phlo.start.0,
-                status: "ready".into(),
-                seq: 0,
-                wait_id: None,
-                wait: None,
-                context: Json(context),
-                repeats: 0,
-                ended_reason: None,
-                updated_at: chrono::Utc::now(),
-            },
-        )
-        .await?;
         if let Trigger::Call(call) = &trigger {
             phlo_store::calls::upsert(
                 &mut tx,
@@ -103,18 +108,6 @@ impl Runtime {
             )
             .await?;
         }
-        let mut outbox = Outbox::default();
-        outbox
-            .step(
-                self,
-                &mut tx,
-                &StepMessage::Advance {
-                    run_id,
-                    token: 0,
-                    seq: 0,
-                },
-            )
-            .await?;
         tx.commit().await.map_err(RuntimeError::from)?;
         metrics::counter!(
             "phlo_runs_started_total",
@@ -122,10 +115,13 @@ impl Runtime {
             "trigger" => kind,
         )
         .increment(1);
+        if queued {
+            metrics::counter!("phlo_runs_queued_total").increment(1);
+        }
         // The run is committed: answer now and publish in the background. If NATS is down the
         // caller does not wait for the publish retries; the relay sends the message later.
         let rt = self.clone();
         tokio::spawn(async move { rt.flush(outbox).await });
-        Ok(run_id)
+        Ok(Started { run_id, queued })
     }
 }

@@ -74,6 +74,18 @@ pub fn env_secs(name: &str, default: u64) -> Result<Duration, String> {
     env_parse(name, default).map(Duration::from_secs)
 }
 
+/// `PHLO_MAX_ACTIVE_RUNS`: runs one account may have active at once (more wait as `queued`). Read by
+/// the gateway, which admits new runs, and the worker, which admits queued runs as others end: set it
+/// to the same value on both.
+pub fn max_active_runs(default: i64) -> Result<i64, String> {
+    match env_parse("PHLO_MAX_ACTIVE_RUNS", default)? {
+        n if n >= 1 => Ok(n),
+        n => Err(format!(
+            "PHLO_MAX_ACTIVE_RUNS={n} is invalid: an account needs at least 1 active run"
+        )),
+    }
+}
+
 /// The carrier from `PHLO_CARRIER_*`, shared by the gateway (signatures, live-call control) and workers.
 pub fn carrier_config() -> Result<Option<phlo_carrier::PlivoConfig>, String> {
     let id = env_or("PHLO_CARRIER_AUTH_ID", "");

@@ -11,9 +11,11 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod accounts;
+pub mod admission;
 pub mod callbacks;
 pub mod calls;
 pub mod counters;
+pub mod limits;
 pub mod numbers;
 pub mod outbox;
 pub mod phlos;

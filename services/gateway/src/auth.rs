@@ -27,6 +27,10 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        // Authenticated already by the rate limit (`crate::limits::limit_api`).
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
+        }
         let header = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(|| {
             ApiError::unauthorized("authentication required: send HTTP Basic auth with your auth_id and auth_token")
         })?;

@@ -13,6 +13,9 @@ pub struct ApiError {
     pub message: String,
     /// Extra fields for the body (e.g. the validation problems).
     pub details: Option<(&'static str, Value)>,
+    /// Whole seconds for a `Retry-After` header (429s). `u16` (18 hours at most) keeps the error
+    /// small: it travels in every handler's `Result`.
+    pub retry_after: Option<u16>,
 }
 
 impl ApiError {
@@ -21,6 +24,15 @@ impl ApiError {
             status,
             message: message.into(),
             details: None,
+            retry_after: None,
+        }
+    }
+
+    /// 429: the caller may retry after `retry_after_secs` (at least 1).
+    pub fn too_many_requests(message: impl Into<String>, retry_after_secs: u64) -> Self {
+        Self {
+            retry_after: Some(u16::try_from(retry_after_secs.max(1)).unwrap_or(u16::MAX)),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, message)
         }
     }
 
@@ -57,6 +69,11 @@ impl IntoResponse for ApiError {
             map.insert(key.to_owned(), value);
         }
         let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
         if self.status == StatusCode::UNAUTHORIZED
             && let Ok(v) = "Basic realm=\"phlo\"".parse()
         {

@@ -7,6 +7,7 @@
 mod auth;
 mod error;
 mod extract;
+pub mod limits;
 mod routes;
 
 use std::sync::Arc;
@@ -45,6 +46,10 @@ pub struct Config {
     /// `PHLO_SHUTDOWN_GRACE_SECS`: after SIGTERM the gateway stops accepting connections and gives
     /// requests in flight this long to finish (default 20).
     pub shutdown_grace: std::time::Duration,
+    /// Per-account rate limits (`PHLO_RATE_*`), see [`limits`].
+    pub rate_limits: limits::RateConfig,
+    /// `PHLO_MAX_ACTIVE_RUNS`: runs one account may have active; more are started `queued`.
+    pub max_active_runs: i64,
 }
 
 impl Config {
@@ -66,6 +71,10 @@ impl Config {
             )?),
             webhook_secret_grace: phlo_service::env_secs("PHLO_WEBHOOK_SECRET_GRACE_SECS", 86_400)?,
             shutdown_grace: phlo_service::env_secs("PHLO_SHUTDOWN_GRACE_SECS", 20)?,
+            rate_limits: limits::RateConfig::from_env()?,
+            max_active_runs: phlo_service::max_active_runs(
+                RuntimeConfig::default().max_active_runs,
+            )?,
         })
     }
 }
@@ -75,13 +84,14 @@ pub struct AppState {
     pub runtime: Runtime,
     pub pool: PgPool,
     pub config: Arc<Config>,
+    pub limits: Arc<limits::RateLimiter>,
 }
 
 /// The whole API. Trailing slashes are trimmed before routing: the SDKs disagree about them.
 pub fn app(state: AppState) -> NormalizePath<Router> {
     let health = phlo_service::health_routes(state.pool.clone(), state.runtime.bus().clone());
     let limit = state.config.max_body_bytes;
-    let router = routes::router()
+    let router = routes::router(&state)
         .with_state(state)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn(extract::limit_headers))
@@ -155,6 +165,7 @@ pub async fn run(
     let egress = phlo_egress::Egress::new(phlo_egress::EgressConfig::default())?;
     let runtime_config = RuntimeConfig {
         public_url: config.public_url.clone(),
+        max_active_runs: config.max_active_runs,
         ..RuntimeConfig::default()
     };
     // The gateway drives live calls (the multiparty trigger API) through the same carrier as workers.
@@ -168,6 +179,7 @@ pub async fn run(
     let state = AppState {
         runtime,
         pool,
+        limits: Arc::new(limits::RateLimiter::new(config.rate_limits.clone())),
         config: Arc::new(config),
     };
     let stop = shutdown.clone();

@@ -198,7 +198,7 @@ fn every_route_of_the_router_is_documented_with_the_same_methods() {
 fn every_operation_is_complete_and_consistent() {
     let doc = document();
     let allowed: BTreeSet<&str> = [
-        "200", "201", "400", "401", "403", "404", "405", "409", "413", "500", "502", "503",
+        "200", "201", "400", "401", "403", "404", "405", "409", "413", "429", "500", "502", "503",
     ]
     .into_iter()
     .collect();
@@ -278,6 +278,15 @@ fn every_operation_is_complete_and_consistent() {
         if !public {
             assert!(responses.contains_key("503"), "{method} {path}: no 503");
         }
+        // Whatever an account calls can be over its rate limit; the operator's routes cannot.
+        let account = op
+            .get("security")
+            .is_none_or(|s| s == &serde_json::json!([{ "basicAuth": [] }]));
+        assert_eq!(
+            responses.contains_key("429"),
+            account && !public,
+            "{method} {path}: 429 vs an account's route"
+        );
         // Whatever reads a JSON body can answer 400 and 413.
         if op.get("requestBody").is_some() {
             for code in ["400", "413"] {

@@ -4,6 +4,7 @@ mod accounts;
 mod callbacks;
 pub mod carrier;
 mod counters;
+mod limits;
 mod numbers;
 mod openapi;
 mod phlos;
@@ -17,9 +18,14 @@ use axum::routing::{delete, get, post, put};
 use crate::AppState;
 use crate::error::{no_route, wrong_method};
 
-pub fn router() -> Router<AppState> {
+/// Every route. The account rate limit wraps all but the carrier webhooks, which must never be refused.
+pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/v1/accounts", post(accounts::create))
+        .route(
+            "/v1/accounts/{auth_id}/limits",
+            get(limits::get).put(limits::set),
+        )
         .route("/v1/phlo", get(phlos::list).post(phlos::create))
         .route("/v1/phlo/validate", post(phlos::validate))
         .route("/v1/phlo/{phlo_id}", get(phlos::get).put(phlos::update))
@@ -66,6 +72,10 @@ pub fn router() -> Router<AppState> {
             post(callbacks::rotate_secret),
         )
         .route("/v1/openapi.json", get(openapi::document))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::limits::limit_api,
+        ))
         .merge(carrier::router())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)

@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use phlo_flow::Trigger;
-use phlo_runtime::{StartError, StartRequest};
+use phlo_runtime::{StartError, StartRequest, Started};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -14,6 +14,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, Path, Query, id, plivo_time};
+use crate::limits::Budget;
 use crate::routes::phlos::find;
 
 /// `POST /v1/account/{auth_id}/phlo/{phlo_id}`: starts a run with the payload as `Start.http.params`.
@@ -32,6 +33,10 @@ pub async fn run(
         ));
     }
     let phlo_id = id(&phlo_id, "PHLO")?;
+    state
+        .limits
+        .acquire(&state.pool, caller.account_id, Budget::Runs)
+        .await?;
     let mut params: serde_json::Map<String, Value> = query
         .into_iter()
         .filter(|(k, _)| k != "phlo_id")
@@ -46,10 +51,25 @@ pub async fn run(
             params,
         },
     };
-    let run_id = match state.runtime.start_run(request).await {
-        Ok(run_id) => run_id,
+    let Started { run_id, queued } = match state.runtime.start(request).await {
+        Ok(started) => started,
         Err(StartError::PhloNotFound(id)) => return Err(ApiError::not_found("PHLO", id)),
         Err(StartError::Runtime(e)) => return Err(e.into()),
+    };
+    // A queued run is accepted as durably as a started one (Plivo's SDKs only read `phlo_run_id`);
+    // `status` and the message say that it waits for one of the account's active runs to end.
+    let (status, message) = if queued {
+        (
+            "queued",
+            format!(
+                "PHLO run queued with phlo_run_id {run_id}: the account has as many runs active as it may; it starts when one of them ends"
+            ),
+        )
+    } else {
+        (
+            "active",
+            format!("PHLO run started with phlo_run_id {run_id}"),
+        )
     };
     Ok((
         StatusCode::CREATED,
@@ -57,7 +77,8 @@ pub async fn run(
             "api_id": run_id,
             "phlo_id": phlo_id,
             "phlo_run_id": run_id,
-            "message": format!("PHLO run started with phlo_run_id {run_id}"),
+            "status": status,
+            "message": message,
         })),
     ))
 }

@@ -47,7 +47,14 @@ pub struct Filters {
     cursor: Option<String>,
 }
 
-const STATUSES: &[&str] = &["active", "completed", "failed", "cancelled", "timed_out"];
+const STATUSES: &[&str] = &[
+    "queued",
+    "active",
+    "completed",
+    "failed",
+    "cancelled",
+    "timed_out",
+];
 const TRIGGERS: &[&str] = &["api", "call", "sms"];
 
 fn one_of(name: &str, value: Option<String>, allowed: &[&str]) -> Result<Option<String>, ApiError> {

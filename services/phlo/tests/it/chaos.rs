@@ -159,12 +159,16 @@ pub(crate) async fn wait_for_load(pool: &PgPool, answered: &AtomicUsize, n: usiz
     }
 }
 
-/// Waits (bounded by `SETTLE`) until no run is active; returns how long that took.
+/// Waits (bounded by `SETTLE`) until no run is active or queued; returns how long that took.
 pub(crate) async fn settle(pool: &PgPool) -> Duration {
     let started = Instant::now();
     let mut report = Instant::now();
     loop {
-        let active = scalar(pool, "SELECT count(*) FROM runs WHERE status = 'active'").await;
+        let active = scalar(
+            pool,
+            "SELECT count(*) FROM runs WHERE status IN ('active', 'queued')",
+        )
+        .await;
         if active == 0 {
             return started.elapsed();
         }

@@ -8,6 +8,7 @@ mod api;
 mod callbacks;
 mod chaos;
 mod e2e;
+mod fairness;
 mod guards;
 mod metrics;
 mod sdk;

@@ -90,6 +90,9 @@ impl Stack {
             .env("PHLO_REDRIVE_AFTER_SECS", "3")
             .env("PHLO_RELAY_AFTER_SECS", "1")
             .env("PHLO_DB_POOL", "8")
+            // Load tests fire runs as fast as they can: no rate limit unless a test sets one.
+            .env("PHLO_RATE_API_PER_SEC", "0")
+            .env("PHLO_RATE_RUNS_PER_SEC", "0")
             .env(
                 "RUST_LOG",
                 std::env::var("PHLO_TEST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -246,12 +249,12 @@ impl Stack {
         body
     }
 
-    /// Polls until the run is no longer active.
+    /// Polls until the run is no longer active (nor queued).
     pub async fn wait_run(&self, acct: &Account, run_id: &str, timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
             let run = self.get_run(acct, run_id).await;
-            if run["status"] != "active" {
+            if run["status"] != "active" && run["status"] != "queued" {
                 return run;
             }
             if Instant::now() > deadline {

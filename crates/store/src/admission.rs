@@ -1,0 +1,79 @@
+//! Admission: how many runs an account may have active at once, and its queued runs, admitted oldest
+//! first. The count is of the rows themselves (no counter to drift from them), and no lock is taken:
+//! a per-account lock held until commit serialises the ends of all of one account's runs, which capped
+//! one account at about a hundred runs per second on a small machine and, worse, parked every worker
+//! slot on that lock, starving the other accounts the cap is there to protect.
+//!
+//! Without the lock, transactions admitting for the same account at the same moment each see the
+//! others' uncommitted changes as not yet made. Ends and admissions cancel out (each frees and fills one
+//! slot), so the only effect is that concurrent starts may each take the same free slot: the cap can be
+//! exceeded by the number of transactions starting runs for that account at once, and only until those
+//! runs end. `FOR UPDATE SKIP LOCKED` keeps any queued run from being admitted twice.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::Result;
+
+/// How many more runs the account may have active now: its cap (its own override, else `default_cap`)
+/// minus its active runs. Negative when runs that bypass the queue (incoming calls) pushed it over.
+pub async fn free_slots(
+    conn: &mut PgConnection,
+    account_id: Uuid,
+    default_cap: i64,
+) -> Result<i64> {
+    let (free,): (i64,) = sqlx::query_as(
+        "SELECT coalesce((SELECT max_active_runs FROM account_limits WHERE account_id = $1)::bigint, $2)
+              - (SELECT count(*) FROM runs WHERE account_id = $1 AND status = 'active')",
+    )
+    .bind(account_id)
+    .bind(default_cap)
+    .fetch_one(conn)
+    .await?;
+    Ok(free)
+}
+
+/// A queued run that has just been made active; its first token and step message are the caller's to
+/// write in the same transaction.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Admitted {
+    pub id: Uuid,
+    pub phlo_id: Uuid,
+    pub revision: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Makes up to `n` of the account's queued runs active, oldest first, and returns them oldest first.
+/// `SKIP LOCKED`: a queued run being cancelled right now is not waited for.
+pub async fn admit_oldest(
+    conn: &mut PgConnection,
+    account_id: Uuid,
+    n: i64,
+) -> Result<Vec<Admitted>> {
+    if n <= 0 {
+        return Ok(Vec::new());
+    }
+    let mut admitted: Vec<Admitted> = sqlx::query_as(
+        "UPDATE runs SET status = 'active', updated_at = now()
+         WHERE id IN (SELECT id FROM runs WHERE account_id = $1 AND status = 'queued'
+                      ORDER BY created_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)
+         RETURNING id, phlo_id, revision, created_at",
+    )
+    .bind(account_id)
+    .bind(n)
+    .fetch_all(conn)
+    .await?;
+    admitted.sort_by_key(|a| (a.created_at, a.id));
+    Ok(admitted)
+}
+
+/// Accounts that have queued runs, for the reconciler.
+pub async fn accounts_with_queued(conn: &mut PgConnection, limit: i64) -> Result<Vec<Uuid>> {
+    let rows: Vec<(Uuid,)> =
+        sqlx::query_as("SELECT DISTINCT account_id FROM runs WHERE status = 'queued' LIMIT $1")
+            .bind(limit)
+            .fetch_all(conn)
+            .await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}
