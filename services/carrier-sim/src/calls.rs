@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use crate::events::{Event, EventKind};
 use crate::webhooks::{Method, Params};
@@ -52,6 +52,8 @@ pub struct Call {
     pub info: CallInfo,
     state: Mutex<CallState>,
     control: watch::Sender<Control>,
+    /// Where live input goes while a prompt of a `live_input` party waits for it.
+    live_input: Mutex<Option<oneshot::Sender<String>>>,
 }
 
 /// A call as `GET /sim/calls` shows it.
@@ -95,6 +97,7 @@ impl Call {
                 events: VecDeque::new(),
             }),
             control: watch::Sender::new(Control::Running),
+            live_input: Mutex::new(None),
         })
     }
 
@@ -191,6 +194,24 @@ impl Call {
             }
             _ => false,
         });
+    }
+
+    /// Opens the call to live input (`POST /sim/calls/{uuid}/input`) until the receiver is dropped
+    /// or the input arrives.
+    pub fn await_input(&self) -> oneshot::Receiver<String> {
+        let (tx, rx) = oneshot::channel();
+        *self.live_input.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        rx
+    }
+
+    /// Hands `input` to the prompt waiting for it; false when none is waiting.
+    pub fn give_input(&self, input: String) -> bool {
+        let waiting = self
+            .live_input
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        waiting.is_some_and(|tx| tx.send(input).is_ok())
     }
 
     /// Resolves when the call is asked to stop what it is doing.

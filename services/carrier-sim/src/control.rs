@@ -28,6 +28,7 @@ pub fn routes() -> Router<Sim> {
         )
         .route("/sim/calls", get(list_calls).post(place_inbound))
         .route("/sim/calls/{uuid}", get(get_call))
+        .route("/sim/calls/{uuid}/input", post(live_input))
         .route("/sim/messages", get(list_messages).post(inbound_message))
         .route("/sim/rooms/{name}", get(get_room))
         .route("/sim/webhooks", get(list_webhooks))
@@ -81,6 +82,29 @@ async fn get_call(
         .get(&uuid)
         .map(|c| Json(c.view()))
         .ok_or_else(|| ApiError::not_found(format!("call {uuid} not found")))
+}
+
+/// `{"input": "12#"}` for the prompt a `live_input` party is waiting at: keys, `""` for silence,
+/// or words said to a speech prompt.
+async fn live_input(
+    State(sim): State<Sim>,
+    Path(uuid): Path<String>,
+    body: ApiBody,
+) -> Result<StatusCode, ApiError> {
+    let call = sim
+        .calls
+        .get(&uuid)
+        .ok_or_else(|| ApiError::not_found(format!("call {uuid} not found")))?;
+    if call.give_input(body.str("input").unwrap_or_default()) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "call {uuid} is not waiting for input: its prompt timed out, or it is not at a prompt"
+            ),
+        ))
+    }
 }
 
 /// An inbound call to the application; the caller behaves per the script of `from`.

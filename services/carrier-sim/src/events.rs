@@ -47,6 +47,11 @@ pub enum EventKind {
     Said {
         speech: String,
     },
+    /// A prompt of a `live_input` party waits this many real seconds for `POST
+    /// /sim/calls/{uuid}/input`.
+    AwaitingInput {
+        seconds: f64,
+    },
     /// A prompt waited for input and the party gave none.
     Silent {
         seconds: f64,

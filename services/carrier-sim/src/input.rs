@@ -110,7 +110,8 @@ pub async fn gather(ctx: &CallCtx, verb: &Node) -> Result<Step, Stop> {
             ctx.guard(play(&ctx.sim, &ctx.call, ctx.party(), prompt))
                 .await?;
         }
-        match classify(ctx.next_input(), &rules, speech_ok, dtmf_ok) {
+        let entry = ctx.next_input(timeout).await?;
+        match classify(entry, &rules, speech_ok, dtmf_ok) {
             Entry::Silence => {
                 ctx.pause(timeout).await?;
                 ctx.log(EventKind::Silent { seconds: timeout });

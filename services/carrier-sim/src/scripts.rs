@@ -48,6 +48,11 @@ pub struct Script {
     /// speech prompt an entry that is not only keys is what the party says.
     #[serde(default)]
     pub digits: Vec<String>,
+    /// Each prompt waits, in real time and as long as its timeout, for an entry posted to
+    /// `POST /sim/calls/{uuid}/input` (a person answering from a terminal) instead of taking the
+    /// next of `digits`.
+    #[serde(default)]
+    pub live_input: bool,
     /// Seconds the party speaks when recorded.
     #[serde(default = "default_record_secs")]
     pub record_secs: f64,
@@ -78,6 +83,7 @@ impl Default for Script {
             answer: Answer::default(),
             answer_after_secs: None,
             digits: Vec::new(),
+            live_input: false,
             record_secs: default_record_secs(),
             confirm_key: None,
             talk_secs: default_talk_secs(),

@@ -44,12 +44,22 @@ impl CallCtx {
         self.call.log_party(kind);
     }
 
-    /// The party's next scripted input, or `None` for silence.
-    pub fn next_input(&self) -> Option<String> {
-        self.input
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .next_entry()
+    /// The party's next input, or `None` for silence: its next scripted entry, or for a
+    /// `live_input` party what is posted to the call within `timeout` real seconds.
+    pub async fn next_input(&self, timeout: f64) -> Result<Option<String>, Stop> {
+        if !self.script.live_input {
+            return Ok(self
+                .input
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .next_entry());
+        }
+        let input = self.call.await_input();
+        self.log(EventKind::AwaitingInput { seconds: timeout });
+        // Real seconds, not simulated ones: a person is typing.
+        let wait = std::time::Duration::from_secs_f64(timeout.max(0.0));
+        let entry = self.guard(tokio::time::timeout(wait, input)).await?;
+        Ok(entry.ok().and_then(Result::ok))
     }
 
     /// Runs `fut` unless the call is hung up or transferred first.
