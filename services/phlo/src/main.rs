@@ -4,14 +4,22 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod client;
+mod commands;
 mod validate;
 
 #[derive(Parser)]
-#[command(name = "phlo", version, about = "Validate and run PHLOs")]
+#[command(
+    name = "phlo",
+    version,
+    about = "Validate, apply and run PHLOs, follow runs, tail callbacks, place simulated calls; run the services"
+)]
 struct Cli {
     /// How to print results.
     #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
     output: Output,
+    #[command(flatten)]
+    settings: client::Settings,
     #[command(subcommand)]
     command: Command,
 }
@@ -46,6 +54,8 @@ enum Command {
     /// Run the carrier simulator (a fake Plivo: Call, Message and live-call APIs, webhooks, scriptable
     /// callers and callees); configured by SIM_* variables, see services/carrier-sim/README.md.
     CarrierSim,
+    #[command(flatten)]
+    Client(commands::ClientCommand),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +68,9 @@ fn main() -> ExitCode {
         Command::Callback => serve(callback()),
         Command::Migrate => serve(migrate()),
         Command::CarrierSim => serve(carrier_sim()),
+        Command::Client(command) => {
+            commands::dispatch(command, &cli.settings, matches!(cli.output, Output::Json))
+        }
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -7,6 +7,7 @@ mod voice_support;
 mod api;
 mod callbacks;
 mod chaos;
+mod cli;
 mod e2e;
 mod fairness;
 mod guards;
