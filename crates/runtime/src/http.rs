@@ -11,6 +11,9 @@ impl Runtime {
     pub async fn perform_http(&self, msg: &HttpMessage) -> Result<(), RuntimeError> {
         let key = msg.msg_id();
         let result = self.inner.egress.execute(&msg.request, &key).await;
+        // It travels back as one NATS message, which has a size limit.
+        let result =
+            phlo_flow::limits::fit_http_result(result, phlo_flow::limits::MAX_HTTP_RESULT_BYTES);
         let resume = StepMessage::Resume {
             run_id: msg.run_id,
             token: msg.token,
