@@ -4,6 +4,10 @@
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+mod secret;
+
+pub use secret::Secret;
+
 use std::future::Future;
 use std::str::FromStr;
 use std::sync::OnceLock;

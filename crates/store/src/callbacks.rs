@@ -1,5 +1,5 @@
 //! Event-callback deliveries, their attempts, URLs disabled by a 410, and the accounts' webhook
-//! signing secrets.
+//! signing secrets (stored sealed: [`crate::sealing`]).
 //!
 //! A delivery is written in the step's transaction ([`insert`]); the callback service claims one attempt
 //! at a time ([`claim`], a short transaction, never held across the HTTP request), records its result
@@ -12,6 +12,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::Result;
+use crate::sealing::{Keyring, SEALED_PREFIX};
 
 /// A delivery as the API and the callback service see it.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -124,48 +125,107 @@ pub struct Secrets {
     pub rotated_at: Option<DateTime<Utc>>,
 }
 
-const SECRET_COLUMNS: &str = "webhook_secret AS current,
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |s: &Option<String>| s.as_ref().map(|_| "<redacted>");
+        f.debug_struct("Secrets")
+            .field("current", &shown(&self.current))
+            .field("previous", &shown(&self.previous))
+            .field("previous_until", &self.previous_until)
+            .field("rotated_at", &self.rotated_at)
+            .finish()
+    }
+}
+
+/// The columns as stored: sealed.
+#[derive(sqlx::FromRow)]
+struct StoredSecrets {
+    id: Uuid,
+    current: Option<String>,
+    previous: Option<String>,
+    previous_until: Option<DateTime<Utc>>,
+    rotated_at: Option<DateTime<Utc>>,
+}
+
+impl StoredSecrets {
+    fn open(self, keys: &Keyring) -> Result<Secrets> {
+        let context = seal_context(self.id);
+        let open = |v: Option<String>| v.map(|v| open_stored(keys, &v, &context)).transpose();
+        Ok(Secrets {
+            current: open(self.current)?,
+            previous: open(self.previous)?,
+            previous_until: self.previous_until,
+            rotated_at: self.rotated_at,
+        })
+    }
+}
+
+/// What a sealed secret is bound to: its account (current and previous move between columns on a
+/// rotation, so the column is not part of it).
+fn seal_context(account_id: Uuid) -> String {
+    format!("accounts.webhook_secret:{account_id}")
+}
+
+/// A stored secret, opened. A value from before migration 0007 is still plain text until a service
+/// start seals it ([`seal_stored_secrets`]); it signs meanwhile.
+fn open_stored(keys: &Keyring, stored: &str, context: &str) -> Result<String> {
+    if stored.starts_with(SEALED_PREFIX) {
+        Ok(keys.open(stored, context)?)
+    } else {
+        Ok(stored.to_owned())
+    }
+}
+
+const SECRET_COLUMNS: &str = "id, webhook_secret AS current,
     CASE WHEN webhook_secret_previous_until > now() THEN webhook_secret_previous END AS previous,
     CASE WHEN webhook_secret_previous_until > now() THEN webhook_secret_previous_until END AS previous_until,
     webhook_secret_rotated_at AS rotated_at";
 
 /// The account's secrets; `current` is `None` for an account that never had one.
-pub async fn secrets(conn: &mut PgConnection, account_id: Uuid) -> Result<Option<Secrets>> {
-    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+pub async fn secrets(
+    conn: &mut PgConnection,
+    keys: &Keyring,
+    account_id: Uuid,
+) -> Result<Option<Secrets>> {
+    let stored: Option<StoredSecrets> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {SECRET_COLUMNS} FROM accounts WHERE id = $1"
     )))
     .bind(account_id)
     .fetch_optional(conn)
-    .await?)
+    .await?;
+    stored.map(|s| s.open(keys)).transpose()
 }
 
 /// Gives the account `fresh` as its secret unless it has one already (two callers racing keep the
 /// first); returns the secrets now in force.
 pub async fn ensure_secret(
     conn: &mut PgConnection,
+    keys: &Keyring,
     account_id: Uuid,
     fresh: &str,
 ) -> Result<Option<Secrets>> {
-    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let stored: Option<StoredSecrets> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE accounts SET webhook_secret = COALESCE(webhook_secret, $2) WHERE id = $1
          RETURNING {SECRET_COLUMNS}"
     )))
     .bind(account_id)
-    .bind(fresh)
+    .bind(keys.seal(fresh, &seal_context(account_id)))
     .fetch_optional(conn)
-    .await?)
+    .await?;
+    stored.map(|s| s.open(keys)).transpose()
 }
 
 /// Replaces the secret with `fresh`; the old one keeps signing for `grace_secs`.
 pub async fn rotate_secret(
     conn: &mut PgConnection,
+    keys: &Keyring,
     account_id: Uuid,
     fresh: &str,
     grace_secs: f64,
 ) -> Result<Option<Secrets>> {
     // Postgres evaluates every SET expression against the old row, so `webhook_secret` on the right is
     // the secret being replaced.
-    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let stored: Option<StoredSecrets> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE accounts SET
              webhook_secret_previous = webhook_secret,
              webhook_secret_previous_until =
@@ -176,10 +236,59 @@ pub async fn rotate_secret(
          RETURNING {SECRET_COLUMNS}"
     )))
     .bind(account_id)
-    .bind(fresh)
+    .bind(keys.seal(fresh, &seal_context(account_id)))
     .bind(grace_secs)
     .fetch_optional(conn)
-    .await?)
+    .await?;
+    stored.map(|s| s.open(keys)).transpose()
+}
+
+/// Seals, under the current key, every stored secret that is not: plain text from before migration
+/// 0007, or sealed under a previous key (a key rotation). Returns how many accounts changed. Every
+/// service that reads secrets runs it at start-up; replicas running it at once share the rows (`SKIP
+/// LOCKED`). A secret under a key the keyring lacks is an error: the service must not start with the
+/// wrong key.
+pub async fn seal_stored_secrets(pool: &sqlx::PgPool, keys: &Keyring) -> Result<usize> {
+    let current = format!("{SEALED_PREFIX}{}:%", keys.current_id());
+    let mut sealed = 0;
+    loop {
+        let mut tx = pool.begin().await?;
+        let rows: Vec<(Uuid, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT id, webhook_secret, webhook_secret_previous FROM accounts
+             WHERE webhook_secret NOT LIKE $1 OR webhook_secret_previous NOT LIKE $1
+             ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(&current)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            tx.commit().await?;
+            return Ok(sealed);
+        }
+        for (id, secret, previous) in rows {
+            let context = seal_context(id);
+            let reseal = |v: Option<String>| -> Result<Option<String>> {
+                v.map(|v| {
+                    if keys.is_current(&v) {
+                        Ok(v)
+                    } else {
+                        open_stored(keys, &v, &context).map(|plain| keys.seal(&plain, &context))
+                    }
+                })
+                .transpose()
+            };
+            sqlx::query(
+                "UPDATE accounts SET webhook_secret = $2, webhook_secret_previous = $3 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(reseal(secret)?)
+            .bind(reseal(previous)?)
+            .execute(&mut *tx)
+            .await?;
+            sealed += 1;
+        }
+        tx.commit().await?;
+    }
 }
 
 /// What [`claim`] found.
@@ -686,17 +795,22 @@ mod tests {
     async fn secrets_are_created_once_and_rotated_with_a_grace_period() {
         let pool = crate::testing::fresh_pool().await.unwrap();
         let mut conn = pool.acquire().await.unwrap();
+        let keys = Keyring::new(&[9; 32]);
         let (account, _, _) = fixture(&mut conn).await;
         assert_eq!(
-            secrets(&mut conn, account).await.unwrap().unwrap().current,
+            secrets(&mut conn, &keys, account)
+                .await
+                .unwrap()
+                .unwrap()
+                .current,
             None
         );
-        let first = ensure_secret(&mut conn, account, "whsec_a")
+        let first = ensure_secret(&mut conn, &keys, account, "whsec_a")
             .await
             .unwrap()
             .unwrap();
         assert_eq!(first.current.as_deref(), Some("whsec_a"));
-        let again = ensure_secret(&mut conn, account, "whsec_b")
+        let again = ensure_secret(&mut conn, &keys, account, "whsec_b")
             .await
             .unwrap()
             .unwrap();
@@ -705,19 +819,155 @@ mod tests {
             Some("whsec_a"),
             "the first one stays"
         );
-        let rotated = rotate_secret(&mut conn, account, "whsec_c", 60.0)
+        let rotated = rotate_secret(&mut conn, &keys, account, "whsec_c", 60.0)
             .await
             .unwrap()
             .unwrap();
         assert_eq!(rotated.current.as_deref(), Some("whsec_c"));
         assert_eq!(rotated.previous.as_deref(), Some("whsec_a"));
         assert!(rotated.previous_until.is_some() && rotated.rotated_at.is_some());
+        assert!(!format!("{rotated:?}").contains("whsec_"));
         // Past the grace period the previous secret no longer signs.
-        let expired = rotate_secret(&mut conn, account, "whsec_d", 0.0)
+        let expired = rotate_secret(&mut conn, &keys, account, "whsec_d", 0.0)
             .await
             .unwrap()
             .unwrap();
         assert_eq!(expired.previous, None);
-        assert_eq!(secrets(&mut conn, Uuid::now_v7()).await.unwrap(), None);
+        assert_eq!(
+            secrets(&mut conn, &keys, Uuid::now_v7()).await.unwrap(),
+            None
+        );
+    }
+
+    async fn stored(conn: &mut PgConnection, account: Uuid) -> (Option<String>, Option<String>) {
+        sqlx::query_as("SELECT webhook_secret, webhook_secret_previous FROM accounts WHERE id = $1")
+            .bind(account)
+            .fetch_one(conn)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn secrets_are_stored_sealed_bound_to_their_account_and_plain_text_is_refused() {
+        let pool = crate::testing::fresh_pool().await.unwrap();
+        let mut conn = pool.acquire().await.unwrap();
+        let keys = Keyring::new(&[3; 32]);
+        let (a, _, _) = fixture(&mut conn).await;
+        let (b, _, _) = fixture(&mut conn).await;
+        ensure_secret(&mut conn, &keys, a, "whsec_first")
+            .await
+            .unwrap();
+        rotate_secret(&mut conn, &keys, a, "whsec_second", 60.0)
+            .await
+            .unwrap();
+        let (current, previous) = stored(&mut conn, a).await;
+        for value in [current.as_deref().unwrap(), previous.as_deref().unwrap()] {
+            assert!(
+                value.starts_with(&format!("sealed:v1:{}:", keys.current_id())),
+                "{value}"
+            );
+            assert!(!value.contains("whsec_"), "{value}");
+        }
+        // Another key cannot open them; nor can another account use them (a copied row).
+        let other = Keyring::new(&[4; 32]);
+        assert!(matches!(
+            secrets(&mut conn, &other, a).await,
+            Err(crate::StoreError::Sealing(
+                crate::sealing::SealError::UnknownKey(_)
+            ))
+        ));
+        sqlx::query("UPDATE accounts SET webhook_secret = $2 WHERE id = $1")
+            .bind(b)
+            .bind(&current)
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        assert!(matches!(
+            secrets(&mut conn, &keys, b).await,
+            Err(crate::StoreError::Sealing(
+                crate::sealing::SealError::Corrupt
+            ))
+        ));
+        // Migration 0007: no row may be written with a plain-text secret any more.
+        let plain = sqlx::query("UPDATE accounts SET webhook_secret = 'whsec_plain' WHERE id = $1")
+            .bind(a)
+            .execute(&mut *conn)
+            .await
+            .unwrap_err();
+        assert!(
+            plain.to_string().contains("accounts_webhook_secret_sealed"),
+            "{plain}"
+        );
+    }
+
+    #[tokio::test]
+    async fn start_up_seals_plain_text_and_reseals_under_a_rotated_key() {
+        let pool = crate::testing::fresh_pool().await.unwrap();
+        let mut conn = pool.acquire().await.unwrap();
+        let (legacy, _, _) = fixture(&mut conn).await;
+        let (rotated, _, _) = fixture(&mut conn).await;
+        let (none, _, _) = fixture(&mut conn).await;
+        // Rows as written before migration 0007: plain text (the constraints only check new writes,
+        // so they are lifted to write these).
+        sqlx::query(
+            "ALTER TABLE accounts DROP CONSTRAINT accounts_webhook_secret_sealed,
+                 DROP CONSTRAINT accounts_webhook_secret_previous_sealed",
+        )
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        sqlx::query(
+            "UPDATE accounts SET webhook_secret = 'whsec_new', webhook_secret_previous = 'whsec_old',
+                 webhook_secret_previous_until = now() + interval '1 hour' WHERE id = $1",
+        )
+        .bind(legacy)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        let old_key = Keyring::new(&[1; 32]);
+        ensure_secret(&mut conn, &old_key, rotated, "whsec_r")
+            .await
+            .unwrap();
+
+        // Plain text still signs until a service seals it.
+        let keys = Keyring::new(&[2; 32]).with_previous(&[1; 32]);
+        let before = secrets(&mut conn, &keys, legacy).await.unwrap().unwrap();
+        assert_eq!(before.current.as_deref(), Some("whsec_new"));
+        assert_eq!(before.previous.as_deref(), Some("whsec_old"));
+
+        // Without the key that sealed a row, the service must not start.
+        let wrong = Keyring::new(&[2; 32]);
+        assert!(matches!(
+            seal_stored_secrets(&pool, &wrong).await,
+            Err(crate::StoreError::Sealing(
+                crate::sealing::SealError::UnknownKey(_)
+            ))
+        ));
+
+        assert_eq!(seal_stored_secrets(&pool, &keys).await.unwrap(), 2);
+        assert_eq!(
+            seal_stored_secrets(&pool, &keys).await.unwrap(),
+            0,
+            "idempotent"
+        );
+        for account in [legacy, rotated] {
+            let (current, previous) = stored(&mut conn, account).await;
+            for value in current.iter().chain(&previous) {
+                assert!(keys.is_current(value), "{value}");
+            }
+        }
+        assert_eq!(stored(&mut conn, none).await, (None, None));
+        // The same secrets, now readable with the new key alone.
+        let only_new = Keyring::new(&[2; 32]);
+        let after = secrets(&mut conn, &only_new, legacy)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(after, before);
+        let r = secrets(&mut conn, &only_new, rotated)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.current.as_deref(), Some("whsec_r"));
     }
 }

@@ -21,6 +21,7 @@ pub mod outbox;
 pub mod phlos;
 pub mod rooms;
 pub mod runs;
+pub mod sealing;
 pub mod steps;
 pub mod timers;
 pub mod tokens;
@@ -47,6 +48,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored JSON does not decode: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("sealed secret: {0}")]
+    Sealing(#[from] sealing::SealError),
 }
 
 impl StoreError {

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
 
 pub const ADMIN_TOKEN: &str = "bench-admin-token";
+const SECRET_KEY: &str = "bt4A3qQ3aslJxioF59rHkGwVqF1FOHhI0IsiZnlb6yw=";
 pub const SIM_AUTH_ID: &str = "MASIMULATORACCOUNT01";
 pub const SIM_AUTH_TOKEN: &str = "sim-token";
 
@@ -185,6 +186,8 @@ impl Stack {
             .env("NATS_URL", &self.nats_url)
             .env("PHLO_NATS_PREFIX", &self.prefix)
             .env("PHLO_ADMIN_TOKEN", ADMIN_TOKEN)
+            // Webhook secrets are sealed at rest with it; any key will do for a benchmark.
+            .env("PHLO_SECRET_KEY", SECRET_KEY)
             .env("PHLO_WORKER_ADDR", "127.0.0.1:0")
             .env("PHLO_EGRESS_ALLOW", "127.0.0.1/32")
             .env(

@@ -47,6 +47,8 @@ pub struct Settings {
 pub struct Deliverer {
     pub pool: PgPool,
     pub egress: Egress,
+    /// Opens the accounts' sealed signing secrets.
+    pub secret_keys: phlo_store::sealing::Keyring,
     pub settings: std::sync::Arc<Settings>,
 }
 
@@ -85,9 +87,10 @@ impl Deliverer {
             // Another message (or the scheduler) brings the attempt when it is due.
             Claim::NotDue(_) => return Ok(Outcome::Ack),
         };
-        let secrets = match callbacks::secrets(&mut tx, delivery.account_id).await? {
+        let keys = &self.secret_keys;
+        let secrets = match callbacks::secrets(&mut tx, keys, delivery.account_id).await? {
             Some(Secrets { current: None, .. }) | None => {
-                callbacks::ensure_secret(&mut tx, delivery.account_id, &new_secret()).await?
+                callbacks::ensure_secret(&mut tx, keys, delivery.account_id, &new_secret()).await?
             }
             found => found,
         };

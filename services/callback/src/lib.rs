@@ -62,6 +62,9 @@ pub struct Config {
     /// `PHLO_SHUTDOWN_GRACE_SECS`: how long in-flight attempts may take to finish after SIGTERM
     /// (default 20); attempts still running then are released and redelivered.
     pub shutdown_grace: Duration,
+    /// `PHLO_SECRET_KEY` (or `PHLO_SECRET_KEY_FILE`), `PHLO_SECRET_KEY_PREVIOUS`: the keys the webhook
+    /// signing secrets are sealed with; the gateway's (see `phlo_store::sealing`).
+    pub secret_keys: phlo_store::sealing::Keyring,
 }
 
 impl Config {
@@ -99,6 +102,7 @@ impl Config {
                 ..EgressConfig::default()
             },
             shutdown_grace: env_secs("PHLO_SHUTDOWN_GRACE_SECS", 20)?,
+            secret_keys: phlo_store::sealing::Keyring::from_env().map_err(|e| e.to_string())?,
         })
     }
 }
@@ -110,6 +114,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     if config.common.migrate {
         phlo_store::migrate(&pool).await?;
     }
+    phlo_store::callbacks::seal_stored_secrets(&pool, &config.secret_keys).await?;
     let bus = Bus::connect(BusConfig {
         url: config.common.nats_url.clone(),
         prefix: config.common.nats_prefix.clone(),
@@ -123,6 +128,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let deliverer = Deliverer {
         pool: pool.clone(),
         egress: Egress::new(config.egress.clone())?,
+        secret_keys: config.secret_keys.clone(),
         settings: Arc::new(Settings {
             schedule: config.schedule.clone(),
             jitter: config.jitter,

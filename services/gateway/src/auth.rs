@@ -76,7 +76,7 @@ impl FromRequestParts<AppState> for Admin {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let Some(expected) = state.config.admin_token.as_deref() else {
+        let Some(expected) = state.config.admin_token.as_ref().map(|t| t.expose()) else {
             return Err(ApiError::new(
                 axum::http::StatusCode::FORBIDDEN,
                 "account administration is disabled: set PHLO_ADMIN_TOKEN on the gateway",

@@ -30,13 +30,13 @@ pub struct Config {
     /// `PHLO_GATEWAY_ADDR`: where to listen.
     pub addr: String,
     /// `PHLO_ADMIN_TOKEN`: the operator's bearer token for `POST /v1/accounts`; unset disables it.
-    pub admin_token: Option<String>,
+    pub admin_token: Option<phlo_service::Secret>,
     /// `PHLO_MAX_BODY_BYTES`: largest request body (PHLO definitions included).
     pub max_body_bytes: usize,
     /// `PHLO_PUBLIC_URL`: this gateway's URL as the carrier reaches it (callback URLs, signatures).
     pub public_url: String,
     /// `PHLO_CARRIER_AUTH_TOKEN`: when set, carrier webhooks must carry a valid `X-Plivo-Signature-V3`.
-    pub carrier_auth_token: Option<String>,
+    pub carrier_auth_token: Option<phlo_service::Secret>,
     /// `PHLO_VOICE_PATIENCE_MS`: how long a voice webhook waits for the call's next XML before answering
     /// with a keep-alive (Wait + Redirect). Carriers give up after a few seconds.
     pub voice_patience: std::time::Duration,
@@ -50,6 +50,9 @@ pub struct Config {
     pub rate_limits: limits::RateConfig,
     /// `PHLO_MAX_ACTIVE_RUNS`: runs one account may have active; more are started `queued`.
     pub max_active_runs: i64,
+    /// `PHLO_SECRET_KEY` (or `PHLO_SECRET_KEY_FILE`), `PHLO_SECRET_KEY_PREVIOUS`: the keys webhook signing
+    /// secrets are sealed with at rest; required (see `phlo_store::sealing`).
+    pub secret_keys: phlo_store::sealing::Keyring,
 }
 
 impl Config {
@@ -57,14 +60,10 @@ impl Config {
         Ok(Self {
             common: CommonConfig::from_env()?,
             addr: phlo_service::env_or("PHLO_GATEWAY_ADDR", "0.0.0.0:8080"),
-            admin_token: std::env::var("PHLO_ADMIN_TOKEN")
-                .ok()
-                .filter(|t| !t.is_empty()),
+            admin_token: phlo_service::Secret::from_env("PHLO_ADMIN_TOKEN"),
             max_body_bytes: phlo_service::env_parse("PHLO_MAX_BODY_BYTES", 1 << 20)?,
             public_url: phlo_service::env_or("PHLO_PUBLIC_URL", "http://127.0.0.1:8080"),
-            carrier_auth_token: std::env::var("PHLO_CARRIER_AUTH_TOKEN")
-                .ok()
-                .filter(|t| !t.is_empty()),
+            carrier_auth_token: phlo_service::Secret::from_env("PHLO_CARRIER_AUTH_TOKEN"),
             voice_patience: std::time::Duration::from_millis(phlo_service::env_parse(
                 "PHLO_VOICE_PATIENCE_MS",
                 3000,
@@ -75,6 +74,7 @@ impl Config {
             max_active_runs: phlo_service::max_active_runs(
                 RuntimeConfig::default().max_active_runs,
             )?,
+            secret_keys: phlo_store::sealing::Keyring::from_env().map_err(|e| e.to_string())?,
         })
     }
 }
@@ -156,6 +156,8 @@ pub async fn run(
     if config.common.migrate {
         phlo_store::migrate(&pool).await?;
     }
+    // Before serving: secrets from before migration 0007, or under a rotated-out key, are sealed anew.
+    phlo_store::callbacks::seal_stored_secrets(&pool, &config.secret_keys).await?;
     let bus = phlo_bus::Bus::connect(phlo_bus::BusConfig {
         url: config.common.nats_url.clone(),
         prefix: config.common.nats_prefix.clone(),

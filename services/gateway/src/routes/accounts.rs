@@ -43,7 +43,8 @@ pub async fn create(
     .await?;
     // The secret callbacks are signed with (`GET /v1/account/webhook-secret` shows it).
     let secret = phlo_runtime::callbacks::new_secret();
-    phlo_store::callbacks::ensure_secret(&mut tx, account.id, &secret).await?;
+    phlo_store::callbacks::ensure_secret(&mut tx, &state.config.secret_keys, account.id, &secret)
+        .await?;
     tx.commit().await?;
     Ok((
         StatusCode::CREATED,

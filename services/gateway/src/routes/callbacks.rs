@@ -94,9 +94,13 @@ pub async fn redeliver(
         .await?
     {
         Redeliver::Missing => Err(ApiError::not_found("callback delivery", delivery_id)),
-        Redeliver::NotRedeliverable(status) => Err(ApiError::bad_request(format!(
-            "callback delivery {delivery_id} is {status}: only a dead or failed delivery can be redelivered"
-        ))),
+        // The request is well-formed; the delivery's state is what refuses it.
+        Redeliver::NotRedeliverable(status) => Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            format!(
+                "callback delivery {delivery_id} is {status}: only a dead or failed delivery can be redelivered"
+            ),
+        )),
         Redeliver::Queued { redeliveries } => Ok(Json(json!({
             "api_id": Uuid::now_v7(),
             "delivery_id": delivery_id,
@@ -125,10 +129,11 @@ pub async fn secret(
     State(state): State<AppState>,
 ) -> Result<Json<Value>, ApiError> {
     let mut conn = state.pool.acquire().await?;
-    let found = match callbacks::secrets(&mut conn, caller.account_id).await? {
+    let keys = &state.config.secret_keys;
+    let found = match callbacks::secrets(&mut conn, keys, caller.account_id).await? {
         Some(Secrets { current: None, .. }) | None => {
             let fresh = phlo_runtime::callbacks::new_secret();
-            callbacks::ensure_secret(&mut conn, caller.account_id, &fresh).await?
+            callbacks::ensure_secret(&mut conn, keys, caller.account_id, &fresh).await?
         }
         found => found,
     };
@@ -145,7 +150,8 @@ pub async fn rotate_secret(
     let mut conn = state.pool.acquire().await?;
     let fresh = phlo_runtime::callbacks::new_secret();
     let grace = state.config.webhook_secret_grace.as_secs_f64();
-    let secrets = callbacks::rotate_secret(&mut conn, caller.account_id, &fresh, grace)
+    let keys = &state.config.secret_keys;
+    let secrets = callbacks::rotate_secret(&mut conn, keys, caller.account_id, &fresh, grace)
         .await?
         .ok_or_else(|| ApiError::internal("the caller's account vanished"))?;
     Ok(Json(secret_body(&secrets)))

@@ -542,7 +542,7 @@ async fn retries_follow_the_schedule_and_retry_after_and_410_disables_the_url() 
             None,
         )
         .await;
-    assert_eq!(status, 400, "a delivered one cannot be redelivered: {body}");
+    assert_eq!(status, 409, "a delivered one cannot be redelivered: {body}");
     let (status, body) = stack.call(&acct, Method::POST, &redeliver, None).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["webhook_id"], dead_id.as_str());

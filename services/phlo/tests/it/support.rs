@@ -14,6 +14,8 @@ use axum::http::{HeaderMap, Method, Uri};
 use serde_json::{Value, json};
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
+/// `PHLO_SECRET_KEY` of every test process: the key webhook secrets are sealed with.
+pub const SECRET_KEY: &str = "8nwAQbF+aAyoH3uHhauTKbJL0tKosj1BuU36732dKJE=";
 
 pub struct Stack {
     pub db_url: String,
@@ -84,6 +86,7 @@ impl Stack {
             .env("NATS_URL", &self.nats_url)
             .env("PHLO_NATS_PREFIX", &self.prefix)
             .env("PHLO_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("PHLO_SECRET_KEY", SECRET_KEY)
             .env("PHLO_WORKER_ADDR", "127.0.0.1:0")
             .env("PHLO_EGRESS_ALLOW", "127.0.0.1/32")
             .env("PHLO_POLL_INTERVAL_MS", "200")

@@ -75,7 +75,7 @@ impl FromRequest<AppState> for Webhook {
             url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
                 .into_owned()
                 .collect();
-        if let Some(token) = state.config.carrier_auth_token.as_deref() {
+        if let Some(token) = state.config.carrier_auth_token.as_ref().map(|t| t.expose()) {
             let url = format!(
                 "{}{}",
                 state.config.public_url.trim_end_matches('/'),
