@@ -108,6 +108,10 @@ pub async fn run(gateway: &Gateway, command: Command, json: bool) -> anyhow::Res
         if args.once {
             return Ok(true);
         }
+        if quiet {
+            // Also how a script (or a test) knows that what happens from now on will be printed.
+            eprintln!("watching callback deliveries from now on (Ctrl-C to stop)");
+        }
         quiet = false;
         tokio::time::sleep(POLL).await;
     }
@@ -340,4 +344,16 @@ fn gateway_time(text: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%:z")
         .ok()
         .map(|t| t.with_timezone(&Utc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateway_times_parse() {
+        let t = gateway_time("2026-11-20 22:54:12.306994+00:00").unwrap();
+        assert_eq!(when::rfc3339(t), "2026-11-20T22:54:12.306994Z");
+        assert!(gateway_time("2026-11-20T22:54:12Z").is_none());
+    }
 }

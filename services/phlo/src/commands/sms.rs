@@ -50,19 +50,15 @@ pub async fn run(gateway: &Gateway, sim: &Sim, args: Args, json: bool) -> anyhow
         );
     };
     let completed = Follower::new(&run_id, json).follow(gateway).await?;
-    // Replies are the simulator's outbound messages to the sender sent after ours arrived.
+    // The replies are the run's messages (the run lists the uuids its steps recorded) that the
+    // simulator carried out to the sender.
+    let run = gateway.get(&format!("/v1/runs/{run_id}"), &[]).await?;
+    let sent = run["message_uuids"].as_array().cloned().unwrap_or_default();
     let messages = sim.get("/sim/messages").await?;
-    let all = messages.as_array().cloned().unwrap_or_default();
-    let created =
-        |m: &serde_json::Value| chrono::DateTime::parse_from_rfc3339(str_of(m, "created_at")).ok();
-    let since = all
-        .iter()
-        .find(|m| m["message_uuid"] == uuid.as_str())
-        .and_then(created);
-    for m in all.iter().filter(|m| {
+    for m in messages.as_array().into_iter().flatten().filter(|m| {
         m["direction"] == "outbound"
             && same_number(str_of(m, "to"), &args.from)
-            && created(m) >= since
+            && sent.contains(&m["message_uuid"])
     }) {
         if json {
             json_line(&json!({

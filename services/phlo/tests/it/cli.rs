@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::support::{Account, Sim, Stack, recorder};
 use crate::voice_support::voice_stack;
@@ -550,6 +550,59 @@ async fn callbacks_tail_prints_each_attempt() {
             .count(),
         2,
         "{whole:#?}"
+    );
+
+    // Without --since, only what happens after the tail started: the second run's deliveries, one
+    // of them recorded failed without an attempt (its URL was disabled by the first run's 410).
+    let mut tail = cli
+        .command(&[
+            "callbacks",
+            "tail",
+            "--phlo",
+            &phlo_id,
+            "--limit",
+            "2",
+            "--output",
+            "json",
+        ])
+        .spawn()
+        .expect("spawn tail");
+    let mut stderr = BufReader::new(tail.stderr.take().expect("stderr")).lines();
+    let watching = tokio::time::timeout(Duration::from_secs(30), stderr.next_line())
+        .await
+        .expect("the tail never started watching")
+        .expect("stderr");
+    assert_eq!(
+        watching.as_deref(),
+        Some("watching callback deliveries from now on (Ctrl-C to stop)")
+    );
+    let second = stack.run(&acct, &phlo_id, json!({ "amount": "4" })).await;
+    let output = tokio::time::timeout(Duration::from_secs(60), tail.wait_with_output())
+        .await
+        .expect("the tail never printed the second run's deliveries")
+        .expect("tail output");
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let mut lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    lines.sort_by_key(|l| l["node_name"].as_str().unwrap_or_default().to_owned());
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(
+        lines.iter().all(|l| l["run_id"] == second.as_str()),
+        "{stdout}"
+    );
+    assert_eq!(lines[0]["type"], "attempt");
+    assert_eq!(lines[0]["outcome"], "delivered");
+    assert_eq!(lines[1]["type"], "delivery", "{stdout}");
+    assert_eq!(lines[1]["node_name"], "Route");
+    assert_eq!(lines[1]["status"], "failed");
+    assert!(
+        lines[1]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("disabled")),
+        "{stdout}"
     );
     stack.cleanup().await;
 }
