@@ -147,6 +147,8 @@ impl Runtime {
         // Steps are exactly-once (the step row's key), so a random id cannot be recorded twice.
         let id = Uuid::now_v7();
         let body = payload(&cb, Utc::now()).to_string();
+        // Every attempt, however late, continues the trace of this step.
+        let traceparent = phlo_bus::trace::current_traceparent();
         let skipped = callbacks::insert(
             conn,
             &NewDelivery {
@@ -159,6 +161,7 @@ impl Runtime {
                 url: &cb.url,
                 method: method(&cb),
                 payload: &body,
+                traceparent: traceparent.as_deref(),
             },
         )
         .await?;

@@ -119,94 +119,9 @@ pub fn carrier(
     })
 }
 
-/// JSON logs when `PHLO_LOG_FORMAT=json` (production), readable text otherwise; level from `RUST_LOG`.
-///
-/// When `OTEL_EXPORTER_OTLP_ENDPOINT` is set, spans are also exported over OTLP/HTTP (protobuf), named
-/// by `OTEL_SERVICE_NAME` (else the binary's name) with `OTEL_RESOURCE_ATTRIBUTES`. W3C trace context
-/// is the propagator either way. Keep the returned guard until exit: dropping it flushes the spans.
-#[must_use = "dropping the guard shuts the trace exporter down"]
-pub fn init_logging() -> Telemetry {
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
+mod telemetry;
 
-    opentelemetry::global::set_text_map_propagator(
-        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
-    );
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let (provider, otel_error) = match otlp_provider() {
-        Ok(provider) => (provider, None),
-        Err(e) => (None, Some(e)),
-    };
-    let otel = provider.as_ref().map(|p| {
-        use opentelemetry::trace::TracerProvider as _;
-        tracing_opentelemetry::layer().with_tracer(p.tracer("phlo"))
-    });
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
-    let _ = if std::env::var("PHLO_LOG_FORMAT").as_deref() == Ok("json") {
-        registry
-            .with(tracing_subscriber::fmt::layer().json())
-            .try_init()
-    } else {
-        registry.with(tracing_subscriber::fmt::layer()).try_init()
-    };
-    if let Some(e) = otel_error {
-        tracing::warn!(error = %e, "OTLP trace export disabled");
-    }
-    Telemetry { provider }
-}
-
-/// The OTLP tracer provider, when `OTEL_EXPORTER_OTLP_ENDPOINT` (or the traces-specific variable)
-/// names a collector.
-fn otlp_provider() -> Result<Option<opentelemetry_sdk::trace::SdkTracerProvider>, String> {
-    let configured = [
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-    ]
-    .iter()
-    .any(|v| std::env::var(v).is_ok_and(|v| !v.trim().is_empty()));
-    if !configured {
-        return Ok(None);
-    }
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let name = std::env::var("OTEL_SERVICE_NAME")
-        .ok()
-        .filter(|v| !v.is_empty())
-        .or_else(|| {
-            std::env::current_exe()
-                .ok()
-                .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-        })
-        .unwrap_or_else(|| "phlo".to_owned());
-    let resource = opentelemetry_sdk::Resource::builder()
-        .with_service_name(name)
-        .build();
-    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_resource(resource)
-        .build();
-    opentelemetry::global::set_tracer_provider(provider.clone());
-    Ok(Some(provider))
-}
-
-/// Flushes and stops the trace exporter when dropped.
-#[derive(Debug)]
-pub struct Telemetry {
-    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
-}
-
-impl Drop for Telemetry {
-    fn drop(&mut self) {
-        if let Some(provider) = self.provider.take()
-            && let Err(e) = provider.shutdown()
-        {
-            eprintln!("flushing traces failed: {e}");
-        }
-    }
-}
+pub use telemetry::{Telemetry, init_logging};
 
 /// A token cancelled on SIGTERM or Ctrl-C.
 pub fn shutdown_signal() -> CancellationToken {

@@ -41,13 +41,16 @@ pub struct Delivery {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub delivered_at: Option<DateTime<Utc>>,
+    /// The W3C trace context of the step that recorded it: every attempt continues that trace.
+    pub traceparent: Option<String>,
 }
 
 macro_rules! delivery_columns {
     () => {
         "id, run_id, account_id, phlo_id, node_id, node_name, node_type, event, url, method, \
          payload::text AS payload, status, attempts, round_start, redeliveries, next_attempt_at, \
-         lease_until, queued, last_status_code, last_error, created_at, updated_at, delivered_at"
+         lease_until, queued, last_status_code, last_error, created_at, updated_at, delivered_at, \
+         traceparent"
     };
 }
 
@@ -77,6 +80,8 @@ pub struct NewDelivery<'a> {
     pub method: &'a str,
     /// The JSON body, as text.
     pub payload: &'a str,
+    /// The recording step's W3C trace context.
+    pub traceparent: Option<&'a str>,
 }
 
 /// Records a delivery in the step's transaction. Its account and PHLO are the run's. Returns `None` when
@@ -86,8 +91,8 @@ pub async fn insert(conn: &mut PgConnection, d: &NewDelivery<'_>) -> Result<Opti
     let (status, error): (String, Option<String>) = sqlx::query_as(
         "INSERT INTO callback_deliveries
              (id, run_id, account_id, phlo_id, node_id, node_name, node_type, event, url, method, payload,
-              status, next_attempt_at, last_error)
-         SELECT $1, r.id, r.account_id, r.phlo_id, $3, $4, $5, $6, $7, $8, $9::json,
+              traceparent, status, next_attempt_at, last_error)
+         SELECT $1, r.id, r.account_id, r.phlo_id, $3, $4, $5, $6, $7, $8, $9::json, $10,
                 CASE WHEN x.url IS NULL THEN 'pending' ELSE 'failed' END,
                 CASE WHEN x.url IS NULL THEN now() END,
                 CASE WHEN x.url IS NOT NULL THEN
@@ -110,6 +115,7 @@ pub async fn insert(conn: &mut PgConnection, d: &NewDelivery<'_>) -> Result<Opti
     .bind(d.url)
     .bind(d.method)
     .bind(d.payload)
+    .bind(d.traceparent)
     .fetch_one(conn)
     .await?;
     Ok(if status == "pending" { None } else { error })
@@ -471,15 +477,20 @@ pub async fn finish(conn: &mut PgConnection, id: Uuid, attempt: i32, f: &Finish)
     Ok(updated)
 }
 
+/// A delivery [`take_due`] claimed: its message is to be published.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Due {
+    pub id: Uuid,
+    pub attempts: i32,
+    /// Sent with the message, so the attempt continues the run's trace.
+    pub traceparent: Option<String>,
+}
+
 /// Claims pending deliveries that need a message: parked ones whose next attempt is due, and queued ones
 /// overdue by more than `overdue_secs` (their message was lost, or their attempt's process died and its
 /// lease lapsed). Marks them queued and due now, so a lost re-publish is noticed again after another
 /// `overdue_secs`. The caller publishes inside the same transaction (`SKIP LOCKED` keeps replicas apart).
-pub async fn take_due(
-    conn: &mut PgConnection,
-    overdue_secs: f64,
-    limit: i64,
-) -> Result<Vec<(Uuid, i32)>> {
+pub async fn take_due(conn: &mut PgConnection, overdue_secs: f64, limit: i64) -> Result<Vec<Due>> {
     Ok(sqlx::query_as(
         "WITH due AS (
              SELECT id FROM callback_deliveries
@@ -493,7 +504,7 @@ pub async fn take_due(
          )
          UPDATE callback_deliveries d SET queued = true, next_attempt_at = now(), updated_at = now()
          FROM due WHERE d.id = due.id
-         RETURNING d.id, d.attempts",
+         RETURNING d.id, d.attempts, d.traceparent",
     )
     .bind(overdue_secs)
     .bind(limit)
@@ -661,11 +672,23 @@ mod tests {
                 url,
                 method: "POST",
                 payload: r#"{"type":"phlo.node.api_request","b":1,"a":2}"#,
+                traceparent: Some(TRACEPARENT),
             },
         )
         .await
         .unwrap();
         (id, skipped)
+    }
+
+    const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    /// What [`take_due`] returns for the delivery `id` after `attempts` attempts.
+    fn due(id: Uuid, attempts: i32) -> Due {
+        Due {
+            id,
+            attempts,
+            traceparent: Some(TRACEPARENT.to_owned()),
+        }
     }
 
     fn retry(in_secs: f64, queued: bool) -> Finish {
@@ -700,6 +723,7 @@ mod tests {
         let d = claimed(&mut conn, id).await;
         assert_eq!(d.payload, r#"{"type":"phlo.node.api_request","b":1,"a":2}"#);
         assert_eq!((d.attempts, d.account_id, d.phlo_id), (1, account, phlo));
+        assert_eq!(d.traceparent.as_deref(), Some(TRACEPARENT));
         assert!(matches!(
             claim(&mut conn, id, 30.0, 1.0).await.unwrap(),
             Claim::Leased(_)
@@ -722,10 +746,10 @@ mod tests {
             .execute(&mut *conn)
             .await
             .unwrap();
-        assert_eq!(take_due(&mut conn, 60.0, 10).await.unwrap(), [(id, 1)]);
+        assert_eq!(take_due(&mut conn, 60.0, 10).await.unwrap(), [due(id, 1)]);
         // Now queued: only overdue ones are published again.
         assert!(take_due(&mut conn, 60.0, 10).await.unwrap().is_empty());
-        assert_eq!(take_due(&mut conn, 0.0, 10).await.unwrap(), [(id, 1)]);
+        assert_eq!(take_due(&mut conn, 0.0, 10).await.unwrap(), [due(id, 1)]);
 
         // An attempt whose process died: its lease lapses, the next claim logs it interrupted.
         let d = claimed(&mut conn, id).await;
@@ -737,7 +761,7 @@ mod tests {
         .execute(&mut *conn)
         .await
         .unwrap();
-        assert_eq!(take_due(&mut conn, 0.0, 10).await.unwrap(), [(id, 2)]);
+        assert_eq!(take_due(&mut conn, 0.0, 10).await.unwrap(), [due(id, 2)]);
         let d = claimed(&mut conn, id).await;
         assert_eq!(d.attempts, 3);
         // The late finish of attempt 2 is logged but changes nothing.

@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use tracing::Instrument;
+
 use bytes::Bytes;
 use chrono::Utc;
 use phlo_bus::Outcome;
@@ -99,8 +101,16 @@ impl Deliverer {
             .map(|s| s.current.into_iter().chain(s.previous).collect())
             .unwrap_or_default();
 
-        let sent = self.send(&delivery, &secrets).await;
+        let span = attempt_span(&delivery);
+        let sent = self
+            .send(&delivery, &secrets)
+            .instrument(span.clone())
+            .await;
         let (finish, outcome) = self.judge(&delivery, sent);
+        span.record("outcome", finish.outcome);
+        if let Some(code) = finish.status_code {
+            span.record("http.status_code", code);
+        }
         log(&delivery, &finish);
         // `phlo_callback_attempts_total{outcome}`: delivered, retry, failed, dead or disabled.
         metrics::counter!("phlo_callback_attempts_total", "outcome" => finish.outcome).increment(1);
@@ -192,7 +202,7 @@ impl Deliverer {
         put("webhook-id", &id)?;
         put("webhook-timestamp", &timestamp.to_string())?;
         put("webhook-signature", &signature)?;
-        // The run's trace continues in the receiver (W3C trace context).
+        // The run's trace continues in the receiver (W3C trace context): the attempt's span.
         if let Some(traceparent) = phlo_bus::trace::current_traceparent() {
             put("traceparent", &traceparent)?;
         }
@@ -260,6 +270,35 @@ impl Deliverer {
         }
         (finish, outcome)
     }
+}
+
+/// The span of one attempt, in the trace of the step that recorded the delivery. The message that
+/// brought the attempt normally carries that step's context already (the first attempt, NAK'd retries,
+/// what the scheduler publishes); a redelivery through the API brings the API request's instead, and
+/// the attempt still joins the run's trace.
+fn attempt_span(d: &Delivery) -> tracing::Span {
+    let span = tracing::info_span!(
+        "phlo.callback.attempt",
+        delivery_id = %d.id,
+        run_id = %d.run_id,
+        attempt = d.attempts,
+        node_name = %d.node_name,
+        event = %d.event,
+        outcome = tracing::field::Empty,
+        http.status_code = tracing::field::Empty,
+    );
+    let current = phlo_bus::trace::current_traceparent();
+    if let Some(stored) = d.traceparent.as_deref()
+        && trace_id(current.as_deref()) != trace_id(Some(stored))
+    {
+        phlo_bus::trace::set_remote_parent(&span, Some(stored));
+    }
+    span
+}
+
+/// The trace id of a `traceparent` (`00-<trace id>-<span id>-<flags>`).
+fn trace_id(traceparent: Option<&str>) -> Option<&str> {
+    traceparent?.split('-').nth(1)
 }
 
 /// What a non-2xx status means, for the log.

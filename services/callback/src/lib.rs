@@ -197,13 +197,14 @@ pub async fn schedule_once(
     let subject = bus.subject(Queue::Callback);
     // A fresh id per pass: NATS would drop a re-publish with an earlier id inside its dedup window.
     let pass = chrono::Utc::now().timestamp_millis();
-    for (delivery_id, attempts) in &due {
-        let msg = CallbackMessage {
-            delivery_id: *delivery_id,
-        };
-        let id = format!("{}:due:{attempts}:{pass}", msg.msg_id());
+    for d in &due {
+        let msg = CallbackMessage { delivery_id: d.id };
+        let id = format!("{}:due:{}:{pass}", msg.msg_id(), d.attempts);
+        // The recording step's trace context: a retry, a redrive or a parked delivery published hours
+        // later still continues the run's trace, not the scheduler's.
+        let headers = phlo_bus::trace::traceparent_headers(d.traceparent.as_deref());
         // On failure the transaction rolls back: the rows stay due for the next pass.
-        bus.publish(&subject, &id, msg.to_bytes(), None).await?;
+        bus.publish(&subject, &id, msg.to_bytes(), headers).await?;
     }
     tx.commit().await?;
     Ok(due.len())

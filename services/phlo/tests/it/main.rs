@@ -14,6 +14,7 @@ mod guards;
 mod metrics;
 mod sdk;
 mod shutdown;
+mod traces;
 mod voice;
 mod voice_calls;
 mod voice_ivr;
