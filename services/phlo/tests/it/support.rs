@@ -942,10 +942,49 @@ impl Stack {
         None
     }
 
+    /// The gateway process, handed to the caller (to signal it and wait for it, see [`sigterm`] and
+    /// [`wait_exit`]); the stack no longer manages it.
+    pub fn take_gateway(&mut self) -> Option<Child> {
+        self.gateway.take()
+    }
+
+    /// Callback service process `i`, handed to the caller like [`Stack::take_gateway`].
+    pub fn take_callback(&mut self, i: usize) -> Option<Child> {
+        self.callbacks.get_mut(i).and_then(Option::take)
+    }
+
     /// The gateway's `/metrics`, parsed.
     pub async fn gateway_metrics(&self) -> Metrics {
         scrape(&self.http, &self.url("/metrics")).await
     }
+}
+
+/// `kill -TERM` of a process.
+pub fn sigterm(child: &Child) {
+    let signalled = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(signalled, "kill -TERM {} failed", child.id());
+}
+
+/// Waits up to `patience` for `child` to exit; its exit status and how long the wait took, or `None`
+/// when it was still running then (it is `kill -9`ed).
+pub async fn wait_exit(
+    mut child: Child,
+    patience: Duration,
+) -> Option<(std::process::ExitStatus, Duration)> {
+    let started = Instant::now();
+    while started.elapsed() < patience {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some((status, started.elapsed()));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
 }
 
 /// A Prometheus text exposition, parsed: one sample per line.
@@ -975,51 +1014,12 @@ impl Metrics {
                 None => (series, ""),
             };
             let mut map = std::collections::BTreeMap::new();
-    /// The gateway process, handed to the caller (to signal it and wait for it, see [`sigterm`] and
-    /// [`wait_exit`]); the stack no longer manages it.
-    pub fn take_gateway(&mut self) -> Option<Child> {
-        self.gateway.take()
-    }
-
-    /// Callback service process `i`, handed to the caller like [`Stack::take_gateway`].
-    pub fn take_callback(&mut self, i: usize) -> Option<Child> {
-        self.callbacks.get_mut(i).and_then(Option::take)
-    }
-
             // Label values here never contain `",`: ids, statuses, route templates.
             for pair in labels.split("\",").filter(|p| !p.is_empty()) {
                 if let Some((k, v)) = pair.split_once('=') {
                     map.insert(k.trim().to_owned(), v.trim_matches('"').to_owned());
                 }
             }
-/// `kill -TERM` of a process.
-pub fn sigterm(child: &Child) {
-    let signalled = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(signalled, "kill -TERM {} failed", child.id());
-}
-
-/// Waits up to `patience` for `child` to exit; its exit status and how long the wait took, or `None`
-/// when it was still running then (it is `kill -9`ed).
-pub async fn wait_exit(
-    mut child: Child,
-    patience: Duration,
-) -> Option<(std::process::ExitStatus, Duration)> {
-    let started = Instant::now();
-    while started.elapsed() < patience {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some((status, started.elapsed()));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    None
-}
-
             samples.push((name.to_owned(), map, value));
         }
         Metrics {
