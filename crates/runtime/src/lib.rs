@@ -45,6 +45,10 @@ pub struct RuntimeConfig {
     pub max_steps: i32,
     /// Most consecutive steps of one token at the same node, a loop guard (`PHLO_MAX_REPEATS`).
     pub max_repeats: i32,
+    /// Most consecutive steps of one token applied in one transaction before the rest is handed to a
+    /// new step message (`PHLO_INLINE_STEPS`; 1 = one step per message). Bounds how long one run holds a
+    /// worker slot.
+    pub inline_steps: u32,
     /// Longest a run may stay active before it ends as `timed_out` (`PHLO_MAX_RUN_LIFETIME_SECS`).
     pub max_lifetime: Duration,
     /// Longest any wait may last before its timer fires, whatever the node asked for (`PHLO_MAX_WAIT_SECS`).
@@ -64,6 +68,7 @@ impl Default for RuntimeConfig {
         Self {
             max_steps: 1_000,
             max_repeats: 100,
+            inline_steps: 16,
             max_lifetime: Duration::from_secs(24 * 3600),
             max_wait: Duration::from_secs(24 * 3600),
             redrive_after: Duration::from_secs(60),

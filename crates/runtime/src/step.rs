@@ -16,6 +16,7 @@ use phlo_flow::{CallChange, Event, Outcome, Phlo, Step, Wait, WaitOn};
 use phlo_store::tokens::Token;
 use phlo_store::{Json, PgConnection, counters, runs, steps, timers, tokens};
 use serde_json::Value;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::outbox::Outbox;
@@ -66,7 +67,7 @@ impl Runtime {
             | StepMessage::Resume { run_id, token, .. } => (*run_id, *token),
         };
         let mut tx = self.pool().begin().await?;
-        let Some(run) = runs::lock(&mut tx, run_id).await? else {
+        let Some(mut run) = runs::lock(&mut tx, run_id).await? else {
             return Ok((Applied::Ignored("unknown run"), None));
         };
         if run.status != "active" {
@@ -90,7 +91,7 @@ impl Runtime {
             }
             Err(e) => return Err(e),
         };
-        let event = match msg {
+        let mut event = match msg {
             StepMessage::Advance { seq, .. } => {
                 if token.status != "ready" || token.seq != *seq {
                     return Ok((Applied::Ignored("duplicate step"), None));
@@ -110,25 +111,110 @@ impl Runtime {
             }
         };
 
+        let mut resumed = match msg {
+            StepMessage::Resume { wait_id, .. } => Some(*wait_id),
+            StepMessage::Advance { .. } => None,
+        };
         let mut outbox = Outbox::default();
-        if let Some(reason) = self.guard(&run, &token) {
-            self.end_run(
-                &mut tx,
-                &mut outbox,
-                run_id,
-                if reason.starts_with("lifetime") {
+        let mut taken = 0;
+        let mut node_type = None;
+        // Consecutive steps of this token run in this one transaction until the token waits or ends (or
+        // the inline budget is spent): the step rows, counters and outbox are exactly what one message per
+        // step would have written, minus a commit and a round trip through the queue per step.
+        loop {
+            if let Some(reason) = self.guard(&run, &token) {
+                let status = if reason.starts_with("lifetime") {
                     "timed_out"
                 } else {
                     "failed"
-                },
-                &reason,
-            )
-            .await?;
-            tx.commit().await?;
-            self.flush(outbox).await;
-            return Ok((Applied::Done, None));
+                };
+                runs::record_steps(&mut tx, run_id, taken).await?;
+                self.end_run(&mut tx, &mut outbox, run_id, status, &reason)
+                    .await?;
+                tx.commit().await?;
+                self.flush(outbox).await;
+                return Ok((Applied::Done, node_type));
+            }
+            let span = tracing::info_span!("phlo.step", %run_id, token = token_no, seq = token.seq);
+            let moved = self
+                .take_step(
+                    &mut tx,
+                    &mut outbox,
+                    &phlo,
+                    &run,
+                    &mut token,
+                    &event,
+                    resumed.take(),
+                )
+                .instrument(span)
+                .await?;
+            let Some(moved) = moved else {
+                if taken == 0 {
+                    return Ok((Applied::Ignored("event not taken by the node"), None));
+                }
+                // A later node refused to be entered: hand it to a message of its own, as before inlining.
+                self.advance(&mut tx, &mut outbox, &token).await?;
+                break;
+            };
+            taken += 1;
+            run.steps += 1;
+            node_type = Some(moved);
+            if token.status != "ready" {
+                break;
+            }
+            if taken >= self.config().inline_steps {
+                self.advance(&mut tx, &mut outbox, &token).await?;
+                break;
+            }
+            event = Event::Enter;
         }
+        runs::record_steps(&mut tx, run_id, taken).await?;
+        if tokens::live_count(&mut tx, run_id).await? == 0 {
+            let failed = runs::lock(&mut tx, run_id).await?.and_then(|r| r.error);
+            let status = if failed.is_some() {
+                "failed"
+            } else {
+                "completed"
+            };
+            if runs::finish(&mut tx, run_id, status, failed.as_deref()).await? {
+                outbox.run_ended(status);
+            }
+        }
+        tx.commit().await?;
+        self.flush(outbox).await;
+        Ok((Applied::Done, node_type))
+    }
 
+    /// Queues the step message that moves a ready token on.
+    async fn advance(
+        &self,
+        conn: &mut PgConnection,
+        outbox: &mut Outbox,
+        token: &Token,
+    ) -> Result<(), RuntimeError> {
+        let msg = StepMessage::Advance {
+            run_id: token.run_id,
+            token: token.token,
+            seq: token.seq,
+        };
+        outbox.step(self, conn, &msg).await
+    }
+
+    /// Runs the token's node on `event` and writes what follows: the step row, the counter, the
+    /// token (ready at the next node, parked, or ended) and the effects. `None` when the node does
+    /// not take the event. `resumed` is the wait the event answers, if it answers one.
+    async fn take_step(
+        &self,
+        conn: &mut PgConnection,
+        outbox: &mut Outbox,
+        phlo: &Phlo,
+        run: &runs::Run,
+        token: &mut Token,
+        event: &Event,
+        resumed: Option<i32>,
+    ) -> Result<Option<&'static str>, RuntimeError> {
+        let run_id = token.run_id;
+        let token_no = token.token;
         let started_at = Utc::now();
         let mut ctx = token.context.0.clone();
         ctx.parked = token
@@ -137,17 +223,17 @@ impl Runtime {
             .map(|w| w.0.variables.clone())
             .unwrap_or_default();
         let node_id = phlo_flow::NodeId(token.node_id);
-        let mut step = match phlo_flow::step(&phlo, node_id, &ctx, &event) {
+        let mut step = match phlo_flow::step(phlo, node_id, &ctx, event) {
             Ok(step) => step,
             // An event the node does not take: nothing to apply (logged, the message is dropped).
             Err(e) => {
                 tracing::warn!(%run_id, token = token_no, error = %e, "event ignored");
-                return Ok((Applied::Ignored("event not taken by the node"), None));
+                return Ok(None);
             }
         };
-        if let Some(count) = self.count(&mut tx, &run, &step).await? {
+        if let Some(count) = self.count(conn, run, &step).await? {
             step =
-                phlo_flow::step(&phlo, node_id, &ctx, &Event::Counter { count }).map_err(|e| {
+                phlo_flow::step(phlo, node_id, &ctx, &Event::Counter { count }).map_err(|e| {
                     RuntimeError::Definition {
                         phlo_id: run.phlo_id,
                         revision: run.revision,
@@ -157,8 +243,7 @@ impl Runtime {
         }
 
         let seq = token.seq;
-        record_step(&mut tx, &phlo, &token, &event, &step, started_at).await?;
-        runs::record_step(&mut tx, run_id).await?;
+        record_step(conn, phlo, token, event, &step, started_at).await?;
         token.seq += 1;
         let node = phlo
             .node(node_id)
@@ -177,8 +262,7 @@ impl Runtime {
                 ctx.parked.clear();
                 // A finished node's effects (Hangup's XML, ...) act on the call it had.
                 for effect in step.effects {
-                    self.dispatch(&mut tx, &mut outbox, &token, None, effect)
-                        .await?;
+                    self.dispatch(conn, outbox, token, None, effect).await?;
                 }
                 apply_call_change(&mut ctx, step.call);
                 token.wait = None;
@@ -192,79 +276,43 @@ impl Runtime {
                         };
                         token.node_id = next.0;
                         token.status = "ready".into();
-                        outbox
-                            .step(
-                                self,
-                                &mut tx,
-                                &StepMessage::Advance {
-                                    run_id,
-                                    token: token_no,
-                                    seq: token.seq,
-                                },
-                            )
-                            .await?;
                     }
                     None => {
                         token.status = "ended".into();
                         if let Some(call) = &ctx.call {
-                            self.release_call(&mut tx, &mut outbox, &call.uuid, run_id, token_no)
+                            self.release_call(conn, outbox, &call.uuid, run_id, token_no)
                                 .await?;
                         }
                     }
                 }
                 token.context = Json(ctx);
-                tokens::save(&mut tx, &token).await?;
+                tokens::save(conn, token).await?;
             }
             Outcome::Wait { waits } => {
                 // A node that keeps waiting for the same thing after a non-final event (a room's member
                 // events, an SMS reported `queued`) keeps its wait id: the carrier's URLs name it.
-                let same_wait = match (msg, token.wait.as_ref(), waits.as_slice()) {
-                    (StepMessage::Resume { wait_id, .. }, Some(prev), [only])
-                        if prev.0.on == only.on =>
-                    {
-                        Some(*wait_id)
-                    }
+                let same_wait = match (resumed, token.wait.as_ref(), waits.as_slice()) {
+                    (Some(wait_id), Some(prev), [only]) if prev.0.on == only.on => Some(wait_id),
                     _ => None,
                 };
                 let wait_id = same_wait.unwrap_or(seq);
-                self.park(
-                    &mut tx,
-                    &mut outbox,
-                    &mut token,
-                    ctx,
-                    waits,
-                    step.effects,
-                    wait_id,
-                )
-                .await?;
+                self.park(conn, outbox, token, ctx, waits, step.effects, wait_id)
+                    .await?;
             }
             Outcome::Stop { reason, .. } => {
                 token.status = "ended".into();
                 token.wait = None;
                 token.wait_id = None;
                 token.ended_reason = Some(reason.clone());
-                tokens::save(&mut tx, &token).await?;
+                tokens::save(conn, token).await?;
                 if let Some(call) = &ctx.call {
-                    self.release_call(&mut tx, &mut outbox, &call.uuid, run_id, token_no)
+                    self.release_call(conn, outbox, &call.uuid, run_id, token_no)
                         .await?;
                 }
-                runs::set_error(&mut tx, run_id, &format!("{node}: {reason}")).await?;
+                runs::set_error(conn, run_id, &format!("{node}: {reason}")).await?;
             }
         }
-        if tokens::live_count(&mut tx, run_id).await? == 0 {
-            let failed = runs::lock(&mut tx, run_id).await?.and_then(|r| r.error);
-            let status = if failed.is_some() {
-                "failed"
-            } else {
-                "completed"
-            };
-            if runs::finish(&mut tx, run_id, status, failed.as_deref()).await? {
-                outbox.run_ended(status);
-            }
-        }
-        tx.commit().await?;
-        self.flush(outbox).await;
-        Ok((Applied::Done, Some(node_type)))
+        Ok(Some(node_type))
     }
 
     /// Why the run must stop now, if a guard says so.

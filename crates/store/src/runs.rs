@@ -90,10 +90,11 @@ pub async fn lock(conn: &mut PgConnection, id: Uuid) -> Result<Option<Run>> {
     .await?)
 }
 
-/// Counts an applied step.
-pub async fn record_step(conn: &mut PgConnection, id: Uuid) -> Result<()> {
-    sqlx::query("UPDATE runs SET steps = steps + 1, updated_at = now() WHERE id = $1")
+/// Counts `n` applied steps (a message may apply several consecutive steps of one token).
+pub async fn record_steps(conn: &mut PgConnection, id: Uuid, n: u32) -> Result<()> {
+    sqlx::query("UPDATE runs SET steps = steps + $2, updated_at = now() WHERE id = $1")
         .bind(id)
+        .bind(i32::try_from(n).unwrap_or(i32::MAX))
         .execute(conn)
         .await?;
     Ok(())

@@ -55,6 +55,7 @@ impl Config {
             runtime: RuntimeConfig {
                 max_steps: env_parse("PHLO_MAX_STEPS", defaults.max_steps)?,
                 max_repeats: env_parse("PHLO_MAX_REPEATS", defaults.max_repeats)?,
+                inline_steps: env_parse("PHLO_INLINE_STEPS", defaults.inline_steps)?.max(1),
                 max_lifetime: env_secs(
                     "PHLO_MAX_RUN_LIFETIME_SECS",
                     defaults.max_lifetime.as_secs(),
