@@ -14,6 +14,7 @@
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+mod admission;
 pub mod background;
 mod cache;
 pub mod callbacks;
@@ -35,7 +36,7 @@ use phlo_carrier::Carrier;
 use phlo_egress::Egress;
 use phlo_store::PgPool;
 
-pub use start::{StartError, StartRequest};
+pub use start::{StartError, StartRequest, Started};
 pub use step::Applied;
 
 /// The guards and timings of the runtime. Defaults suit production; tests shorten the timings.
@@ -49,6 +50,9 @@ pub struct RuntimeConfig {
     /// new step message (`PHLO_INLINE_STEPS`; 1 = one step per message). Bounds how long one run holds a
     /// worker slot.
     pub inline_steps: u32,
+    /// Runs one account may have active at once unless it has its own cap (`PHLO_MAX_ACTIVE_RUNS`);
+    /// runs beyond it wait as `queued`, so one account's flood cannot fill the step queue.
+    pub max_active_runs: i64,
     /// Longest a run may stay active before it ends as `timed_out` (`PHLO_MAX_RUN_LIFETIME_SECS`).
     pub max_lifetime: Duration,
     /// Longest any wait may last before its timer fires, whatever the node asked for (`PHLO_MAX_WAIT_SECS`).
@@ -69,6 +73,7 @@ impl Default for RuntimeConfig {
             max_steps: 1_000,
             max_repeats: 100,
             inline_steps: 16,
+            max_active_runs: 200,
             max_lifetime: Duration::from_secs(24 * 3600),
             max_wait: Duration::from_secs(24 * 3600),
             redrive_after: Duration::from_secs(60),

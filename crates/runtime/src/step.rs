@@ -176,9 +176,8 @@ impl Runtime {
             } else {
                 "completed"
             };
-            if runs::finish(&mut tx, run_id, status, failed.as_deref()).await? {
-                outbox.run_ended(status);
-            }
+            self.finish_run(&mut tx, &mut outbox, run_id, status, failed.as_deref())
+                .await?;
         }
         tx.commit().await?;
         self.flush(outbox).await;

@@ -38,6 +38,8 @@ pub struct NewRun<'a> {
     pub trigger: &'a Trigger,
     pub from_number: Option<&'a str>,
     pub to_number: Option<&'a str>,
+    /// `active`, or `queued` for a run that waits for a free slot of its account (see [`crate::admission`]).
+    pub status: &'a str,
 }
 
 macro_rules! run_columns {
@@ -50,7 +52,7 @@ macro_rules! run_columns {
 pub async fn create(conn: &mut PgConnection, run: &NewRun<'_>) -> Result<()> {
     sqlx::query(
         "INSERT INTO runs (id, account_id, phlo_id, revision, status, trigger_type, trigger, from_number, to_number)
-         VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8)",
+         VALUES ($1, $2, $3, $4, $9, $5, $6, $7, $8)",
     )
     .bind(run.id)
     .bind(run.account_id)
@@ -60,6 +62,7 @@ pub async fn create(conn: &mut PgConnection, run: &NewRun<'_>) -> Result<()> {
     .bind(Json(run.trigger))
     .bind(run.from_number)
     .bind(run.to_number)
+    .bind(run.status)
     .execute(conn)
     .await?;
     Ok(())
@@ -112,23 +115,24 @@ pub async fn allocate_tokens(conn: &mut PgConnection, id: Uuid, n: i32) -> Resul
     Ok(first)
 }
 
-/// Ends an active run; a run that already ended keeps its first ending. Returns whether it ended now.
+/// Ends an active or queued run; a run that already ended keeps its first ending. Returns the run's
+/// account when it ended now (its slot may admit a queued run), `None` when it had ended already.
 pub async fn finish(
     conn: &mut PgConnection,
     id: Uuid,
     status: &str,
     error: Option<&str>,
-) -> Result<bool> {
-    let done = sqlx::query(
+) -> Result<Option<Uuid>> {
+    let ended: Option<(Uuid,)> = sqlx::query_as(
         "UPDATE runs SET status = $2, error = $3, ended_at = now(), updated_at = now()
-         WHERE id = $1 AND status = 'active'",
+         WHERE id = $1 AND status IN ('active', 'queued') RETURNING account_id",
     )
     .bind(id)
     .bind(status)
     .bind(error)
-    .execute(conn)
+    .fetch_optional(conn)
     .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(ended.map(|(account_id,)| account_id))
 }
 
 /// Filters for listing runs; every field is optional except the account.

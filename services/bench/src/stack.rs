@@ -190,6 +190,11 @@ impl Stack {
             .env("PHLO_SECRET_KEY", SECRET_KEY)
             .env("PHLO_WORKER_ADDR", "127.0.0.1:0")
             .env("PHLO_EGRESS_ALLOW", "127.0.0.1/32")
+            // One account drives all the load: measure the runtime, not the fair-use limits
+            // (`--env` can set them back).
+            .env("PHLO_RATE_API_PER_SEC", "0")
+            .env("PHLO_RATE_RUNS_PER_SEC", "0")
+            .env("PHLO_MAX_ACTIVE_RUNS", "1000000")
             .env(
                 "RUST_LOG",
                 std::env::var("PHLO_BENCH_LOG").unwrap_or_else(|_| "error".into()),

@@ -56,6 +56,7 @@ impl Config {
                 max_steps: env_parse("PHLO_MAX_STEPS", defaults.max_steps)?,
                 max_repeats: env_parse("PHLO_MAX_REPEATS", defaults.max_repeats)?,
                 inline_steps: env_parse("PHLO_INLINE_STEPS", defaults.inline_steps)?.max(1),
+                max_active_runs: phlo_service::max_active_runs(defaults.max_active_runs)?,
                 max_lifetime: env_secs(
                     "PHLO_MAX_RUN_LIFETIME_SECS",
                     defaults.max_lifetime.as_secs(),
