@@ -1,0 +1,53 @@
+//! Liquid compile and render with arbitrary contexts. The input is the template source, then a NUL
+//! byte, then the variables as JSON (an object; anything else renders against a fixed context).
+//! Beyond not crashing: liquid panics (which the crate turns into errors) count as crashes here, the
+//! output cap holds, and rendering is deterministic.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use phlo_template::{MAX_OUTPUT_LEN, ParseError, RenderError, Template};
+use serde_json::{Map, Value, json};
+
+fn fallback() -> Map<String, Value> {
+    let value = json!({
+        "Start": { "http": { "params": { "name": "Ada", "n": "12" } } },
+        "people": [{ "name": "a" }, { "name": "b" }],
+        "int": 7,
+        "text": "hello, world",
+        "nil": null,
+    });
+    value.as_object().cloned().unwrap_or_default()
+}
+
+fuzz_target!(|data: &[u8]| {
+    let (source, context) = match data.iter().position(|b| *b == 0) {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &[][..]),
+    };
+    let Ok(source) = std::str::from_utf8(source) else {
+        return;
+    };
+    let globals = match serde_json::from_slice::<Value>(context) {
+        Ok(Value::Object(map)) => map,
+        _ => fallback(),
+    };
+    let template = match Template::parse(source) {
+        Ok(t) => t,
+        Err(ParseError::Panicked(p)) => panic!("liquid's parser panicked: {p}"),
+        Err(_) => return,
+    };
+    let first = template.render(&globals);
+    match &first {
+        Ok(text) => assert!(text.len() <= MAX_OUTPUT_LEN),
+        Err(RenderError::Panicked(p)) => panic!("liquid's renderer panicked: {p}"),
+        Err(_) => {}
+    }
+    // A second render must agree, except when the first ran out of time (the only nondeterministic limit).
+    if !matches!(first, Err(RenderError::Budget(phlo_template::Exceeded::Time { .. }))) {
+        let second = template.render(&globals);
+        if !matches!(second, Err(RenderError::Budget(phlo_template::Exceeded::Time { .. }))) {
+            assert_eq!(first, second, "non-deterministic render");
+        }
+    }
+});
