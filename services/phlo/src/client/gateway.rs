@@ -6,6 +6,11 @@ use serde_json::Value;
 
 use super::{Settings, base, http};
 
+/// How many times one request is retried after a 429 (the account's rate limit), and the longest
+/// `Retry-After` waited out; past either, the 429 is the answer.
+const RATE_LIMIT_RETRIES: u32 = 5;
+const MAX_RETRY_AFTER_SECS: u64 = 30;
+
 /// A request the gateway answered with an error status: its `error` message, and the problems of a
 /// rejected PHLO definition.
 #[derive(Debug)]
@@ -90,7 +95,7 @@ impl Gateway {
 
     /// One request; a non-2xx answer becomes an [`ApiError`] (inside the `anyhow::Error`, so that
     /// callers that care, such as `apply`, can downcast it), a transport failure a plain error that
-    /// names the URL.
+    /// names the URL. A 429 did nothing on the server, so it is retried after its `Retry-After`.
     async fn send(
         &self,
         method: Method,
@@ -99,28 +104,43 @@ impl Gateway {
         body: Option<&Value>,
     ) -> anyhow::Result<Value> {
         let (id, token) = self.credentials()?;
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .basic_auth(id, Some(token))
-            .query(query);
-        if let Some(body) = body {
-            request = request.json(body);
+        let mut refused = 0;
+        loop {
+            let mut request = self
+                .http
+                .request(method.clone(), format!("{}{path}", self.base))
+                .basic_auth(id, Some(token))
+                .query(query);
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let response = request
+                .send()
+                .await
+                .map_err(|e| unreachable(&self.base, e))?;
+            let status = response.status();
+            if status == StatusCode::TOO_MANY_REQUESTS && refused < RATE_LIMIT_RETRIES {
+                refused += 1;
+                let wait = response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .unwrap_or(1)
+                    .clamp(1, MAX_RETRY_AFTER_SECS);
+                tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+                continue;
+            }
+            let text = response
+                .text()
+                .await
+                .map_err(|e| unreachable(&self.base, e))?;
+            let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            if status.is_success() {
+                return Ok(value);
+            }
+            return Err(self.api_error(status, value).into());
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| unreachable(&self.base, e))?;
-        let status = response.status();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| unreachable(&self.base, e))?;
-        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        if status.is_success() {
-            return Ok(value);
-        }
-        Err(self.api_error(status, value).into())
     }
 
     fn api_error(&self, status: StatusCode, body: Value) -> ApiError {
@@ -147,6 +167,9 @@ impl Gateway {
             )),
             StatusCode::NOT_FOUND => Some(
                 "check the id; resources of other accounts are not visible to this one".to_owned(),
+            ),
+            StatusCode::TOO_MANY_REQUESTS => Some(
+                "the account is over its rate limit (see docs/limits.md); retry later".to_owned(),
             ),
             StatusCode::SERVICE_UNAVAILABLE => {
                 Some("the gateway cannot reach Postgres or NATS; retry later".to_owned())
@@ -197,10 +220,11 @@ fn unreachable(base: &str, source: reqwest::Error) -> Unreachable {
 }
 
 /// Whether an error is worth retrying while following: the gateway restarting, or its database or
-/// queue briefly away. Anything the gateway refused (4xx) is not.
+/// queue briefly away, the account over its rate limit. Anything else the gateway refused (4xx) is
+/// not.
 pub fn is_transient(e: &anyhow::Error) -> bool {
     match e.downcast_ref::<ApiError>() {
-        Some(api) => api.status.is_server_error(),
+        Some(api) => api.status.is_server_error() || api.status == StatusCode::TOO_MANY_REQUESTS,
         None => e.downcast_ref::<Unreachable>().is_some(),
     }
 }

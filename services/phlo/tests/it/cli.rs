@@ -607,6 +607,44 @@ async fn callbacks_tail_prints_each_attempt() {
     stack.cleanup().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn commands_wait_out_the_rate_limit() {
+    // Two requests a second: following a run (four polls a second) runs into 429s.
+    let mut stack = Stack::start_with(
+        1,
+        &[("PHLO_RATE_API_PER_SEC", "2"), ("PHLO_RATE_API_BURST", "2")],
+    )
+    .await;
+    let acct = stack.account().await;
+    let cli = Cli::new(&stack, &acct);
+    let file = cli.file("demo.json", &demo("limited", None));
+    let applied = cli.run(&["apply", &file]).await;
+    assert_eq!(applied.code, 0, "{applied:#?}");
+    for _ in 0..2 {
+        let done = cli
+            .run(&[
+                "run",
+                "CLI demo",
+                "--payload",
+                r#"{"amount": "5"}"#,
+                "--follow",
+            ])
+            .await;
+        assert_eq!(done.code, 0, "{done:#?}");
+        assert!(
+            done.stdout.contains(" completed after 3 steps"),
+            "{done:#?}"
+        );
+    }
+    // The limit is in force: five requests at once exceed the burst of two.
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(stack.call(&acct, Method::GET, "/v1/runs", None).await.0);
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    stack.cleanup().await;
+}
+
 /// A menu: 1 for sales, 2 for support, each saying which key was pressed, then the call ends.
 fn menu() -> Value {
     let play = |id: &str, name: &str, text: &str| json!({ "node_id": id, "name": name, "type": "play_audio", "options": { "prompts": text } });
