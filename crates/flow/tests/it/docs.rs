@@ -593,6 +593,12 @@ fn reference_limits_match_the_code() {
         ("MAX_PLAY_SECS", phlo_flow::nodes::play_audio::MAX_PLAY_SECS),
         ("MAX_TEMPLATE_LEN", phlo_template::MAX_TEMPLATE_LEN as u64),
         ("MAX_OUTPUT_LEN", phlo_template::MAX_OUTPUT_LEN as u64),
+        ("MAX_LOOP_ITERATIONS", phlo_template::MAX_LOOP_ITERATIONS),
+        (
+            "MAX_REGEX_PATTERN_LEN",
+            phlo_flow::condition::MAX_REGEX_PATTERN_LEN as u64,
+        ),
+        ("MAX_JSON_DEPTH", phlo_flow::limits::MAX_JSON_DEPTH as u64),
     ];
     for (name, value) in numbers {
         let found = limits
@@ -612,6 +618,16 @@ fn reference_limits_match_the_code() {
         phlo_flow::condition::MAX_REGEX_BYTES,
         1 << 20,
         "the Limits section says 1 MiB"
+    );
+    assert_eq!(
+        (
+            phlo_template::MAX_VALUE_BYTES,
+            phlo_template::MAX_RENDER_WORK_BYTES,
+            phlo_template::MAX_RENDER_TIME.as_secs(),
+            phlo_flow::limits::MAX_RESPONSE_HEADER_BYTES,
+        ),
+        (16 << 20, 64 << 20, 1, 64 << 10),
+        "the Limits section says 16 MiB per value, 64 MiB built, 1 s and 64 KiB of headers"
     );
     assert_eq!(
         phlo_flow::nodes::http_request::DEFAULT_MAX_RESPONSE_BYTES,
