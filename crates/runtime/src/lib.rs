@@ -131,9 +131,12 @@ struct Inner {
     phlos: cache::PhloCache,
     /// The carrier's REST API; without one, calls and SMS fail at once ("no carrier configured").
     carrier: Option<Arc<dyn Carrier>>,
+    /// Published outbox rows, deleted in batches by [`outbox::sweeper`].
+    swept: tokio::sync::mpsc::UnboundedSender<i64>,
 }
 
 impl Runtime {
+    /// Must be called inside a Tokio runtime: it spawns the outbox sweeper.
     pub fn new(
         pool: PgPool,
         bus: Bus,
@@ -142,6 +145,7 @@ impl Runtime {
         carrier: Option<Arc<dyn Carrier>>,
     ) -> Self {
         let phlos = cache::PhloCache::default();
+        let swept = outbox::sweeper(pool.clone());
         Runtime {
             inner: Arc::new(Inner {
                 pool,
@@ -150,6 +154,7 @@ impl Runtime {
                 config,
                 phlos,
                 carrier,
+                swept,
             }),
         }
     }

@@ -2,7 +2,8 @@
 
 use bytes::Bytes;
 use phlo_bus::{CallbackMessage, CarrierMessage, HttpMessage, Queue, StepMessage};
-use phlo_store::PgConnection;
+use phlo_store::{PgConnection, PgPool};
+use tokio::sync::mpsc;
 
 use crate::{Runtime, RuntimeError};
 
@@ -138,19 +139,36 @@ impl Runtime {
                 }
             }
         }
-        if published.is_empty() {
-            return;
-        }
-        let deleted = async {
-            let mut conn = self.pool().acquire().await?;
-            phlo_store::outbox::delete(&mut conn, &published).await
-        };
-        if let Err(e) = deleted.await {
-            // Harmless: the relay will publish them again and the consumers drop the duplicates.
-            tracing::warn!(error = %e, "could not delete published outbox rows");
+        for id in published {
+            // Only fails when the sweeper is gone (shutdown): the relay republishes, consumers dedupe.
+            let _ = self.inner.swept.send(id);
         }
     }
 }
+
+/// Deletes published outbox rows in batches, off the step's path: a step's transaction is its only
+/// commit, and one DELETE serves every step that published meanwhile. A row not yet deleted when the
+/// process dies is published again by the relay, and the consumers drop the duplicate (the step fence,
+/// `Nats-Msg-Id`), so losing the sweeper's queue costs a repeat, never a loss.
+pub(crate) fn sweeper(pool: PgPool) -> mpsc::UnboundedSender<i64> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut ids = Vec::with_capacity(SWEEP_BATCH);
+        while rx.recv_many(&mut ids, SWEEP_BATCH).await > 0 {
+            let deleted = async {
+                let mut conn = pool.acquire().await?;
+                phlo_store::outbox::delete(&mut conn, &ids).await
+            };
+            if let Err(e) = deleted.await {
+                tracing::warn!(error = %e, rows = ids.len(), "could not delete published outbox rows; the relay will publish them again");
+            }
+            ids.clear();
+        }
+    });
+    tx
+}
+
+const SWEEP_BATCH: usize = 1024;
 
 #[cfg(test)]
 mod tests {
@@ -231,9 +249,17 @@ mod tests {
         .await;
         drop(step);
 
-        let stored: Vec<(String, Option<String>)> =
-            sqlx_rows(&pool, "SELECT msg_id, traceparent FROM outbox").await;
-        assert_eq!(stored, vec![(relayed.msg_id(), Some(expected.clone()))]);
+        // The published row is swept away shortly after; the left-behind one stays for the relay.
+        let want = vec![(relayed.msg_id(), Some(expected.clone()))];
+        let mut stored = Vec::new();
+        for _ in 0..100 {
+            stored = sqlx_rows(&pool, "SELECT msg_id, traceparent FROM outbox").await;
+            if stored == want {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(stored, want);
         assert_eq!(rt.relay_once().await.unwrap(), 1);
 
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Delivery>();
