@@ -196,3 +196,35 @@ async fn bad_input_gets_a_clear_4xx() {
     assert_eq!(r.status(), 401);
     stack.cleanup().await;
 }
+
+/// Found by `scripts/api-fuzz`: a payload number near the limits of a double (1.7976931348623157e308)
+/// was accepted and stored, but Postgres renders it as a 309-digit integer, which serde_json read back
+/// as out of range. The worker then dropped the run's first step for good (the run stayed active) and
+/// every run list of the account answered 500. Parsed exactly (`float_roundtrip`), every double that
+/// goes in comes back out.
+#[tokio::test(flavor = "multi_thread")]
+async fn payload_numbers_at_the_limits_of_a_double_survive_the_database() {
+    let mut stack = Stack::start(1).await;
+    let acct = stack.account().await;
+    let phlo = json!({ "name": "numbers", "nodes": [
+        { "node_id": "11111111-0000-4000-8000-00000000000f", "name": "Start", "type": "start" } ] });
+    let phlo_id = stack.create_phlo(&acct, phlo).await;
+    let payload = json!({
+        "max": f64::MAX,
+        "lowest": f64::MIN,
+        "near_max": 1.79e308,
+        "smallest": 5e-324,
+        "subnormal": 2.225073858507203e-309,
+        "tenth": 0.1,
+    });
+    let run_id = stack.run(&acct, &phlo_id, payload.clone()).await;
+    let run = stack
+        .wait_run(&acct, &run_id, std::time::Duration::from_secs(60))
+        .await;
+    assert_eq!(run["status"], "completed", "{run:#}");
+    assert_eq!(run["trigger_details"]["params"], payload, "{run:#}");
+    let (status, list) = stack.call(&acct, Method::GET, "/v1/runs", None).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["objects"][0]["run_id"], run_id.as_str());
+    stack.cleanup().await;
+}

@@ -13,6 +13,7 @@ mod fairness;
 mod guards;
 mod metrics;
 mod sdk;
+mod secrets;
 mod shutdown;
 mod traces;
 mod voice;

@@ -28,6 +28,8 @@ pub struct Stack {
     /// Callback service processes (`phlo callback`), started by the tests that need them.
     callbacks: Vec<Option<Child>>,
     extra_env: Vec<(String, String)>,
+    /// Where the processes' stdout and stderr go (`<dir>/<subcommand>.log`); inherited when `None`.
+    log_dir: Option<std::path::PathBuf>,
 }
 
 fn free_port() -> u16 {
@@ -51,6 +53,27 @@ impl Stack {
 
     /// Like [`Stack::start_with`], against the NATS at `nats_url` (e.g. a test's own [`NatsServer`]).
     pub async fn start_custom(workers: usize, nats_url: &str, env: &[(&str, &str)]) -> Stack {
+        Stack::start_inner(workers, nats_url, env, None).await
+    }
+
+    /// Like [`Stack::start_with`], with each process's stdout and stderr appended to
+    /// `<log_dir>/<subcommand>.log`, for the tests that read what the services log.
+    pub async fn start_logged(
+        workers: usize,
+        env: &[(&str, &str)],
+        log_dir: &std::path::Path,
+    ) -> Stack {
+        let nats_url =
+            std::env::var("PHLO_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+        Stack::start_inner(workers, &nats_url, env, Some(log_dir.to_owned())).await
+    }
+
+    async fn start_inner(
+        workers: usize,
+        nats_url: &str,
+        env: &[(&str, &str)],
+        log_dir: Option<std::path::PathBuf>,
+    ) -> Stack {
         let db_url = phlo_store::testing::fresh_database()
             .await
             .expect("test database");
@@ -70,6 +93,7 @@ impl Stack {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
+            log_dir,
         };
         stack.start_gateway().await;
         for _ in 0..workers {
@@ -103,6 +127,15 @@ impl Stack {
             .stdin(Stdio::null());
         for (k, v) in &self.extra_env {
             cmd.env(k, v);
+        }
+        if let Some(dir) = &self.log_dir {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join(format!("{sub}.log")))
+                .expect("process log file");
+            cmd.stdout(log.try_clone().expect("process log file"))
+                .stderr(log);
         }
         cmd
     }
