@@ -161,10 +161,8 @@ impl Renderable for For {
                 listed = expression
                     .evaluate(runtime)
                     .trace_with(|| self.trace().into())?;
-                let mut all = array_items(listed.as_view())?;
-                all.drain(..offset.min(all.len()));
-                all.truncate(limit.unwrap_or(usize::MAX));
-                Items::Listed(all)
+                let limit = limit.unwrap_or(usize::MAX);
+                Items::Listed(array_items(listed.as_view(), offset, limit)?)
             }
             RangeExpression::Counted(start, stop) => {
                 let start = int_argument(start, runtime, "start")?;
@@ -288,13 +286,22 @@ fn int_argument(arg: &Expression, runtime: &dyn Runtime, name: &str) -> Result<i
         .value_with(|| value.to_kstr().into_owned())
 }
 
-fn array_items(value: &dyn ValueView) -> Result<Vec<ValueCow<'_>>> {
+/// The items of an array (or the `[key, value]` pairs of an object) a loop visits, after `offset` and
+/// `limit`; only those are collected.
+fn array_items(value: &dyn ValueView, offset: usize, limit: usize) -> Result<Vec<ValueCow<'_>>> {
     if let Some(array) = value.as_array() {
-        Ok(array.values().map(ValueCow::Borrowed).collect())
+        Ok(array
+            .values()
+            .skip(offset)
+            .take(limit)
+            .map(ValueCow::Borrowed)
+            .collect())
     } else if let Some(object) = value.as_object() {
         budget::bytes(budget::size_of(value))?;
         Ok(object
             .iter()
+            .skip(offset)
+            .take(limit)
             .map(|(k, v)| Value::Array(vec![Value::scalar(k.into_owned()), v.to_value()]).into())
             .collect())
     } else if value.is_state() || value.is_nil() {

@@ -187,6 +187,14 @@ fn replaced_tags_keep_their_behaviour() {
         ),
         "012"
     );
+    // liquid-lib padded with nils when `limit` reached past the end; Shopify does not.
+    assert_eq!(
+        render(
+            "{% for p in people offset: 1 limit: 5 %}[{{ p.name }}]{{ forloop.length }}{% endfor %}"
+        ),
+        "[b]1"
+    );
+    assert_eq!(render("{% for i in (1..3) limit: -1 %}x{% endfor %}"), "");
     assert_eq!(render("{% assign n = int | plus: 1 %}{{ n }}"), "43");
     assert_eq!(render("{% for i in (3..1) %}x{% endfor %}"), "");
 }
