@@ -113,7 +113,10 @@ pub async fn gather(ctx: &CallCtx, verb: &Node) -> Result<Step, Stop> {
         let entry = ctx.next_input(timeout).await?;
         match classify(entry, &rules, speech_ok, dtmf_ok) {
             Entry::Silence => {
-                ctx.pause(timeout).await?;
+                // A live party's silence has been waited for already, in real time.
+                if !ctx.script.live_input {
+                    ctx.pause(timeout).await?;
+                }
                 ctx.log(EventKind::Silent { seconds: timeout });
             }
             Entry::Invalid => {

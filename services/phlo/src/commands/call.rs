@@ -6,6 +6,7 @@
 //! `POST /sim/calls/{uuid}/input`): the caller waits at each prompt, as long as the prompt's own
 //! timeout, for a line typed here.
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -188,7 +189,9 @@ async fn answer(
     json: bool,
 ) -> anyhow::Result<()> {
     let seconds = event["seconds"].as_f64().unwrap_or(5.0).max(0.0);
-    if !json {
+    // A person gets a prompt; a script piping its answers does not.
+    let person = !json && std::io::stdin().is_terminal();
+    if person {
         eprint!("your answer (keys, or words to say; empty for silence) within {seconds:.0}s> ");
     }
     let line = match tokio::time::timeout(Duration::from_secs_f64(seconds), lines.recv()).await {
@@ -197,7 +200,7 @@ async fn answer(
         Ok(Some(None) | None) => String::new(),
         // The prompt's time is up: the caller stayed silent.
         Err(_) => {
-            if !json {
+            if person {
                 eprintln!();
             }
             return Ok(());

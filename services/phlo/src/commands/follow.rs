@@ -4,7 +4,7 @@
 //! has not printed yet, keyed by (token, seq), which a step never changes. Steps of concurrent tokens
 //! may become visible out of order; each is printed when it does.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -26,6 +26,9 @@ pub struct Follower {
     run_id: String,
     json: bool,
     seen: HashSet<(i64, i64)>,
+    /// Per token, the node and variables of its last step printed: a node's next step on the same
+    /// token (a wait answered, a status update) prints only the variables that changed.
+    last: HashMap<i64, (Value, serde_json::Map<String, Value>)>,
     headed: bool,
 }
 
@@ -35,6 +38,7 @@ impl Follower {
             run_id: run_id.to_owned(),
             json,
             seen: HashSet::new(),
+            last: HashMap::new(),
             headed: false,
         }
     }
@@ -105,7 +109,7 @@ impl Follower {
         }
     }
 
-    fn print_step(&self, step: &Value) {
+    fn print_step(&mut self, step: &Value) {
         if self.json {
             let mut line = json!({ "type": "step", "run_id": self.run_id });
             if let (Some(line), Some(step)) = (line.as_object_mut(), step.as_object()) {
@@ -130,11 +134,25 @@ impl Follower {
             str_of(step, "event"),
             result
         );
-        if let Some(vars) = step["variables"].as_object() {
-            for (name, value) in vars {
+        let vars = step["variables"].as_object().cloned().unwrap_or_default();
+        let token = step["token"].as_i64().unwrap_or_default();
+        let before = self
+            .last
+            .get(&token)
+            .filter(|(node, _)| *node == step["node_id"])
+            .map(|(_, vars)| vars);
+        let mut unchanged = 0;
+        for (name, value) in &vars {
+            if before.is_some_and(|b| b.get(name) == Some(value)) {
+                unchanged += 1;
+            } else {
                 println!("      {name} = {value}");
             }
         }
+        if unchanged > 0 {
+            println!("      ({unchanged} unchanged)");
+        }
+        self.last.insert(token, (step["node_id"].clone(), vars));
         if let Some(error) = step["error"].as_str() {
             println!("      error: {error}");
         }
