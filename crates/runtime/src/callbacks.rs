@@ -167,7 +167,8 @@ impl Runtime {
         .await?;
         match skipped {
             Some(reason) => {
-                tracing::info!(%run_id, delivery_id = %id, url = %cb.url, %reason, "callback not attempted");
+                // Not the URL: its query or userinfo may hold the receiver's credentials.
+                tracing::info!(%run_id, delivery_id = %id, %reason, "callback not attempted");
                 Ok(())
             }
             None => {

@@ -26,7 +26,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 /// Settings every service reads.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CommonConfig {
     /// `DATABASE_URL`: the Postgres primary.
     pub database_url: String,
@@ -38,6 +38,19 @@ pub struct CommonConfig {
     pub db_pool: u32,
     /// `PHLO_MIGRATE`: apply migrations at start-up (safe with many replicas: an advisory lock serialises them).
     pub migrate: bool,
+}
+
+/// The URLs without their passwords.
+impl std::fmt::Debug for CommonConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommonConfig")
+            .field("database_url", &secret::redact_url(&self.database_url))
+            .field("nats_url", &secret::redact_url(&self.nats_url))
+            .field("nats_prefix", &self.nats_prefix)
+            .field("db_pool", &self.db_pool)
+            .field("migrate", &self.migrate)
+            .finish()
+    }
 }
 
 impl CommonConfig {

@@ -38,9 +38,37 @@ impl fmt::Display for Secret {
     }
 }
 
+/// `scheme://user:***@host/...`: a connection URL with its password (or a bare token, as NATS takes
+/// one) replaced, for printing.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => format!("{}***{}", &url[..scheme + 3], &url[at..]),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_lose_their_passwords() {
+        assert_eq!(
+            redact_url("postgres://phlo:s3cret@db:5432/phlo"),
+            "postgres://phlo:***@db:5432/phlo"
+        );
+        assert_eq!(redact_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+        assert_eq!(
+            redact_url("nats://s3cret@nats:4222"),
+            "nats://***@nats:4222"
+        );
+    }
 
     #[test]
     fn never_printed() {
