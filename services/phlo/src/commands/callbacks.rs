@@ -143,6 +143,7 @@ impl Tail {
             self.discover(gateway).await?;
         }
         let mut done = Vec::new();
+        let mut fresh = Vec::new();
         let runs: Vec<(String, bool)> = self
             .watched
             .iter()
@@ -154,9 +155,7 @@ impl Tail {
                 .await?;
             let deliveries = log["objects"].as_array().cloned().unwrap_or_default();
             for d in &deliveries {
-                if self.print_delivery(d, print) {
-                    return Ok(Flow::Stop);
-                }
+                fresh.extend(self.unprinted(d));
             }
             let pending = deliveries.iter().any(|d| d["status"] == "pending");
             let active = match &self.single_run {
@@ -172,6 +171,15 @@ impl Tail {
         }
         for run_id in done {
             self.watched.remove(&run_id);
+        }
+        if print {
+            // In the order they happened, across runs and deliveries.
+            fresh.sort_by(|a, b| a.0.cmp(&b.0));
+            for (_, d, attempt) in &fresh {
+                if self.line(d, attempt.as_ref()) {
+                    return Ok(Flow::Stop);
+                }
+            }
         }
         if self.single_run.is_some() && self.watched.is_empty() {
             return Ok(Flow::Stop);
@@ -213,29 +221,29 @@ impl Tail {
         Ok(())
     }
 
-    /// Prints the delivery's attempts not printed yet; returns whether the limit is reached.
-    fn print_delivery(&mut self, d: &Value, print: bool) -> bool {
+    /// The delivery's attempts not printed yet (or the delivery itself when it ended without any),
+    /// with the time each happened, marked as printed.
+    fn unprinted(&mut self, d: &Value) -> Vec<(String, Value, Option<Value>)> {
         let id = str_of(d, "delivery_id").to_owned();
         let printed = self.printed.get(&id).copied();
         let attempts = d["attempts"].as_array().cloned().unwrap_or_default();
         if attempts.is_empty() {
             if printed.is_none() && matches!(str_of(d, "status"), "failed" | "dead") {
                 self.printed.insert(id, 0);
-                return print && self.line(d, None);
+                return vec![(str_of(d, "created_on").to_owned(), d.clone(), None)];
             }
-            return false;
+            return Vec::new();
         }
-        for a in &attempts {
+        let mut lines = Vec::new();
+        for a in attempts {
             let n = a["attempt"].as_i64().unwrap_or_default();
             if a["outcome"] == "in_progress" || printed.is_some_and(|p| n <= p) {
                 continue;
             }
             self.printed.insert(id.clone(), n);
-            if print && self.line(d, Some(a)) {
-                return true;
-            }
+            lines.push((str_of(&a, "attempted_on").to_owned(), d.clone(), Some(a)));
         }
-        false
+        lines
     }
 
     /// Prints one attempt (or a delivery that ended without one); returns whether the limit is reached.
