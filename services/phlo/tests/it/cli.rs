@@ -429,7 +429,22 @@ async fn apply_run_follow_and_list_runs() {
         "{bad:#?}"
     );
 
-    // Clear errors: an unknown run, wrong credentials, no gateway.
+    // Clear errors: a payload that is not an object, a file that is not JSON, an unknown run, wrong
+    // credentials, no gateway.
+    let listy = cli.run(&["run", "CLI demo", "--payload", "[1]"]).await;
+    assert_eq!(listy.code, 2);
+    assert!(
+        listy.stderr.contains("--payload must be a JSON object"),
+        "{listy:#?}"
+    );
+    let not_json = cli.dir.join("not.json");
+    std::fs::write(&not_json, "{\"name\": ").expect("write");
+    let garbled = cli.run(&["apply", &not_json.display().to_string()]).await;
+    assert_eq!(garbled.code, 2);
+    assert!(
+        garbled.stderr.contains("is not a JSON document"),
+        "{garbled:#?}"
+    );
     let unknown = cli
         .run(&["follow", "c1100000-0000-4000-8000-0000000000aa"])
         .await;
