@@ -316,6 +316,42 @@ async fn runs_beyond_the_cap_wait_queued_and_start_as_others_end() {
         .collect();
     assert_eq!(listed, queued.iter().map(String::as_str).collect());
 
+    // An incoming call is never queued, even at the cap: the caller is on the line.
+    let (status, body) = stack
+        .call(
+            &acct,
+            Method::PUT,
+            "/v1/numbers/+14155550124",
+            Some(json!({ "phlo_id": phlo })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let r = stack
+        .http
+        .post(stack.url("/v1/carrier/voice/answer"))
+        .form(&[
+            ("CallUUID", Uuid::new_v4().to_string().as_str()),
+            ("From", "+14155550100"),
+            ("To", "+14155550124"),
+            ("Direction", "inbound"),
+            ("CallStatus", "in-progress"),
+        ])
+        .send()
+        .await
+        .expect("answer webhook");
+    assert_eq!(r.status(), 200);
+    let (_, calls) = stack
+        .call(&acct, Method::GET, "/v1/runs?trigger=call", None)
+        .await;
+    let call_run = calls["objects"][0]["run_id"]
+        .as_str()
+        .expect("the call's run");
+    let run = stack
+        .wait_run(&acct, call_run, Duration::from_secs(30))
+        .await;
+    assert_eq!(run["status"], "completed", "{run:#}");
+    assert_eq!(run["steps"][0]["event"], "trigger", "{run:#}");
+
     // A queued run can be cancelled; it frees nothing, so the next one still waits.
     let (status, body) = stack
         .call(
