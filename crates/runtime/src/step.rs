@@ -8,6 +8,7 @@
 //!    the next messages (outbox). Commit, then publish.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use phlo_bus::StepMessage;
@@ -35,46 +36,47 @@ impl Runtime {
     /// Applies one step message. The choke point of the step metrics: `phlo_steps_total{outcome}`
     /// (`applied`: a step row was written; `ended`: a guard or an unloadable revision ended the run
     /// instead; `ignored`: a duplicate or stale message the fences dropped; `error`),
-    /// `phlo_step_duration_seconds{node_type}` (lock to commit, applied steps only) and the
-    /// `phlo_steps_in_flight` gauge.
+    /// `phlo_step_duration_seconds{node_type}` (per applied step: its share from the lock to the
+    /// commit; the commit is counted in the last step of the message) and the `phlo_steps_in_flight`
+    /// gauge.
     pub async fn apply(&self, msg: &StepMessage) -> Result<Applied, RuntimeError> {
-        let started = std::time::Instant::now();
         metrics::gauge!("phlo_steps_in_flight").increment(1.0);
         // Decremented however this ends, a dropped future (released at shutdown) included.
         let _in_flight = StepInFlight;
         let result = self.apply_step(msg).await;
-        let outcome = match &result {
-            Ok((Applied::Done, Some(node_type))) => {
-                metrics::histogram!("phlo_step_duration_seconds", "node_type" => *node_type)
-                    .record(started.elapsed().as_secs_f64());
-                "applied"
+        let (outcome, count) = match &result {
+            Ok((Applied::Done, taken)) if !taken.is_empty() => {
+                for (node_type, took) in taken {
+                    metrics::histogram!("phlo_step_duration_seconds", "node_type" => *node_type)
+                        .record(took.as_secs_f64());
+                }
+                ("applied", taken.len() as u64)
             }
-            Ok((Applied::Done, None)) => "ended",
-            Ok((Applied::Ignored(_), _)) => "ignored",
-            Err(_) => "error",
+            Ok((Applied::Done, _)) => ("ended", 1),
+            Ok((Applied::Ignored(_), _)) => ("ignored", 1),
+            Err(_) => ("error", 1),
         };
-        metrics::counter!("phlo_steps_total", "outcome" => outcome).increment(1);
+        metrics::counter!("phlo_steps_total", "outcome" => outcome).increment(count);
         result.map(|(applied, _)| applied)
     }
 
-    /// [`Runtime::apply`]'s work; also says which kind of node ran when a step row was written.
-    async fn apply_step(
-        &self,
-        msg: &StepMessage,
-    ) -> Result<(Applied, Option<&'static str>), RuntimeError> {
+    /// [`Runtime::apply`]'s work; also says which kinds of node ran, and how long each took, when step
+    /// rows were written.
+    async fn apply_step(&self, msg: &StepMessage) -> Result<(Applied, Vec<Taken>), RuntimeError> {
+        let mut mark = Instant::now();
         let (run_id, token_no) = match msg {
             StepMessage::Advance { run_id, token, .. }
             | StepMessage::Resume { run_id, token, .. } => (*run_id, *token),
         };
         let mut tx = self.pool().begin().await?;
         let Some(mut run) = runs::lock(&mut tx, run_id).await? else {
-            return Ok((Applied::Ignored("unknown run"), None));
+            return Ok((Applied::Ignored("unknown run"), Vec::new()));
         };
         if run.status != "active" {
-            return Ok((Applied::Ignored("run ended"), None));
+            return Ok((Applied::Ignored("run ended"), Vec::new()));
         }
         let Some(mut token) = tokens::get(&mut tx, run_id, token_no).await? else {
-            return Ok((Applied::Ignored("unknown token"), None));
+            return Ok((Applied::Ignored("unknown token"), Vec::new()));
         };
         let phlo = match self.phlo_in(&mut tx, run.phlo_id, run.revision).await {
             Ok(Some(phlo)) => phlo,
@@ -87,14 +89,14 @@ impl Runtime {
                     .await?;
                 tx.commit().await?;
                 self.flush(outbox).await;
-                return Ok((Applied::Done, None));
+                return Ok((Applied::Done, Vec::new()));
             }
             Err(e) => return Err(e),
         };
         let mut event = match msg {
             StepMessage::Advance { seq, .. } => {
                 if token.status != "ready" || token.seq != *seq {
-                    return Ok((Applied::Ignored("duplicate step"), None));
+                    return Ok((Applied::Ignored("duplicate step"), Vec::new()));
                 }
                 if token.seq == 0 && token.node_id == phlo.start.0 {
                     Event::Trigger(run.trigger.0.clone())
@@ -104,7 +106,7 @@ impl Runtime {
             }
             StepMessage::Resume { wait_id, event, .. } => {
                 if token.status != "waiting" || token.wait_id != Some(*wait_id) {
-                    return Ok((Applied::Ignored("stale event"), None));
+                    return Ok((Applied::Ignored("stale event"), Vec::new()));
                 }
                 timers::clear(&mut tx, run_id, token_no, *wait_id).await?;
                 event.clone()
@@ -116,8 +118,7 @@ impl Runtime {
             StepMessage::Advance { .. } => None,
         };
         let mut outbox = Outbox::default();
-        let mut taken = 0;
-        let mut node_type = None;
+        let mut taken: Vec<Taken> = Vec::new();
         // Consecutive steps of this token run in this one transaction until the token waits or ends (or
         // the inline budget is spent): the step rows, counters and outbox are exactly what one message per
         // step would have written, minus a commit and a round trip through the queue per step.
@@ -128,12 +129,13 @@ impl Runtime {
                 } else {
                     "failed"
                 };
-                runs::record_steps(&mut tx, run_id, taken).await?;
+                runs::record_steps(&mut tx, run_id, steps(&taken)).await?;
                 self.end_run(&mut tx, &mut outbox, run_id, status, &reason)
                     .await?;
                 tx.commit().await?;
+                add_commit(&mut taken, mark);
                 self.flush(outbox).await;
-                return Ok((Applied::Done, node_type));
+                return Ok((Applied::Done, taken));
             }
             let span = tracing::info_span!("phlo.step", %run_id, token = token_no, seq = token.seq);
             let moved = self
@@ -149,26 +151,26 @@ impl Runtime {
                 .instrument(span)
                 .await?;
             let Some(moved) = moved else {
-                if taken == 0 {
-                    return Ok((Applied::Ignored("event not taken by the node"), None));
+                if taken.is_empty() {
+                    return Ok((Applied::Ignored("event not taken by the node"), Vec::new()));
                 }
                 // A later node refused to be entered: hand it to a message of its own, as before inlining.
                 self.advance(&mut tx, &mut outbox, &token).await?;
                 break;
             };
-            taken += 1;
+            taken.push((moved, mark.elapsed()));
+            mark = Instant::now();
             run.steps += 1;
-            node_type = Some(moved);
             if token.status != "ready" {
                 break;
             }
-            if taken >= self.config().inline_steps {
+            if steps(&taken) >= self.config().inline_steps {
                 self.advance(&mut tx, &mut outbox, &token).await?;
                 break;
             }
             event = Event::Enter;
         }
-        runs::record_steps(&mut tx, run_id, taken).await?;
+        runs::record_steps(&mut tx, run_id, steps(&taken)).await?;
         if tokens::live_count(&mut tx, run_id).await? == 0 {
             let failed = runs::lock(&mut tx, run_id).await?.and_then(|r| r.error);
             let status = if failed.is_some() {
@@ -180,8 +182,9 @@ impl Runtime {
                 .await?;
         }
         tx.commit().await?;
+        add_commit(&mut taken, mark);
         self.flush(outbox).await;
-        Ok((Applied::Done, node_type))
+        Ok((Applied::Done, taken))
     }
 
     /// Queues the step message that moves a ready token on.
@@ -202,6 +205,7 @@ impl Runtime {
     /// Runs the token's node on `event` and writes what follows: the step row, the counter, the
     /// token (ready at the next node, parked, or ended) and the effects. `None` when the node does
     /// not take the event. `resumed` is the wait the event answers, if it answers one.
+    #[allow(clippy::too_many_arguments)]
     async fn take_step(
         &self,
         conn: &mut PgConnection,
@@ -441,6 +445,20 @@ impl Runtime {
             }
         }
         Ok(())
+    }
+}
+
+/// A step applied: the kind of its node and its share of the message's time.
+type Taken = (&'static str, Duration);
+
+fn steps(taken: &[Taken]) -> u32 {
+    u32::try_from(taken.len()).unwrap_or(u32::MAX)
+}
+
+/// The commit serves every step of the message; its time is counted in the last one.
+fn add_commit(taken: &mut [Taken], since: Instant) {
+    if let Some((_, took)) = taken.last_mut() {
+        *took += since.elapsed();
     }
 }
 
