@@ -608,6 +608,158 @@ pub async fn list_for_run(
         .collect())
 }
 
+/// A place in the order deliveries last changed in: the transaction that last wrote the delivery, then
+/// its id (migration 0009 explains why a transaction id and not a time or a sequence).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ChangePosition {
+    pub xid: u64,
+    pub id: Uuid,
+}
+
+/// Which page of [`list_for_account`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangePage {
+    /// The most recently changed first, below `before` when given (the previous page's last).
+    Newest { before: Option<ChangePosition> },
+    /// The changes after this position, in the order they committed: for tailing.
+    After(ChangePosition),
+}
+
+/// What [`list_for_account`] selects.
+#[derive(Debug, Clone)]
+pub struct AccountFilter {
+    pub account_id: Uuid,
+    pub phlo_id: Option<Uuid>,
+    pub run_id: Option<Uuid>,
+    pub status: Option<String>,
+    /// Deliveries that changed at or after this time.
+    pub changed_since: Option<DateTime<Utc>>,
+    pub page: ChangePage,
+    pub limit: i64,
+}
+
+/// A delivery as [`list_for_account`] lists it.
+#[derive(Debug, Clone)]
+pub struct ListedDelivery {
+    pub delivery: Delivery,
+    pub attempts: Vec<Attempt>,
+    pub position: ChangePosition,
+}
+
+#[derive(Debug, Clone)]
+pub struct AccountListing {
+    pub deliveries: Vec<ListedDelivery>,
+    /// Every change before this position was considered: a tail may resume from it. No transaction
+    /// still running can commit a change before it.
+    pub horizon: ChangePosition,
+}
+
+/// The account's deliveries across runs, each with its attempts, in the order they last changed (a new
+/// attempt, a result, a redelivery). Only changes below the horizon of finished transactions are listed,
+/// so a tail that resumes after the last position it saw never misses one committed late.
+pub async fn list_for_account(
+    conn: &mut PgConnection,
+    f: &AccountFilter,
+) -> Result<AccountListing> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        delivery: Delivery,
+        change_xid: String,
+    }
+    // Taken before the listing's own snapshot: everything below it is committed and visible there.
+    let (horizon,): (String,) =
+        sqlx::query_as("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
+            .fetch_one(&mut *conn)
+            .await?;
+    let horizon = ChangePosition {
+        xid: parse_xid(&horizon)?,
+        id: Uuid::nil(),
+    };
+    let (newest, from) = match f.page {
+        ChangePage::Newest { before } => (true, before),
+        ChangePage::After(after) => (false, Some(after)),
+    };
+    // Two statements rather than one with a direction parameter: each keeps a plain index scan of
+    // `callback_deliveries_by_change` in its order.
+    let sql = if newest {
+        concat!(
+            "SELECT ",
+            delivery_columns!(),
+            ", change_xid::text AS change_xid FROM callback_deliveries
+             WHERE account_id = $1
+               AND change_xid < $2::text::xid8
+               AND ($3::text IS NULL OR (change_xid, id) < ($3::text::xid8, $4))
+               AND ($5::uuid IS NULL OR phlo_id = $5)
+               AND ($6::uuid IS NULL OR run_id = $6)
+               AND ($7::text IS NULL OR status = $7)
+               AND ($8::timestamptz IS NULL OR updated_at >= $8)
+             ORDER BY change_xid DESC, id DESC LIMIT $9"
+        )
+    } else {
+        concat!(
+            "SELECT ",
+            delivery_columns!(),
+            ", change_xid::text AS change_xid FROM callback_deliveries
+             WHERE account_id = $1
+               AND change_xid < $2::text::xid8
+               AND ($3::text IS NULL OR (change_xid, id) > ($3::text::xid8, $4))
+               AND ($5::uuid IS NULL OR phlo_id = $5)
+               AND ($6::uuid IS NULL OR run_id = $6)
+               AND ($7::text IS NULL OR status = $7)
+               AND ($8::timestamptz IS NULL OR updated_at >= $8)
+             ORDER BY change_xid, id LIMIT $9"
+        )
+    };
+    let rows: Vec<Row> = sqlx::query_as(sql)
+        .bind(f.account_id)
+        .bind(horizon.xid.to_string())
+        .bind(from.map(|p| p.xid.to_string()))
+        .bind(from.map(|p| p.id))
+        .bind(f.phlo_id)
+        .bind(f.run_id)
+        .bind(&f.status)
+        .bind(f.changed_since)
+        .bind(f.limit)
+        .fetch_all(&mut *conn)
+        .await?;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.delivery.id).collect();
+    let attempts: Vec<Attempt> = sqlx::query_as(
+        "SELECT delivery_id, attempt, at, outcome, status_code, latency_ms, error, response
+         FROM callback_attempts WHERE delivery_id = ANY($1) ORDER BY delivery_id, attempt",
+    )
+    .bind(&ids)
+    .fetch_all(conn)
+    .await?;
+    let mut by_delivery: std::collections::HashMap<Uuid, Vec<Attempt>> = Default::default();
+    for a in attempts {
+        by_delivery.entry(a.delivery_id).or_default().push(a);
+    }
+    let deliveries = rows
+        .into_iter()
+        .map(|r| {
+            Ok(ListedDelivery {
+                position: ChangePosition {
+                    xid: parse_xid(&r.change_xid)?,
+                    id: r.delivery.id,
+                },
+                attempts: by_delivery.remove(&r.delivery.id).unwrap_or_default(),
+                delivery: r.delivery,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(AccountListing {
+        deliveries,
+        horizon,
+    })
+}
+
+/// An `xid8` as Postgres prints it (a 64-bit unsigned integer).
+fn parse_xid(text: &str) -> Result<u64> {
+    text.parse()
+        .map_err(|_| sqlx::Error::Decode(format!("not a transaction id: {text:?}").into()).into())
+}
+
 /// Deliveries by status, for gauges and tests.
 pub async fn count_by_status(conn: &mut PgConnection) -> Result<Vec<(String, i64)>> {
     Ok(sqlx::query_as(
@@ -993,5 +1145,121 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(r.current.as_deref(), Some("whsec_r"));
+    }
+
+    fn after(position: ChangePosition, account_id: Uuid) -> AccountFilter {
+        AccountFilter {
+            account_id,
+            phlo_id: None,
+            run_id: None,
+            status: None,
+            changed_since: None,
+            page: ChangePage::After(position),
+            limit: 100,
+        }
+    }
+
+    const START: ChangePosition = ChangePosition {
+        xid: 0,
+        id: Uuid::nil(),
+    };
+
+    fn ids(listing: &AccountListing) -> Vec<Uuid> {
+        listing.deliveries.iter().map(|d| d.delivery.id).collect()
+    }
+
+    /// The listing once it holds `count` deliveries: the horizon is cluster-wide, so a transaction of
+    /// another test (another database) may hold a change back for a moment.
+    async fn listed(conn: &mut PgConnection, f: &AccountFilter, count: usize) -> AccountListing {
+        for _ in 0..200 {
+            let listing = list_for_account(conn, f).await.unwrap();
+            if listing.deliveries.len() >= count {
+                return listing;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("never listed {count} deliveries");
+    }
+
+    #[tokio::test]
+    async fn the_account_listing_holds_back_changes_behind_a_transaction_still_open() {
+        let pool = crate::testing::fresh_pool().await.unwrap();
+        let mut conn = pool.acquire().await.unwrap();
+        let (account, _, run) = fixture(&mut conn).await;
+        let (first, _) = new(&mut conn, run, "https://example.com/a").await;
+        let seen = listed(&mut conn, &after(START, account), 1).await;
+        assert_eq!(ids(&seen), [first]);
+        let cursor = seen.deliveries[0].position;
+
+        // A step transaction takes its id first but commits after another one.
+        let mut slow = pool.begin().await.unwrap();
+        let (early, _) = new(&mut slow, run, "https://example.com/b").await;
+        let (late, _) = new(&mut conn, run, "https://example.com/c").await;
+        let meanwhile = list_for_account(&mut conn, &after(cursor, account))
+            .await
+            .unwrap();
+        assert!(
+            meanwhile.deliveries.is_empty(),
+            "{late} is held back while {early} may still commit before it"
+        );
+        assert!(meanwhile.horizon > cursor);
+        slow.commit().await.unwrap();
+        let resumed = listed(&mut conn, &after(meanwhile.horizon, account), 2).await;
+        assert_eq!(ids(&resumed), [early, late], "in commit-id order");
+
+        // A later change (an attempt) lists the delivery again, after the cursor.
+        let cursor = resumed.deliveries[1].position;
+        claimed(&mut conn, first).await;
+        let again = listed(&mut conn, &after(cursor, account), 1).await;
+        assert_eq!(ids(&again), [first]);
+        assert_eq!(again.deliveries[0].attempts[0].outcome, "in_progress");
+
+        // An attempt finishing after a later one took over changes only its log row: its delivery is
+        // still listed again, with that result.
+        sqlx::query(
+            "UPDATE callback_deliveries SET lease_until = now() - interval '1 s' WHERE id = $1",
+        )
+        .bind(first)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        claimed(&mut conn, first).await;
+        let cursor = listed(&mut conn, &after(cursor, account), 1)
+            .await
+            .deliveries[0]
+            .position;
+        assert!(
+            !finish(&mut conn, first, 1, &retry(1.0, true))
+                .await
+                .unwrap()
+        );
+        let late_result = listed(&mut conn, &after(cursor, account), 1).await;
+        assert_eq!(ids(&late_result), [first]);
+        let outcomes: Vec<&str> = late_result.deliveries[0]
+            .attempts
+            .iter()
+            .map(|a| a.outcome.as_str())
+            .collect();
+        assert_eq!(outcomes, ["retry", "in_progress"]);
+
+        // Newest first, and only the account's own.
+        let newest = listed(
+            &mut conn,
+            &AccountFilter {
+                page: ChangePage::Newest { before: None },
+                ..after(START, account)
+            },
+            3,
+        )
+        .await;
+        assert_eq!(ids(&newest), [first, late, early]);
+        let (stranger, _, _) = fixture(&mut conn).await;
+        assert!(
+            list_for_account(&mut conn, &after(START, stranger))
+                .await
+                .unwrap()
+                .deliveries
+                .is_empty()
+        );
     }
 }
