@@ -29,7 +29,7 @@ CREATE TRIGGER callback_deliveries_stamp_change BEFORE INSERT OR UPDATE ON callb
 -- written by the same transaction and the update matches nothing (no extra row version).
 CREATE FUNCTION callback_attempts_touch_delivery() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE callback_deliveries SET change_xid = pg_current_xact_id()
+    UPDATE callback_deliveries SET change_xid = pg_current_xact_id(), updated_at = now()
     WHERE id = NEW.delivery_id AND change_xid <> pg_current_xact_id();
     RETURN NULL;
 END

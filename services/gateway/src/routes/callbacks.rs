@@ -1,17 +1,23 @@
-//! Event callbacks: a run's delivery log, redelivery of a dead or failed delivery, and the account's
-//! webhook signing secret (show, rotate).
+//! Event callbacks: a run's delivery log, the account's deliveries across runs (newest first, or
+//! tailed with a cursor), redelivery of a dead or failed delivery, and the account's webhook signing
+//! secret (show, rotate).
 
 use axum::Json;
 use axum::extract::State;
 use chrono::Utc;
-use phlo_store::callbacks::{self, Attempt, Delivery, Redeliver, Secrets};
+use phlo_store::callbacks::{
+    self, AccountFilter, Attempt, ChangePage, ChangePosition, Delivery, Redeliver, Secrets,
+};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::extract::{Path, id, plivo_time};
+use crate::extract::{Path, Query, id, plivo_time};
+use crate::routes::phlos::page_limit;
+use crate::routes::runs::{one_of, time};
 
 fn attempt(a: &Attempt, delivery: &Delivery) -> Value {
     // An attempt still `in_progress` without a live lease belongs to a process that died; the next
@@ -52,6 +58,7 @@ fn delivery(d: &Delivery, attempts: &[Attempt]) -> Value {
         "last_status_code": d.last_status_code,
         "last_error": d.last_error,
         "created_on": plivo_time(d.created_at),
+        "updated_on": plivo_time(d.updated_at),
         "delivered_on": d.delivered_at.map(plivo_time),
         "payload": callbacks::payload_value(d),
         "attempts": attempts.iter().map(|a| attempt(a, d)).collect::<Vec<_>>(),
@@ -77,6 +84,124 @@ pub async fn list_for_run(
         "api_id": Uuid::now_v7(),
         "run_id": run_id,
         "objects": rows.iter().map(|(d, a)| delivery(d, a)).collect::<Vec<_>>(),
+    })))
+}
+
+#[derive(Deserialize)]
+pub struct Filters {
+    phlo_id: Option<String>,
+    run_id: Option<String>,
+    status: Option<String>,
+    /// RFC 3339: deliveries that changed at or after.
+    since: Option<String>,
+    /// `meta.next` of the previous newest-first page.
+    cursor: Option<String>,
+    /// `meta.after` of the previous listing (or `0`): the changes after it, oldest first.
+    after: Option<String>,
+    limit: Option<i64>,
+}
+
+const DELIVERY_STATUSES: &[&str] = &["pending", "delivered", "failed", "dead"];
+
+/// A place in the order deliveries changed in, as `<transaction id>_<delivery id>`: the same shape as
+/// the other listings' cursors, and as opaque to clients.
+fn position_text(p: ChangePosition) -> String {
+    format!("{}_{}", p.xid, p.id)
+}
+
+fn parse_position(name: &str, raw: &str, from: &str) -> Result<ChangePosition, ApiError> {
+    let bad = || {
+        ApiError::bad_request(format!(
+            "{name}={raw} is not a position this API returned: pass {from} as is"
+        ))
+    };
+    let (xid, id) = raw.split_once('_').ok_or_else(bad)?;
+    Ok(ChangePosition {
+        xid: xid.parse().map_err(|_| bad())?,
+        id: Uuid::parse_str(id).map_err(|_| bad())?,
+    })
+}
+
+fn uuid_filter(name: &str, raw: Option<String>) -> Result<Option<Uuid>, ApiError> {
+    raw.map(|raw| {
+        Uuid::parse_str(&raw)
+            .map_err(|_| ApiError::bad_request(format!("{name}={raw} is not a UUID")))
+    })
+    .transpose()
+}
+
+/// `GET /v1/callbacks`: the account's deliveries across runs, each with every attempt, in the order they
+/// last changed (created, attempted, finished, redelivered).
+///
+/// Without `after`: the most recently changed first, paged back with `cursor`. With `after`: the
+/// changes after that position, oldest first, for tailing; `meta.after` is where to resume. Positions
+/// are the id of the transaction that last wrote the delivery (then the delivery's id), and a listing
+/// only shows changes of transactions older than every one still running: a transaction that took its
+/// id earlier but commits later cannot land behind a cursor a client already holds, as it could with
+/// `updated_at` or a sequence (both taken before commit). See migration 0009.
+pub async fn list(
+    caller: Caller,
+    State(state): State<AppState>,
+    Query(f): Query<Filters>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = page_limit(f.limit)?;
+    let page = match (f.cursor.as_deref(), f.after.as_deref()) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "cursor and after cannot be used together: cursor pages back through the newest \
+                 deliveries, after tails the changes after a position",
+            ));
+        }
+        (None, Some("0")) => ChangePage::After(ChangePosition {
+            xid: 0,
+            id: Uuid::nil(),
+        }),
+        (None, Some(after)) => ChangePage::After(parse_position(
+            "after",
+            after,
+            "meta.after, or 0 for the start",
+        )?),
+        (Some(cursor), None) => ChangePage::Newest {
+            before: Some(parse_position("cursor", cursor, "meta.next")?),
+        },
+        (None, None) => ChangePage::Newest { before: None },
+    };
+    let filter = AccountFilter {
+        account_id: caller.account_id,
+        phlo_id: uuid_filter("phlo_id", f.phlo_id)?,
+        run_id: uuid_filter("run_id", f.run_id)?,
+        status: one_of("status", f.status, DELIVERY_STATUSES)?,
+        changed_since: time("since", f.since)?,
+        page,
+        limit,
+    };
+    let mut conn = state.pool.acquire().await?;
+    let listing = callbacks::list_for_account(&mut conn, &filter).await?;
+    let full = listing.deliveries.len() as i64 == limit;
+    let last = listing.deliveries.last().map(|d| d.position);
+    let (next, after) = match page {
+        ChangePage::Newest { .. } => (
+            full.then_some(last).flatten().map(position_text),
+            listing.horizon,
+        ),
+        // A short page saw every change below the horizon; a full one may have left some behind
+        // its last. A client's own `after` is never moved back.
+        ChangePage::After(from) => (
+            None,
+            match last {
+                Some(last) if full => last,
+                _ => listing.horizon.max(from),
+            },
+        ),
+    };
+    Ok(Json(json!({
+        "api_id": Uuid::now_v7(),
+        "meta": { "limit": limit, "next": next, "after": position_text(after) },
+        "objects": listing
+            .deliveries
+            .iter()
+            .map(|d| delivery(&d.delivery, &d.attempts))
+            .collect::<Vec<_>>(),
     })))
 }
 

@@ -62,6 +62,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/v1/runs/{run_id}", get(runs::get))
         .route("/v1/runs/{run_id}/cancel", post(runs::cancel))
         .route("/v1/runs/{run_id}/callbacks", get(callbacks::list_for_run))
+        .route("/v1/callbacks", get(callbacks::list))
         .route(
             "/v1/callbacks/{delivery_id}/redeliver",
             post(callbacks::redeliver),

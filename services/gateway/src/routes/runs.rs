@@ -57,7 +57,11 @@ const STATUSES: &[&str] = &[
 ];
 const TRIGGERS: &[&str] = &["api", "call", "sms"];
 
-fn one_of(name: &str, value: Option<String>, allowed: &[&str]) -> Result<Option<String>, ApiError> {
+pub(crate) fn one_of(
+    name: &str,
+    value: Option<String>,
+    allowed: &[&str],
+) -> Result<Option<String>, ApiError> {
     match value {
         Some(v) if !allowed.contains(&v.as_str()) => Err(ApiError::bad_request(format!(
             "{name}={v} is not valid: use one of {}",
@@ -67,7 +71,7 @@ fn one_of(name: &str, value: Option<String>, allowed: &[&str]) -> Result<Option<
     }
 }
 
-fn time(name: &str, value: Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
+pub(crate) fn time(name: &str, value: Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
     value
         .map(|v| {
             DateTime::parse_from_rfc3339(&v)
