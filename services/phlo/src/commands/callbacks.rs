@@ -1,12 +1,11 @@
 //! `phlo callbacks tail`: callback delivery attempts as they happen.
 //!
-//! The gateway keeps a delivery log per run (`GET /v1/runs/{id}/callbacks`), so tailing polls the
-//! runs that can still produce attempts: those active when tailing started, those started since
-//! (or since `--since`), and any run with a delivery still pending. A run leaves the watch list once
-//! it has ended and none of its deliveries is pending. A redelivery of a run no longer watched is not
-//! seen; `--run` watches that run.
+//! The gateway lists the account's deliveries in the order they last changed (`GET /v1/callbacks`),
+//! with a position to resume from (`meta.after`) that nothing committed later can land behind. So a
+//! poll is one request whatever the number of runs (more only when over a page of changes piled up),
+//! and a delivery of any run, however old, shows up again when it changes (a redelivery).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -18,8 +17,11 @@ use crate::client::{Gateway, is_transient};
 
 const POLL: Duration = Duration::from_secs(1);
 const PATIENCE: Duration = Duration::from_secs(60);
-/// How far back the window of new runs reaches before the newest run seen: a run is created with
-/// the time of its gateway, and may become visible a little after a later one.
+/// The gateway's largest page: a poll asks again at once while pages come back full.
+const PAGE: usize = 100;
+/// Without `--since`, attempts older than the newest change when tailing started, less this, are not
+/// printed when their delivery changes again: an attempt's time is when its transaction started, which
+/// can be a little before a change that committed first.
 const LAG: chrono::Duration = chrono::Duration::seconds(10);
 
 #[derive(clap::Subcommand)]
@@ -36,12 +38,13 @@ pub struct TailArgs {
     /// Deliveries of this run only; stops once the run has ended and none is pending.
     #[arg(long)]
     run: Option<String>,
-    /// Also print what happened since this time (runs created since): RFC 3339 or an age such as
-    /// 15m. Without it, only what happens from now on is printed (with --run: the run's whole log).
+    /// Also print the deliveries that changed since this time, with their attempts: RFC 3339 or an
+    /// age such as 15m. Without it, only what happens from now on is printed (with --run: the run's
+    /// whole log).
     #[arg(long)]
     since: Option<String>,
-    /// Print what is there and exit, rather than waiting for more: the runs of --since (default:
-    /// the last hour), or the run of --run.
+    /// Print what is there and exit, rather than waiting for more: the deliveries changed since
+    /// --since (default: the last hour), or the run of --run.
     #[arg(long)]
     once: bool,
     /// Exit after printing this many attempts.
@@ -51,39 +54,54 @@ pub struct TailArgs {
 
 pub async fn run(gateway: &Gateway, command: Command, json: bool) -> anyhow::Result<bool> {
     let Command::Tail(args) = command;
-    let phlo_id = match &args.phlo {
-        Some(p) => Some(phlos::resolve(gateway, p).await?),
-        None => None,
+    let mut filters: Vec<(&'static str, String)> = Vec::new();
+    if let Some(p) = &args.phlo {
+        filters.push(("phlo_id", phlos::resolve(gateway, p).await?));
+    }
+    if let Some(run) = &args.run {
+        // Unknown runs are a 404 here rather than an empty tail.
+        gateway.get(&format!("/v1/runs/{run}"), &[]).await?;
+        filters.push(("run_id", run.clone()));
+    }
+    let since = match (&args.since, args.once && args.run.is_none()) {
+        (Some(since), _) => Some(since.as_str()),
+        (None, true) => Some("1h"),
+        (None, false) => None,
     };
+    if let Some(since) = since {
+        filters.push(("since", when::rfc3339(when::parse(since)?)));
+    }
     let mut tail = Tail {
         json,
-        phlo_id,
+        filters,
+        position: "0".to_owned(),
+        cutoff: None,
         single_run: args.run.clone(),
-        window: match (&args.since, args.once) {
-            (Some(since), _) => Some(when::parse(since)?),
-            (None, true) => Some(when::parse("1h")?),
-            (None, false) => None,
-        },
-        watched: BTreeMap::new(),
+        pending: HashSet::new(),
         printed: HashMap::new(),
         lines: 0,
         limit: args.limit,
     };
-    if let Some(run) = &args.run {
-        // Unknown runs are a 404 here rather than an empty tail.
-        gateway.get(&format!("/v1/runs/{run}"), &[]).await?;
-        tail.watched.insert(run.clone(), true);
-    }
-    // Without --since, what already happened is marked as printed without printing it.
-    let mut quiet = args.since.is_none() && !args.once && args.run.is_none();
-    if quiet {
-        tail.window = newest_run(gateway, tail.phlo_id.as_deref()).await?;
+    // Without --since, what already happened is skipped: the tail starts where the newest listing
+    // ends.
+    if since.is_none() && args.run.is_none() {
+        let mut query = tail.filters.clone();
+        query.push(("limit", "1".to_owned()));
+        let page = gateway.get("/v1/callbacks", &query).await?;
+        tail.position = str_of(&page["meta"], "after").to_owned();
+        // By the gateway's clock (not this machine's), like the attempts' times.
+        tail.cutoff = page["objects"]
+            .get(0)
+            .and_then(|d| gateway_time(str_of(d, "updated_on")))
+            .map(|t| t - LAG);
+        // Also how a script (or a test) knows that what happens from now on will be printed.
+        eprintln!("watching callback deliveries from now on (Ctrl-C to stop)");
     }
     // As with `follow`: errors are retried only after a first successful poll.
     let mut failing_since: Option<Instant> = None;
     let mut polled = false;
     loop {
-        match tail.poll(gateway, !quiet).await {
+        match tail.poll(gateway).await {
             Ok(Flow::Stop) => return Ok(true),
             Ok(Flow::Continue) => {
                 polled = true;
@@ -108,11 +126,6 @@ pub async fn run(gateway: &Gateway, command: Command, json: bool) -> anyhow::Res
         if args.once {
             return Ok(true);
         }
-        if quiet {
-            // Also how a script (or a test) knows that what happens from now on will be printed.
-            eprintln!("watching callback deliveries from now on (Ctrl-C to stop)");
-        }
-        quiet = false;
         tokio::time::sleep(POLL).await;
     }
 }
@@ -124,13 +137,17 @@ enum Flow {
 
 struct Tail {
     json: bool,
-    phlo_id: Option<String>,
-    /// `--run`: watch this run only, no discovery.
+    /// `phlo_id`, `run_id`, `since`: the same on every request, as a position is only good with the
+    /// filters of the listing that returned it.
+    filters: Vec<(&'static str, String)>,
+    /// `meta.after` of the last listing (`0`: from the start).
+    position: String,
+    /// Attempts before this happened before tailing started: not printed.
+    cutoff: Option<DateTime<Utc>>,
+    /// `--run`: stop once this run has ended with nothing pending.
     single_run: Option<String>,
-    /// Runs created at or after this are watched.
-    window: Option<DateTime<Utc>>,
-    /// Run id → whether it was active when last listed.
-    watched: BTreeMap<String, bool>,
+    /// Deliveries last seen pending.
+    pending: HashSet<String>,
     /// Delivery id → the highest attempt printed (0: a delivery that ended without any attempt).
     printed: HashMap<String, i64>,
     lines: usize,
@@ -138,87 +155,74 @@ struct Tail {
 }
 
 impl Tail {
-    async fn poll(&mut self, gateway: &Gateway, print: bool) -> anyhow::Result<Flow> {
-        if self.single_run.is_none() {
-            self.discover(gateway).await?;
-        }
-        let mut done = Vec::new();
+    async fn poll(&mut self, gateway: &Gateway) -> anyhow::Result<Flow> {
         let mut fresh = Vec::new();
-        let runs: Vec<(String, bool)> = self
-            .watched
-            .iter()
-            .map(|(id, active)| (id.clone(), *active))
-            .collect();
-        for (run_id, active) in runs {
+        loop {
+            let mut query = self.filters.clone();
+            query.push(("after", self.position.clone()));
+            query.push(("limit", PAGE.to_string()));
+            let page = gateway.get("/v1/callbacks", &query).await?;
+            let deliveries = page["objects"].as_array().cloned().unwrap_or_default();
+            for d in &deliveries {
+                fresh.extend(self.seen(d));
+            }
+            self.position = str_of(&page["meta"], "after").to_owned();
+            if deliveries.len() < PAGE {
+                break;
+            }
+        }
+        if let Some(run_id) = self.single_run.clone()
+            && self.pending.is_empty()
+            && self.run_ended(gateway, &run_id).await?
+        {
+            // The listing shows a change only once every older transaction has ended; the run's
+            // own log does not wait, so the last attempts of a run that just ended are not missed.
             let log = gateway
                 .get(&format!("/v1/runs/{run_id}/callbacks"), &[])
                 .await?;
-            let deliveries = log["objects"].as_array().cloned().unwrap_or_default();
-            for d in &deliveries {
-                fresh.extend(self.unprinted(d));
+            for d in log["objects"].as_array().into_iter().flatten() {
+                fresh.extend(self.seen(d));
             }
-            let pending = deliveries.iter().any(|d| d["status"] == "pending");
-            let active = match &self.single_run {
-                Some(_) => {
-                    let run = gateway.get(&format!("/v1/runs/{run_id}"), &[]).await?;
-                    run["status"] == "active"
-                }
-                None => active,
-            };
-            if !active && !pending {
-                done.push(run_id);
+            if self.print(fresh) {
+                return Ok(Flow::Stop);
             }
+            return Ok(if self.pending.is_empty() {
+                Flow::Stop
+            } else {
+                Flow::Continue
+            });
         }
-        for run_id in done {
-            self.watched.remove(&run_id);
-        }
-        if print {
-            // In the order they happened, across runs and deliveries.
-            fresh.sort_by(|a, b| a.0.cmp(&b.0));
-            for (_, d, attempt) in &fresh {
-                if self.line(d, attempt.as_ref()) {
-                    return Ok(Flow::Stop);
-                }
-            }
-        }
-        if self.single_run.is_some() && self.watched.is_empty() {
-            return Ok(Flow::Stop);
-        }
-        Ok(Flow::Continue)
+        Ok(if self.print(fresh) {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        })
     }
 
-    /// Adds the active runs and the runs of the window to the watch list, and moves the window on.
-    async fn discover(&mut self, gateway: &Gateway) -> anyhow::Result<()> {
-        let mut base: Vec<(&str, String)> = Vec::new();
-        if let Some(p) = &self.phlo_id {
-            base.push(("phlo_id", p.clone()));
+    /// Whether the run has ended (its deliveries may still be pending).
+    async fn run_ended(&self, gateway: &Gateway, run_id: &str) -> anyhow::Result<bool> {
+        let run = gateway.get(&format!("/v1/runs/{run_id}"), &[]).await?;
+        Ok(!matches!(str_of(&run, "status"), "queued" | "active"))
+    }
+
+    /// Notes whether the delivery is pending, and returns its attempts not printed yet.
+    fn seen(&mut self, d: &Value) -> Vec<(String, Value, Option<Value>)> {
+        let id = str_of(d, "delivery_id").to_owned();
+        if d["status"] == "pending" {
+            self.pending.insert(id);
+        } else {
+            self.pending.remove(&id);
         }
-        // Every watched run is marked inactive unless a listing shows it active.
-        for active in self.watched.values_mut() {
-            *active = false;
-        }
-        let mut active = base.clone();
-        active.push(("status", "active".to_owned()));
-        for run in all_runs(gateway, &active).await? {
-            self.watched.insert(str_of(&run, "run_id").to_owned(), true);
-        }
-        let mut recent = base;
-        if let Some(from) = self.window {
-            recent.push(("from", when::rfc3339(from)));
-        }
-        let mut newest = self.window;
-        for run in all_runs(gateway, &recent).await? {
-            let is_active = run["status"] == "active";
-            self.watched
-                .entry(str_of(&run, "run_id").to_owned())
-                .and_modify(|a| *a |= is_active)
-                .or_insert(is_active);
-            if let Some(t) = gateway_time(str_of(&run, "created_on")) {
-                newest = newest.max(Some(t - LAG));
-            }
-        }
-        self.window = newest;
-        Ok(())
+        self.unprinted(d)
+    }
+
+    /// Prints the lines in the order they happened, across runs and deliveries; returns whether the
+    /// limit is reached.
+    fn print(&mut self, mut fresh: Vec<(String, Value, Option<Value>)>) -> bool {
+        fresh.sort_by(|a, b| a.0.cmp(&b.0));
+        fresh
+            .iter()
+            .any(|(_, d, attempt)| self.line(d, attempt.as_ref()))
     }
 
     /// The delivery's attempts not printed yet (or the delivery itself when it ended without any),
@@ -227,9 +231,15 @@ impl Tail {
         let id = str_of(d, "delivery_id").to_owned();
         let printed = self.printed.get(&id).copied();
         let attempts = d["attempts"].as_array().cloned().unwrap_or_default();
+        let cutoff = self.cutoff;
+        let before_tail =
+            |time: &str| cutoff.is_some_and(|c| gateway_time(time).is_some_and(|t| t < c));
         if attempts.is_empty() {
             if printed.is_none() && matches!(str_of(d, "status"), "failed" | "dead") {
                 self.printed.insert(id, 0);
+                if before_tail(str_of(d, "created_on")) {
+                    return Vec::new();
+                }
                 return vec![(str_of(d, "created_on").to_owned(), d.clone(), None)];
             }
             return Vec::new();
@@ -241,7 +251,9 @@ impl Tail {
                 continue;
             }
             self.printed.insert(id.clone(), n);
-            lines.push((str_of(&a, "attempted_on").to_owned(), d.clone(), Some(a)));
+            if !before_tail(str_of(&a, "attempted_on")) {
+                lines.push((str_of(&a, "attempted_on").to_owned(), d.clone(), Some(a)));
+            }
         }
         lines
     }
@@ -309,42 +321,6 @@ impl Tail {
         self.lines += 1;
         self.limit.is_some_and(|l| self.lines >= l)
     }
-}
-
-/// Every run matching `filters`, following the pages.
-async fn all_runs(gateway: &Gateway, filters: &[(&str, String)]) -> anyhow::Result<Vec<Value>> {
-    let mut runs = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut query = filters.to_vec();
-        query.push(("limit", "100".to_owned()));
-        if let Some(c) = &cursor {
-            query.push(("cursor", c.clone()));
-        }
-        let page = gateway.get("/v1/runs", &query).await?;
-        runs.extend(page["objects"].as_array().cloned().unwrap_or_default());
-        match page["meta"]["next"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
-            None => return Ok(runs),
-        }
-    }
-}
-
-/// When the newest run was created, by the gateway's clock (not this machine's): the start of the
-/// window of new runs.
-async fn newest_run(
-    gateway: &Gateway,
-    phlo_id: Option<&str>,
-) -> anyhow::Result<Option<DateTime<Utc>>> {
-    let mut query = vec![("limit", "1".to_owned())];
-    if let Some(p) = phlo_id {
-        query.push(("phlo_id", p.to_owned()));
-    }
-    let page = gateway.get("/v1/runs", &query).await?;
-    Ok(page["objects"]
-        .get(0)
-        .and_then(|r| gateway_time(str_of(r, "created_on")))
-        .map(|t| t - LAG))
 }
 
 /// A time in the gateway's format (`2026-11-20 22:54:12.306994+00:00`).

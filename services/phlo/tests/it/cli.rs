@@ -619,6 +619,61 @@ async fn callbacks_tail_prints_each_attempt() {
             .is_some_and(|e| e.contains("disabled")),
         "{stdout}"
     );
+
+    // A redelivery of the first run, which ended long before this tail started, shows up in it: the
+    // tail lists the account's changes, not a list of runs it watches.
+    let (status, log) = stack
+        .call(
+            &acct,
+            Method::GET,
+            &format!("/v1/runs/{run_id}/callbacks"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{log}");
+    let gone = log["objects"]
+        .as_array()
+        .and_then(|all| all.iter().find(|d| d["node_name"] == "Route"))
+        .and_then(|d| d["delivery_id"].as_str())
+        .expect("the first run's Route delivery")
+        .to_owned();
+    let mut tail = cli
+        .command(&["callbacks", "tail", "--output", "json"])
+        .spawn()
+        .expect("spawn tail");
+    let mut stderr = BufReader::new(tail.stderr.take().expect("stderr")).lines();
+    let watching = tokio::time::timeout(Duration::from_secs(30), stderr.next_line())
+        .await
+        .expect("the tail never started watching")
+        .expect("stderr");
+    assert!(watching.is_some_and(|l| l.starts_with("watching")));
+    let (status, body) = stack
+        .call(
+            &acct,
+            Method::POST,
+            &format!("/v1/callbacks/{gone}/redeliver"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut stdout = BufReader::new(tail.stdout.take().expect("stdout")).lines();
+    let redelivered = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = stdout.next_line().await.expect("stdout") {
+            let line: Value = serde_json::from_str(&line).expect("json line");
+            // Attempt 1 may be printed too, when it was less than the tail's lag before it started.
+            if line["delivery_id"] == gone.as_str() && line["attempt"] == 2 {
+                return line;
+            }
+        }
+        panic!("the tail ended without the redelivered attempt");
+    })
+    .await
+    .expect("the tail never printed the redelivered attempt");
+    tail.kill().await.expect("stop the tail");
+    assert_eq!(redelivered["run_id"], run_id.as_str());
+    assert_eq!(redelivered["outcome"], "disabled");
+    assert_eq!(redelivered["status_code"], 410);
+    assert_eq!(redelivered["status"], "failed");
     stack.cleanup().await;
 }
 
