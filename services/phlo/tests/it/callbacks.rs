@@ -847,3 +847,257 @@ async fn killing_the_callback_service_during_1000_deliveries_loses_none() {
     pool.close().await;
     stack.cleanup().await;
 }
+
+/// `GET /v1/callbacks` as `acct`, with `query` (already encoded); asserts a 200.
+async fn listing(stack: &Stack, acct: &Account, query: &str) -> Value {
+    let (status, body) = stack
+        .call(acct, Method::GET, &format!("/v1/callbacks?{query}"), None)
+        .await;
+    assert_eq!(status, 200, "?{query}: {body}");
+    body
+}
+
+fn delivery_ids(page: &Value) -> Vec<String> {
+    page["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["delivery_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Tails `GET /v1/callbacks` from `after` until `done` holds for what it listed (every change, in
+/// order, a delivery again each time it changed); returns those and the position reached.
+async fn tail_until(
+    stack: &Stack,
+    acct: &Account,
+    filter: &str,
+    mut after: String,
+    done: impl Fn(&[Value]) -> bool,
+) -> (Vec<Value>, String) {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut seen = Vec::new();
+    loop {
+        let page = listing(stack, acct, &format!("{filter}&after={after}&limit=100")).await;
+        assert_eq!(page["meta"]["next"], Value::Null, "{page}");
+        seen.extend(page["objects"].as_array().unwrap().iter().cloned());
+        after = page["meta"]["after"].as_str().unwrap().to_owned();
+        if done(&seen) {
+            return (seen, after);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tailing {filter} never got there: {seen:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The latest state of each delivery among what a tail listed.
+fn latest(seen: &[Value]) -> HashMap<String, Value> {
+    seen.iter()
+        .map(|d| (d["delivery_id"].as_str().unwrap().to_owned(), d.clone()))
+        .collect()
+}
+
+fn all_settled(seen: &[Value], n: usize) -> bool {
+    let latest = latest(seen);
+    latest.len() == n && latest.values().all(|d| d["status"] != "pending")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_account_listing_filters_pages_tails_and_keeps_accounts_apart() {
+    let receiver = Receiver::start(|path, _| match path {
+        "/gone" => status(410),
+        _ => status(200),
+    })
+    .await;
+    let mut stack = Stack::start(1).await;
+    stack.spawn_callback(&[]);
+    let acct = stack.account().await;
+    let other = stack.account().await;
+    let ok = json!({ "url": receiver.url("/ok") });
+    let gone = json!({ "url": receiver.url("/gone") });
+    let phlo_a = stack
+        .create_phlo(&acct, chain("listing a", &[ok.clone(), gone.clone()]))
+        .await;
+    let phlo_b = stack
+        .create_phlo(&acct, chain("listing b", &[ok.clone()]))
+        .await;
+    let phlo_other = stack
+        .create_phlo(&other, chain("listing other", &[ok.clone()]))
+        .await;
+
+    // Before anything happened: nothing, and where a tail starts.
+    let empty = listing(&stack, &acct, "").await;
+    assert_eq!(empty["objects"], json!([]));
+    assert_eq!(empty["meta"]["limit"], 20);
+    assert_eq!(empty["meta"]["next"], Value::Null);
+    let start = empty["meta"]["after"].as_str().unwrap().to_owned();
+
+    let run_a = stack.run(&acct, &phlo_a, json!({})).await;
+    let run_b = stack.run(&acct, &phlo_b, json!({})).await;
+    let run_other = stack.run(&other, &phlo_other, json!({})).await;
+    let (seen, position) =
+        tail_until(&stack, &acct, "", start.clone(), |s| all_settled(s, 3)).await;
+    let mine = latest(&seen);
+    let runs: BTreeSet<&str> = mine
+        .values()
+        .map(|d| d["run_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(runs, BTreeSet::from([run_a.as_str(), run_b.as_str()]));
+    let failed: Vec<&Value> = mine.values().filter(|d| d["status"] == "failed").collect();
+    assert_eq!(failed.len(), 1, "{mine:#?}");
+    let gone_id = failed[0]["delivery_id"].as_str().unwrap().to_owned();
+    assert_eq!(failed[0]["attempts"][0]["outcome"], "disabled");
+    // The same objects as a run's log.
+    let log_a = deliveries(&stack, &acct, &run_a).await;
+    let from_log = by_node(&log_a, "Branch_1");
+    assert_eq!(mine[&gone_id]["attempts"], from_log["attempts"]);
+    assert_eq!(mine[&gone_id]["updated_on"], from_log["updated_on"]);
+
+    // Only the caller's account: the other one lists its own run alone, even by our run's id.
+    let (theirs, _) = tail_until(&stack, &other, "", "0".into(), |s| all_settled(s, 1)).await;
+    assert_eq!(theirs[0]["run_id"], run_other.as_str());
+    assert!(
+        !seen.iter().any(|d| d["run_id"] == run_other.as_str()),
+        "{seen:#?}"
+    );
+    for query in [
+        format!("run_id={run_a}"),
+        format!("phlo_id={phlo_a}"),
+        format!("run_id={run_a}&after=0"),
+    ] {
+        let page = listing(&stack, &other, &query).await;
+        assert_eq!(page["objects"], json!([]), "?{query}: {page}");
+    }
+
+    // Filters.
+    let count = |page: &Value| page["objects"].as_array().unwrap().len();
+    assert_eq!(
+        count(&listing(&stack, &acct, &format!("phlo_id={phlo_a}")).await),
+        2
+    );
+    assert_eq!(
+        count(&listing(&stack, &acct, &format!("phlo_id={phlo_b}")).await),
+        1
+    );
+    let only_b = listing(&stack, &acct, &format!("run_id={run_b}&after=0")).await;
+    assert_eq!(count(&only_b), 1);
+    assert_eq!(only_b["objects"][0]["run_id"], run_b.as_str());
+    let failed_only = listing(&stack, &acct, "status=failed").await;
+    assert_eq!(delivery_ids(&failed_only), [gone_id.clone()]);
+    assert_eq!(count(&listing(&stack, &acct, "status=delivered").await), 2);
+    assert_eq!(count(&listing(&stack, &acct, "status=pending").await), 0);
+    assert_eq!(
+        count(&listing(&stack, &acct, "since=2000-01-01T00:00:00Z").await),
+        3
+    );
+    assert_eq!(
+        count(&listing(&stack, &acct, "since=2999-01-01T00:00:00Z").await),
+        0
+    );
+
+    // Newest first, a page at a time: every delivery once, the most recently changed first.
+    let newest = delivery_ids(&listing(&stack, &acct, "limit=3").await);
+    let mut paged = Vec::new();
+    let mut query = "limit=1".to_owned();
+    loop {
+        let page = listing(&stack, &acct, &query).await;
+        paged.extend(delivery_ids(&page));
+        match page["meta"]["next"].as_str() {
+            Some(next) => query = format!("limit=1&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(paged, newest);
+    assert_eq!(paged.len(), 3);
+
+    // Tailing across concurrent writes: a transaction that took its id earlier (here it touches a
+    // delivery of run B) but commits after a redelivery's changes holds those back: a tail that
+    // moved past them would never see the earlier one.
+    let pool = phlo_store::connect(&stack.db_url, 1).await.unwrap();
+    let touched = mine
+        .values()
+        .find(|d| d["run_id"] == run_b.as_str())
+        .and_then(|d| d["delivery_id"].as_str())
+        .unwrap()
+        .to_owned();
+    let mut slow = pool.begin().await.unwrap();
+    sqlx::query("UPDATE callback_deliveries SET last_error = last_error WHERE id = $1::uuid")
+        .bind(&touched)
+        .execute(&mut *slow)
+        .await
+        .unwrap();
+    let (status, body) = stack
+        .call(
+            &acct,
+            Method::POST,
+            &format!("/v1/callbacks/{gone_id}/redeliver"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // Committed: the run's log shows the second attempt; the account listing does not yet.
+    wait_log(&stack, &acct, &run_a, Duration::from_secs(30), |log| {
+        by_node(log, "Branch_1")["attempts"][1]["outcome"] == "disabled"
+            && by_node(log, "Branch_1")["status"] == "failed"
+    })
+    .await;
+    let held = listing(&stack, &acct, &format!("after={position}")).await;
+    assert_eq!(held["objects"], json!([]), "{held}");
+    slow.commit().await.unwrap();
+    let (after_commit, _) = tail_until(
+        &stack,
+        &acct,
+        "",
+        held["meta"]["after"].as_str().unwrap().to_owned(),
+        |s| {
+            let l = latest(s);
+            l.contains_key(&touched) && l.get(&gone_id).is_some_and(|d| d["status"] == "failed")
+        },
+    )
+    .await;
+    let order: Vec<&str> = after_commit
+        .iter()
+        .map(|d| d["delivery_id"].as_str().unwrap())
+        .collect();
+    let first_touch = order.iter().position(|id| *id == touched).unwrap();
+    let last_gone = order.iter().rposition(|id| *id == gone_id).unwrap();
+    assert!(first_touch < last_gone, "in commit order: {order:?}");
+    assert_eq!(
+        latest(&after_commit)[&gone_id]["attempts"][1]["outcome"],
+        "disabled"
+    );
+
+    // Bad input: 400 naming the parameter.
+    for (query, names) in [
+        ("phlo_id=nope", "phlo_id=nope is not a UUID"),
+        ("run_id=nope", "run_id=nope is not a UUID"),
+        ("status=lost", "status=lost is not valid"),
+        ("since=yesterday", "since=yesterday is not an RFC 3339 time"),
+        ("limit=0", "limit=0 is out of range"),
+        ("limit=101", "limit=101 is out of range"),
+        ("cursor=12", "cursor=12 is not a position this API returned"),
+        (
+            "after=latest",
+            "after=latest is not a position this API returned",
+        ),
+        (
+            "after=1_nope",
+            "after=1_nope is not a position this API returned",
+        ),
+        (
+            "after=0&cursor=0",
+            "cursor and after cannot be used together",
+        ),
+    ] {
+        let (status, body) = stack
+            .call(&acct, Method::GET, &format!("/v1/callbacks?{query}"), None)
+            .await;
+        assert_eq!(status, 400, "?{query}: {body}");
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.starts_with(names), "?{query}: {error}");
+    }
+    stack.cleanup().await;
+}
