@@ -665,7 +665,8 @@ pub async fn list_for_account(
     struct Row {
         #[sqlx(flatten)]
         delivery: Delivery,
-        change_xid: String,
+        // Not `change_xid`: ORDER BY would take an output column of that name, sorting the text.
+        change_xid_text: String,
     }
     // Taken before the listing's own snapshot: everything below it is committed and visible there.
     let (horizon,): (String,) =
@@ -686,7 +687,7 @@ pub async fn list_for_account(
         concat!(
             "SELECT ",
             delivery_columns!(),
-            ", change_xid::text AS change_xid FROM callback_deliveries
+            ", change_xid::text AS change_xid_text FROM callback_deliveries
              WHERE account_id = $1
                AND change_xid < $2::text::xid8
                AND ($3::text IS NULL OR (change_xid, id) < ($3::text::xid8, $4))
@@ -700,7 +701,7 @@ pub async fn list_for_account(
         concat!(
             "SELECT ",
             delivery_columns!(),
-            ", change_xid::text AS change_xid FROM callback_deliveries
+            ", change_xid::text AS change_xid_text FROM callback_deliveries
              WHERE account_id = $1
                AND change_xid < $2::text::xid8
                AND ($3::text IS NULL OR (change_xid, id) > ($3::text::xid8, $4))
@@ -740,7 +741,7 @@ pub async fn list_for_account(
         .map(|r| {
             Ok(ListedDelivery {
                 position: ChangePosition {
-                    xid: parse_xid(&r.change_xid)?,
+                    xid: parse_xid(&r.change_xid_text)?,
                     id: r.delivery.id,
                 },
                 attempts: by_delivery.remove(&r.delivery.id).unwrap_or_default(),
@@ -1261,5 +1262,45 @@ mod tests {
                 .deliveries
                 .is_empty()
         );
+    }
+
+    #[tokio::test]
+    async fn positions_order_as_numbers_not_as_text() {
+        let pool = crate::testing::fresh_pool().await.unwrap();
+        let mut conn = pool.acquire().await.unwrap();
+        let (account, _, run) = fixture(&mut conn).await;
+        let (ten, _) = new(&mut conn, run, "https://example.com/a").await;
+        let (nine, _) = new(&mut conn, run, "https://example.com/b").await;
+        // Transaction ids 9 and 10 (as text, "10" < "9"); the stamp is lifted to write them.
+        sqlx::query(
+            "ALTER TABLE callback_deliveries DISABLE TRIGGER callback_deliveries_stamp_change",
+        )
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        for (id, xid) in [(ten, "10"), (nine, "9")] {
+            sqlx::query("UPDATE callback_deliveries SET change_xid = $2::text::xid8 WHERE id = $1")
+                .bind(id)
+                .bind(xid)
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+        }
+        let tail = listed(&mut conn, &after(START, account), 2).await;
+        assert_eq!(ids(&tail), [nine, ten]);
+        assert_eq!(
+            tail.deliveries[1].position,
+            ChangePosition { xid: 10, id: ten }
+        );
+        let newest = list_for_account(
+            &mut conn,
+            &AccountFilter {
+                page: ChangePage::Newest { before: None },
+                ..after(START, account)
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(ids(&newest), [ten, nine]);
     }
 }
