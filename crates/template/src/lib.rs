@@ -21,6 +21,7 @@ mod budget;
 mod date;
 mod filters;
 mod lax;
+mod literals;
 mod stack;
 #[cfg(test)]
 mod tests;
@@ -191,6 +192,7 @@ impl Template {
                 limit: MAX_TEMPLATE_LEN,
             });
         }
+        literals::check(source)?;
         let big_stack = stack::needs_big_stack(source);
         let compiled = if is_literal(source) {
             None

@@ -245,3 +245,26 @@ fn fuzz_regression_objects_render_the_same_keys_and_values() {
     let t = Template::parse("{{ Start.http.params.name }}{{ Start.http.params | size }}").unwrap();
     assert_eq!(t.render(&globals).unwrap(), "Ada2");
 }
+
+/// Found by the `template` fuzz target: an integer literal beyond `i64` panicked inside liquid's parser
+/// (`Grammar ensures matches are parseable as integers.`). It is now refused before liquid sees it.
+#[test]
+fn fuzz_regression_huge_integer_literals_are_a_parse_error() {
+    let source = format!(
+        "{{% assign x = text | split: {}\", \" %}}{{{{ x | join: \"-\" }}}}",
+        "3".repeat(95)
+    );
+    let e = parse_err(&source);
+    assert!(matches!(e, ParseError::Liquid(_)), "{e:?}");
+    assert!(e.to_string().contains("is out of range"), "{e}");
+    for source in [
+        "{{ 99999999999999999999 }}",
+        "{% for i in (1..99999999999999999999) %}{% endfor %}",
+        "{% if x > -99999999999999999999 %}{% endif %}",
+    ] {
+        assert!(
+            matches!(parse_err(source), ParseError::Liquid(_)),
+            "{source}"
+        );
+    }
+}
