@@ -1,4 +1,6 @@
-//! The connection: setup of the stream and consumers, and the acked, deduplicated publish.
+//! The connection: setup of the stream and consumers, and the acked, deduplicated publish. A
+//! [`Bus`] has one of two backends, chosen when it is made: NATS JetStream (every deployment), or
+//! the in-process queue of `phlo serve` ([`crate::memory`]).
 
 use std::{sync::Arc, time::Duration};
 
@@ -13,7 +15,11 @@ use async_nats::{
     },
 };
 use bytes::Bytes;
-use tokio::{sync::watch, time::Instant};
+use futures::StreamExt;
+use tokio::{
+    sync::{broadcast, watch},
+    time::Instant,
+};
 use tracing::{info, warn};
 
 use crate::{BusConfig, BusError, Queue};
@@ -28,15 +34,59 @@ const PUBLISH_ATTEMPT: Duration = Duration::from_secs(2);
 /// pods may start before NATS does.
 const SETUP_BUDGET: Duration = Duration::from_secs(30);
 
-/// A handle on the work stream. Cheap to clone; clones share one connection.
+/// A handle on the work stream. Cheap to clone; clones share one connection (or one in-process
+/// queue).
 #[derive(Clone, Debug)]
 pub struct Bus {
+    pub(crate) backend: Backend,
+    config: Arc<BusConfig>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum Backend {
+    Nats(Nats),
+    Memory(Arc<crate::memory::Memory>),
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Nats {
     client: async_nats::Client,
     js: jetstream::Context,
-    config: Arc<BusConfig>,
     /// Counts (re)connections, so a consumer loop can re-pull at once: the server forgets a
     /// pending pull request when it restarts.
     connections: watch::Receiver<u64>,
+}
+
+/// Wake-ups on one subject, from [`Bus::subscribe`].
+#[derive(Debug)]
+pub struct Subscription(SubscriptionInner);
+
+#[derive(Debug)]
+enum SubscriptionInner {
+    Nats(async_nats::Subscriber),
+    Memory {
+        subject: String,
+        wakeups: broadcast::Receiver<Arc<str>>,
+    },
+}
+
+impl Subscription {
+    /// Waits for the next wake-up; `None` once the bus is closed. Wake-ups are hints: one may be
+    /// missed (the waiter polls anyway) and one may come twice.
+    pub async fn next(&mut self) -> Option<()> {
+        match &mut self.0 {
+            SubscriptionInner::Nats(subscriber) => subscriber.next().await.map(|_| ()),
+            SubscriptionInner::Memory { subject, wakeups } => loop {
+                match wakeups.recv().await {
+                    Ok(woken) if *woken == **subject => return Some(()),
+                    Ok(_) => {}
+                    // Ours may have been among those dropped: wake the waiter to look.
+                    Err(broadcast::error::RecvError::Lagged(_)) => return Some(()),
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            },
+        }
+    }
 }
 
 /// The server's receipt for a publish.
@@ -53,8 +103,23 @@ impl Bus {
     /// Connects (retrying in the background until NATS is up) and creates or opens the stream
     /// and every queue's consumer. Safe to run from many replicas at once: creation is
     /// idempotent for identical settings.
+    ///
+    /// The URL `memory:` ([`crate::MEMORY_URL`]) means the in-process queue instead
+    /// ([`Bus::in_memory`]), and is refused unless this process declared that it runs every service
+    /// ([`crate::allow_in_memory`]): separate processes cannot share it.
     pub async fn connect(config: BusConfig) -> Result<Bus, BusError> {
         config.validate().map_err(BusError::Config)?;
+        if config.is_in_memory() {
+            if !crate::memory::allowed() {
+                return Err(BusError::Config(format!(
+                    "NATS_URL={} (the in-process queue) works only in `phlo serve`, which runs the \
+                     gateway, worker and callback service in one process; separate processes cannot \
+                     share it: set NATS_URL to a NATS server, e.g. nats://127.0.0.1:4222",
+                    config.url
+                )));
+            }
+            return Bus::in_memory(config);
+        }
         let (connected, connections) = watch::channel(0);
         let client = ConnectOptions::new()
             .name(format!("{}-bus", config.prefix))
@@ -79,10 +144,12 @@ impl Bus {
                 source,
             })?;
         let bus = Bus {
-            js: jetstream::new(client.clone()),
-            client,
+            backend: Backend::Nats(Nats {
+                js: jetstream::new(client.clone()),
+                client,
+                connections,
+            }),
             config: Arc::new(config),
-            connections,
         };
         let deadline = Instant::now() + SETUP_BUDGET;
         let mut attempt = 0;
@@ -99,11 +166,34 @@ impl Bus {
         }
     }
 
+    /// The in-process queue: what this process publishes, it consumes; nothing crosses to
+    /// another process, and whatever is queued is lost when the process ends. Every `Bus` of one
+    /// process with the same prefix shares one queue, so `phlo serve`'s gateway, worker and
+    /// callback service, which each make their own, see each other's messages. The behaviour is
+    /// NATS's: per-queue FIFO, publish dedup by msg id within the stream's duplicate window, and
+    /// [`Bus::consume`] with the same outcomes, limits, metrics and trace context.
+    pub fn in_memory(config: BusConfig) -> Result<Bus, BusError> {
+        config.validate().map_err(BusError::Config)?;
+        let memory =
+            crate::memory::Memory::for_prefix(&config.prefix, BusConfig::duplicate_window());
+        Ok(Bus {
+            backend: Backend::Memory(memory),
+            config: Arc::new(config),
+        })
+    }
+
     async fn setup(&self) -> Result<(), BusError> {
         for queue in Queue::ALL {
             self.ensure_consumer(queue).await?;
         }
         Ok(())
+    }
+
+    fn nats(&self) -> Option<&Nats> {
+        match &self.backend {
+            Backend::Nats(nats) => Some(nats),
+            Backend::Memory(_) => None,
+        }
     }
 
     /// Creates the stream if missing, then creates or updates the queue's consumer, so that a
@@ -113,9 +203,14 @@ impl Bus {
         &self,
         queue: Queue,
     ) -> Result<Consumer<consumer::pull::Config>, BusError> {
+        let Some(nats) = self.nats() else {
+            return Err(BusError::Config(
+                "the in-process queue has no NATS consumers".into(),
+            ));
+        };
         let stream_config = self.config.stream_config();
         let stream_name = stream_config.name.clone();
-        let stream = self
+        let stream = nats
             .js
             .get_or_create_stream(stream_config)
             .await
@@ -142,6 +237,12 @@ impl Bus {
         payload: Bytes,
         headers: Option<HeaderMap>,
     ) -> Result<Published, BusError> {
+        let nats = match &self.backend {
+            Backend::Nats(nats) => nats,
+            Backend::Memory(memory) => {
+                return memory.publish(subject, msg_id, payload, headers);
+            }
+        };
         let mut message = PublishMessage::build().payload(payload);
         if let Some(headers) = headers {
             message = message.headers(headers);
@@ -154,7 +255,7 @@ impl Bus {
             let limit = deadline
                 .saturating_duration_since(Instant::now())
                 .min(PUBLISH_ATTEMPT);
-            let result = tokio::time::timeout(limit, self.publish_once(subject, &message))
+            let result = tokio::time::timeout(limit, nats.publish_once(subject, &message))
                 .await
                 .unwrap_or_else(|_elapsed| Err(PublishError::new(PublishErrorKind::TimedOut)));
             let err = match result {
@@ -180,18 +281,6 @@ impl Bus {
         }
     }
 
-    async fn publish_once(
-        &self,
-        subject: &str,
-        message: &PublishMessage,
-    ) -> Result<jetstream::publish::PublishAck, PublishError> {
-        // The first await sends; the second waits for the PubAck (stored, or duplicate).
-        self.js
-            .send_publish(subject.to_owned(), message.clone())
-            .await?
-            .await
-    }
-
     /// The subject to publish a queue's messages on.
     pub fn subject(&self, queue: Queue) -> String {
         queue.subject(&self.config.prefix)
@@ -202,19 +291,34 @@ impl Bus {
         self.config.stream_name()
     }
 
+    /// Messages the in-process queue holds (waiting, being handled, or waiting to be retried), like
+    /// a work-queue stream's message count; `None` on NATS (ask the server). For operators and tests.
+    pub fn held_in_memory(&self) -> Option<u64> {
+        match &self.backend {
+            Backend::Nats(_) => None,
+            Backend::Memory(memory) => Some(memory.held()),
+        }
+    }
+
     pub fn config(&self) -> &BusConfig {
         &self.config
     }
 
-    /// For readiness probes: connected to a server right now.
+    /// For readiness probes: connected to a server right now (always, for the in-process queue).
     pub fn healthy(&self) -> bool {
-        self.client.connection_state() == State::Connected
+        match &self.backend {
+            Backend::Nats(nats) => nats.client.connection_state() == State::Connected,
+            Backend::Memory(_) => true,
+        }
     }
 
     /// Flushes what was sent (acks included) and closes the connection; for shutdown, after
-    /// every `consume` loop has returned.
+    /// every `consume` loop has returned. Nothing to do for the in-process queue.
     pub async fn drain(&self) -> Result<(), BusError> {
-        self.client.drain().await.map_err(BusError::Drain)
+        match &self.backend {
+            Backend::Nats(nats) => nats.client.drain().await.map_err(BusError::Drain),
+            Backend::Memory(_) => Ok(()),
+        }
     }
 
     /// The core-NATS subject on which a call's next instruction is announced (not JetStream: a lost
@@ -233,19 +337,47 @@ impl Bus {
         format!("{}.calls.{safe}", self.config.prefix)
     }
 
-    /// Fire-and-forget core-NATS publish for wake-ups.
+    /// Fire-and-forget publish for wake-ups (core NATS, or the in-process broadcast).
     pub async fn notify(&self, subject: &str) {
-        if let Err(e) = self.client.publish(subject.to_owned(), Bytes::new()).await {
-            warn!(subject, error = %e, "notification not sent; the waiter will poll");
+        match &self.backend {
+            Backend::Nats(nats) => {
+                if let Err(e) = nats.client.publish(subject.to_owned(), Bytes::new()).await {
+                    warn!(subject, error = %e, "notification not sent; the waiter will poll");
+                }
+            }
+            Backend::Memory(memory) => memory.notify(subject),
         }
     }
 
     /// Subscribes to wake-ups on `subject`.
-    pub async fn subscribe(&self, subject: &str) -> Result<async_nats::Subscriber, BusError> {
-        self.client
-            .subscribe(subject.to_owned())
+    pub async fn subscribe(&self, subject: &str) -> Result<Subscription, BusError> {
+        let inner = match &self.backend {
+            Backend::Nats(nats) => SubscriptionInner::Nats(
+                nats.client
+                    .subscribe(subject.to_owned())
+                    .await
+                    .map_err(|e| BusError::Config(format!("cannot subscribe to {subject}: {e}")))?,
+            ),
+            Backend::Memory(memory) => SubscriptionInner::Memory {
+                subject: subject.to_owned(),
+                wakeups: memory.subscribe(),
+            },
+        };
+        Ok(Subscription(inner))
+    }
+}
+
+impl Nats {
+    async fn publish_once(
+        &self,
+        subject: &str,
+        message: &PublishMessage,
+    ) -> Result<jetstream::publish::PublishAck, PublishError> {
+        // The first await sends; the second waits for the PubAck (stored, or duplicate).
+        self.js
+            .send_publish(subject.to_owned(), message.clone())
+            .await?
             .await
-            .map_err(|e| BusError::Config(format!("cannot subscribe to {subject}: {e}")))
     }
 
     pub(crate) fn client(&self) -> &async_nats::Client {

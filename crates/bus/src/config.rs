@@ -7,7 +7,8 @@ use async_nats::jetstream::{consumer, stream};
 /// How to reach NATS and how the work stream and its consumers are configured.
 #[derive(Debug, Clone)]
 pub struct BusConfig {
-    /// NATS server URL(s), e.g. `nats://127.0.0.1:4222` (comma-separated for a cluster).
+    /// NATS server URL(s), e.g. `nats://127.0.0.1:4222` (comma-separated for a cluster), or
+    /// [`MEMORY_URL`] for the in-process queue of `phlo serve`.
     pub url: String,
     /// Namespace of every subject, stream and consumer; lets several deployments (or tests)
     /// share one NATS. Letters, digits, `-` and `_` only.
@@ -39,7 +40,15 @@ impl Default for BusConfig {
     }
 }
 
+/// The bus URL that means "no NATS: the in-process queue" (see [`crate::Bus::in_memory`]).
+pub const MEMORY_URL: &str = "memory:";
+
 impl BusConfig {
+    /// The URL names the in-process queue rather than a NATS server.
+    pub fn is_in_memory(&self) -> bool {
+        self.url.trim() == MEMORY_URL
+    }
+
     pub(crate) fn validate(&self) -> Result<(), String> {
         let prefix_ok = !self.prefix.is_empty()
             && self
@@ -80,6 +89,11 @@ impl BusConfig {
         format!("{upper}_WORK")
     }
 
+    /// How long a msg id is remembered for publish dedup (both backends).
+    pub(crate) fn duplicate_window() -> Duration {
+        Duration::from_secs(120)
+    }
+
     pub(crate) fn stream_config(&self) -> stream::Config {
         stream::Config {
             name: self.stream_name(),
@@ -89,7 +103,7 @@ impl BusConfig {
             storage: stream::StorageType::File,
             num_replicas: self.replicas,
             // The publisher's retry horizon; the Postgres inbox covers anything older.
-            duplicate_window: Duration::from_secs(120),
+            duplicate_window: Self::duplicate_window(),
             // Undelivered work older than this is lost to NATS; the reconciler re-drives runs.
             max_age: Duration::from_secs(7 * 24 * 3600),
             discard: stream::DiscardPolicy::Old,

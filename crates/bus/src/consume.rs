@@ -17,7 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{Instrument, debug, error, warn};
 
-use crate::{Bus, BusError, Queue};
+use crate::{Bus, BusError, Queue, bus::Backend, bus::Nats};
 
 /// How long one pull request waits at the server for messages. Short enough that a replica
 /// notices a lost connection or a shutdown quickly, long enough not to chatter when idle.
@@ -62,6 +62,10 @@ impl Bus {
     /// Metrics, by `queue`: `phlo_deliveries_total`, `phlo_redeliveries_total` (deliveries NATS had
     /// made before: a NAK, an ack timeout or a crashed replica), `phlo_consumer_in_flight` and
     /// `phlo_consumer_acks_total{kind}` (`ack`, `retry`, `term`, `released`).
+    ///
+    /// The in-process queue behaves the same, except that nothing is ever "sent but not started"
+    /// and a handler cannot outlive its process, so there is no `ack_wait`: a released message, or
+    /// one whose handler panicked, goes straight back to the front of its queue.
     pub async fn consume<H, Fut>(
         &self,
         queue: Queue,
@@ -76,6 +80,32 @@ impl Bus {
         if max_in_flight == 0 {
             return Err(BusError::Config("max_in_flight must be at least 1".into()));
         }
+        match &self.backend {
+            Backend::Nats(nats) => {
+                self.consume_nats(nats, queue, max_in_flight, shutdown, handler)
+                    .await
+            }
+            Backend::Memory(memory) => {
+                memory
+                    .consume(self.config(), queue, max_in_flight, shutdown, handler)
+                    .await;
+                Ok(())
+            }
+        }
+    }
+
+    async fn consume_nats<H, Fut>(
+        &self,
+        nats: &Nats,
+        queue: Queue,
+        max_in_flight: usize,
+        shutdown: CancellationToken,
+        handler: H,
+    ) -> Result<(), BusError>
+    where
+        H: Fn(Delivery) -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = Outcome> + Send + 'static,
+    {
         let release = CancellationToken::new();
         let mut puller = Puller {
             queue: queue.name(),
@@ -83,7 +113,7 @@ impl Bus {
             tasks: TaskTracker::new(),
             shutdown: shutdown.clone(),
             release: release.clone(),
-            connections: self.connections(),
+            connections: nats.connections(),
         };
         let mut consumer = None;
         while !shutdown.is_cancelled() {
@@ -122,7 +152,7 @@ impl Bus {
             release.cancel();
             puller.tasks.wait().await;
         }
-        if let Err(err) = self.client().flush().await {
+        if let Err(err) = nats.client().flush().await {
             warn!(error = %err, "could not flush final acks; NATS will redeliver those messages");
         }
         Ok(())
@@ -238,11 +268,41 @@ async fn handle<H, Fut>(
         stream_sequence,
     };
     let subject = delivery.subject.clone();
+    let outcome = run_handler(delivery, queue, handler, &release, Some((&acker, ack_wait))).await;
+    let kind = match &outcome {
+        Some(Outcome::Ack) => AckKind::Ack,
+        Some(Outcome::Retry(delay)) => AckKind::Nak(Some(*delay)),
+        Some(Outcome::Term(_)) => AckKind::Term,
+        None => AckKind::Nak(None),
+    };
+    settled(queue, &subject, stream_sequence, delivered, &outcome);
+    if let Err(err) = acker.ack_with(kind).await {
+        warn!(%subject, stream_sequence, error = %err, "ack not sent; NATS will redeliver");
+    }
+}
+
+/// What both backends do around one handler run: the delivery metrics, the in-flight gauge and the
+/// `phlo.consume` span, child of the publisher's (`traceparent`). With `keep_alive`, progress acks
+/// tell NATS the handler still runs. `None` when `release` cut the handler off (it was dropped: its
+/// transaction rolls back).
+pub(crate) async fn run_handler<H, Fut>(
+    delivery: Delivery,
+    queue: &'static str,
+    handler: H,
+    release: &CancellationToken,
+    keep_alive_with: Option<(&Acker, Duration)>,
+) -> Option<Outcome>
+where
+    H: Fn(Delivery) -> Fut,
+    Fut: Future<Output = Outcome>,
+{
+    let subject = delivery.subject.clone();
+    let (stream_sequence, delivered) = (delivery.stream_sequence, delivery.delivered);
     metrics::counter!("phlo_deliveries_total", "queue" => queue).increment(1);
     if delivered > 1 {
         metrics::counter!("phlo_redeliveries_total", "queue" => queue).increment(1);
     }
-    let in_flight = InFlight::new(queue);
+    let _in_flight = InFlight::new(queue);
     // The handler runs in a span whose parent is the publisher's (the `traceparent` header).
     let span = tracing::info_span!("phlo.consume", queue, %subject, stream_sequence, delivered);
     let traceparent = delivery
@@ -250,32 +310,44 @@ async fn handle<H, Fut>(
         .as_ref()
         .and_then(|h| h.get(crate::trace::TRACEPARENT));
     crate::trace::set_remote_parent(&span, traceparent.map(|v| v.as_str()));
-    let outcome = tokio::select! {
-        outcome = keep_alive(handler(delivery), &acker, ack_wait).instrument(span) => Some(outcome),
-        // The drain deadline passed: drop the handler (its transaction rolls back) and give the
-        // message back now rather than after `ack_wait`.
-        () = release.cancelled() => None,
+    let work = handler(delivery);
+    let work = async move {
+        match keep_alive_with {
+            Some((acker, ack_wait)) => keep_alive(work, acker, ack_wait).await,
+            None => work.await,
+        }
     };
-    drop(in_flight);
-    let (kind, label) = match outcome {
-        Some(Outcome::Ack) => (AckKind::Ack, "ack"),
+    tokio::select! {
+        outcome = work.instrument(span) => Some(outcome),
+        // The drain deadline passed: drop the handler and give the message back now.
+        () = release.cancelled() => None,
+    }
+}
+
+/// Logs what became of a delivery and counts it in `phlo_consumer_acks_total{kind}`.
+pub(crate) fn settled(
+    queue: &'static str,
+    subject: &str,
+    stream_sequence: u64,
+    delivered: i64,
+    outcome: &Option<Outcome>,
+) {
+    let label = match outcome {
+        Some(Outcome::Ack) => "ack",
         Some(Outcome::Retry(delay)) => {
             debug!(%subject, stream_sequence, delivered, ?delay, "retrying later");
-            (AckKind::Nak(Some(delay)), "retry")
+            "retry"
         }
         Some(Outcome::Term(reason)) => {
             error!(%subject, stream_sequence, delivered, %reason, "dropping message for good");
-            (AckKind::Term, "term")
+            "term"
         }
         None => {
             warn!(%subject, stream_sequence, "released at shutdown; another replica takes it");
-            (AckKind::Nak(None), "released")
+            "released"
         }
     };
     metrics::counter!("phlo_consumer_acks_total", "queue" => queue, "kind" => label).increment(1);
-    if let Err(err) = acker.ack_with(kind).await {
-        warn!(%subject, stream_sequence, error = %err, "ack not sent; NATS will redeliver");
-    }
 }
 
 /// `phlo_consumer_in_flight{queue}`: up while a handler runs, down when it ends or is dropped.

@@ -39,6 +39,10 @@ pub enum BusError {
         source: context::PublishError,
     },
 
+    /// Only the in-process queue says so; NATS would refuse it as "no responders".
+    #[error("no queue takes messages published on {subject}")]
+    UnknownSubject { subject: String },
+
     /// The message can never be read by this build; consumers should answer `Outcome::Term`.
     #[error(transparent)]
     Decode(#[from] DecodeError),

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 pub struct CommonConfig {
     /// `DATABASE_URL`: the Postgres primary.
     pub database_url: String,
-    /// `NATS_URL`.
+    /// `NATS_URL`; `memory:` is the in-process queue, which only `phlo serve` accepts.
     pub nats_url: String,
     /// `PHLO_NATS_PREFIX`: subject and stream prefix, so several installations can share a NATS.
     pub nats_prefix: String,
@@ -159,6 +159,13 @@ pub fn shutdown_signal() -> CancellationToken {
         t.cancel();
     });
     token
+}
+
+/// For `phlo serve`, which runs the gateway, a worker and the callback service in this one process:
+/// lets `NATS_URL=memory:` choose the in-process queue, which a standalone service refuses (what it
+/// published would never reach the others).
+pub fn allow_in_process_queue() {
+    phlo_bus::allow_in_memory();
 }
 
 #[derive(Clone)]

@@ -41,6 +41,7 @@ enum Command {
     },
     /// Run the gateway, a worker and the callback service in one process, against the Postgres and
     /// NATS of DATABASE_URL and NATS_URL (defaults: 127.0.0.1). Creates the database if it does not exist.
+    /// NATS_URL=memory: uses an in-process queue instead of NATS (see docs/operations.md).
     Serve,
     /// Run the gateway (the HTTP API); configured by environment variables, see docs/operations.md.
     Gateway,
@@ -97,6 +98,8 @@ async fn all_in_one() -> anyhow::Result<()> {
     let gateway_config = phlo_gateway::Config::from_env().map_err(anyhow::Error::msg)?;
     let worker_config = phlo_worker::Config::from_env().map_err(anyhow::Error::msg)?;
     let callback_config = phlo_callback::Config::from_env().map_err(anyhow::Error::msg)?;
+    // Every service that uses the bus runs in this process, so they can share an in-process queue.
+    phlo_service::allow_in_process_queue();
     phlo_store::ensure_database(&gateway_config.common.database_url).await?;
     let listener = tokio::net::TcpListener::bind(&gateway_config.addr).await?;
     let addr = listener.local_addr()?;

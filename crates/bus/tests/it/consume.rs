@@ -10,7 +10,8 @@ use phlo_bus::{BusError, Delivery, Outcome, Queue};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{Consuming, TestBus, nothing_for, recv};
+use crate::on_both_backends;
+use crate::support::{Backend, Consuming, TestBus, nothing_for, recv};
 
 const SOON: Duration = Duration::from_secs(5);
 
@@ -30,9 +31,9 @@ fn reporting(
     (handler, rx)
 }
 
-#[tokio::test]
-async fn acked_messages_leave_the_stream_and_queues_stay_apart() {
-    let t = TestBus::new().await;
+on_both_backends!(acked_messages_leave_the_stream_and_queues_stay_apart);
+async fn acked_messages_leave_the_stream_and_queues_stay_apart(backend: Backend) {
+    let t = TestBus::on(backend).await;
     for i in 0..5 {
         t.publish(Queue::Step, &format!("s{i}"), &i.to_string())
             .await;
@@ -57,9 +58,9 @@ async fn acked_messages_leave_the_stream_and_queues_stay_apart() {
     assert!(rx.try_recv().is_err(), "nothing delivered twice");
 }
 
-#[tokio::test]
-async fn retry_redelivers_after_the_delay() {
-    let t = TestBus::new().await;
+on_both_backends!(retry_redelivers_after_the_delay);
+async fn retry_redelivers_after_the_delay(backend: Backend) {
+    let t = TestBus::on(backend).await;
     t.publish(Queue::Step, "r", "again").await;
 
     let (handler, mut rx) = reporting(|d| match d.delivered {
@@ -81,9 +82,9 @@ async fn retry_redelivers_after_the_delay() {
     consuming.stop().await;
 }
 
-#[tokio::test]
-async fn term_is_never_redelivered() {
-    let t = TestBus::with_ack_wait(Duration::from_secs(1)).await;
+on_both_backends!(term_is_never_redelivered);
+async fn term_is_never_redelivered(backend: Backend) {
+    let t = TestBus::with_ack_wait(backend, Duration::from_secs(1)).await;
     t.publish(Queue::Step, "t", "poison").await;
 
     let (handler, mut rx) = reporting(|_| Outcome::Term("undecodable".into()));
@@ -99,10 +100,10 @@ async fn term_is_never_redelivered() {
     consuming.stop().await;
 }
 
-#[tokio::test]
-async fn never_more_than_max_in_flight_handlers() {
+on_both_backends!(never_more_than_max_in_flight_handlers);
+async fn never_more_than_max_in_flight_handlers(backend: Backend) {
     const LIMIT: usize = 3;
-    let t = TestBus::new().await;
+    let t = TestBus::on(backend).await;
     for i in 0..12 {
         t.publish(Queue::Step, &format!("c{i}"), "work").await;
     }
@@ -136,9 +137,9 @@ async fn never_more_than_max_in_flight_handlers() {
     assert!(t.wait_for_stream_messages(0).await);
 }
 
-#[tokio::test]
-async fn replicas_share_the_queue() {
-    let t = TestBus::new().await;
+on_both_backends!(replicas_share_the_queue);
+async fn replicas_share_the_queue(backend: Backend) {
+    let t = TestBus::on(backend).await;
     for i in 0..6 {
         t.publish(Queue::Step, &format!("m{i}"), "work").await;
     }
@@ -166,9 +167,9 @@ async fn replicas_share_the_queue() {
     assert!(by.contains(&"a") && by.contains(&"b"), "{by:?}");
 }
 
-#[tokio::test]
-async fn progress_acks_keep_a_slow_handler_from_redelivery() {
-    let t = TestBus::with_ack_wait(Duration::from_secs(2)).await;
+on_both_backends!(progress_acks_keep_a_slow_handler_from_redelivery);
+async fn progress_acks_keep_a_slow_handler_from_redelivery(backend: Backend) {
+    let t = TestBus::with_ack_wait(backend, Duration::from_secs(2)).await;
     t.publish(Queue::Step, "slow", "takes a while").await;
 
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -196,9 +197,9 @@ async fn progress_acks_keep_a_slow_handler_from_redelivery() {
     consuming.stop().await;
 }
 
-#[tokio::test]
-async fn shutdown_waits_for_running_handlers_and_their_acks() {
-    let t = TestBus::new().await;
+on_both_backends!(shutdown_waits_for_running_handlers_and_their_acks);
+async fn shutdown_waits_for_running_handlers_and_their_acks(backend: Backend) {
+    let t = TestBus::on(backend).await;
     t.publish(Queue::Step, "x", "in flight at shutdown").await;
 
     let finished = Arc::new(AtomicBool::new(false));
@@ -230,9 +231,9 @@ async fn shutdown_waits_for_running_handlers_and_their_acks() {
     );
 }
 
-#[tokio::test]
-async fn zero_max_in_flight_is_refused() {
-    let t = TestBus::new().await;
+on_both_backends!(zero_max_in_flight_is_refused);
+async fn zero_max_in_flight_is_refused(backend: Backend) {
+    let t = TestBus::on(backend).await;
     let result = t
         .bus
         .consume(Queue::Step, 0, CancellationToken::new(), |_d| async {

@@ -4,11 +4,12 @@ use async_nats::jetstream::{
 };
 use phlo_bus::{Bus, BusConfig, BusError, Queue};
 
-use crate::support::{TestBus, test_config};
+use crate::on_both_backends;
+use crate::support::{Backend, TestBus, test_config};
 
-#[tokio::test]
-async fn same_msg_id_is_stored_once() {
-    let t = TestBus::new().await;
+on_both_backends!(same_msg_id_is_stored_once);
+async fn same_msg_id_is_stored_once(backend: Backend) {
+    let t = TestBus::on(backend).await;
     let subject = t.bus.subject(Queue::Step);
 
     let first = t
@@ -86,9 +87,9 @@ async fn a_changed_ack_wait_updates_the_consumer() {
     assert_eq!(consumer.cached_info().config.ack_wait, ack_wait);
 }
 
-#[tokio::test]
-async fn headers_reach_the_handler_with_the_msg_id() {
-    let t = TestBus::new().await;
+on_both_backends!(headers_reach_the_handler_with_the_msg_id);
+async fn headers_reach_the_handler_with_the_msg_id(backend: Backend) {
+    let t = TestBus::on(backend).await;
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(
         "traceparent",

@@ -17,36 +17,80 @@ pub fn test_config() -> BusConfig {
     }
 }
 
-/// A bus on a fresh stream, deleted on drop (even when the test panics).
+/// Which implementation of the bus a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Nats,
+    Memory,
+}
+
+/// Runs one `async fn(Backend)` test against each backend, as `<name>::nats` and `<name>::memory`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($name:ident) => {
+        $crate::on_both_backends!($name, "current_thread");
+    };
+    ($name:ident, $flavor:literal) => {
+        mod $name {
+            #[tokio::test(flavor = $flavor)]
+            async fn nats() {
+                super::$name($crate::support::Backend::Nats).await
+            }
+
+            #[tokio::test(flavor = $flavor)]
+            async fn memory() {
+                super::$name($crate::support::Backend::Memory).await
+            }
+        }
+    };
+}
+
+/// A bus on a fresh stream (its own prefix), deleted on drop (even when the test panics).
 pub struct TestBus {
     pub bus: Bus,
-    js: jetstream::Context,
+    /// Only for NATS.
+    js: Option<jetstream::Context>,
 }
 
 impl TestBus {
-    pub async fn new() -> Self {
-        Self::with(test_config()).await
+    pub async fn on(backend: Backend) -> Self {
+        Self::with_on(backend, test_config()).await
     }
 
-    pub async fn with_ack_wait(ack_wait: Duration) -> Self {
-        Self::with(BusConfig {
-            ack_wait,
-            ..test_config()
-        })
+    pub async fn with_ack_wait(backend: Backend, ack_wait: Duration) -> Self {
+        Self::with_on(
+            backend,
+            BusConfig {
+                ack_wait,
+                ..test_config()
+            },
+        )
         .await
     }
 
     pub async fn with(config: BusConfig) -> Self {
-        let bus = Bus::connect(config).await.expect("connect to NATS");
-        let client = async_nats::connect(nats_url()).await.expect("raw client");
-        Self {
-            bus,
-            js: jetstream::new(client),
+        Self::with_on(Backend::Nats, config).await
+    }
+
+    pub async fn with_on(backend: Backend, config: BusConfig) -> Self {
+        match backend {
+            Backend::Nats => {
+                let bus = Bus::connect(config).await.expect("connect to NATS");
+                let client = async_nats::connect(nats_url()).await.expect("raw client");
+                Self {
+                    bus,
+                    js: Some(jetstream::new(client)),
+                }
+            }
+            Backend::Memory => Self {
+                bus: Bus::in_memory(config).expect("valid config"),
+                js: None,
+            },
         }
     }
 
     pub fn js(&self) -> &jetstream::Context {
-        &self.js
+        self.js.as_ref().expect("a NATS test")
     }
 
     pub async fn publish(&self, queue: Queue, msg_id: &str, payload: &str) -> u64 {
@@ -59,8 +103,12 @@ impl TestBus {
         published.sequence
     }
 
+    /// Messages stored and not yet acked (or terminated).
     pub async fn stream_messages(&self) -> u64 {
-        let mut stream = self.js.get_stream(self.bus.stream_name()).await.unwrap();
+        if let Some(held) = self.bus.held_in_memory() {
+            return held;
+        }
+        let mut stream = self.js().get_stream(self.bus.stream_name()).await.unwrap();
         stream.info().await.unwrap().state.messages
     }
 
@@ -78,6 +126,9 @@ impl TestBus {
 
 impl Drop for TestBus {
     fn drop(&mut self) {
+        if self.js.is_none() {
+            return;
+        }
         let stream = self.bus.stream_name();
         // Async cleanup from a sync drop: a throwaway runtime on its own thread.
         let _ = std::thread::spawn(move || {

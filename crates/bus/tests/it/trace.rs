@@ -9,7 +9,8 @@ use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
 
-use crate::support::{Consuming, TestBus, recv};
+use crate::on_both_backends;
+use crate::support::{Backend, Consuming, TestBus, recv};
 
 /// A subscriber that records finished spans in memory (thread-local: use a current-thread runtime).
 fn in_memory() -> (
@@ -26,11 +27,14 @@ fn in_memory() -> (
     (exporter, provider, subscriber)
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn the_consumer_span_is_a_child_of_the_publisher_span() {
+on_both_backends!(
+    the_consumer_span_is_a_child_of_the_publisher_span,
+    "current_thread"
+);
+async fn the_consumer_span_is_a_child_of_the_publisher_span(backend: Backend) {
     let (exporter, provider, subscriber) = in_memory();
     let _guard = tracing::subscriber::set_default(subscriber);
-    let t = TestBus::new().await;
+    let t = TestBus::on(backend).await;
     let subject = t.bus.subject(Queue::Step);
 
     let producer = tracing::info_span!("producer");
@@ -85,11 +89,14 @@ async fn the_consumer_span_is_a_child_of_the_publisher_span() {
     provider.shutdown().unwrap();
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn without_a_traceparent_the_consumer_starts_a_new_trace() {
+on_both_backends!(
+    without_a_traceparent_the_consumer_starts_a_new_trace,
+    "current_thread"
+);
+async fn without_a_traceparent_the_consumer_starts_a_new_trace(backend: Backend) {
     let (exporter, provider, subscriber) = in_memory();
     let _guard = tracing::subscriber::set_default(subscriber);
-    let t = TestBus::new().await;
+    let t = TestBus::on(backend).await;
     assert!(
         phlo_bus::trace::current_headers().is_none(),
         "no span, no header"

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use phlo_bus::StepMessage;
 use phlo_runtime::voice::hangup_xml;
 use tokio::time::Instant;
@@ -47,7 +46,7 @@ pub async fn next_xml(
     state: &AppState,
     call_uuid: &str,
     seen: i64,
-    mut subscription: Option<phlo_bus::Subscriber>,
+    mut subscription: Option<phlo_bus::Subscription>,
     round: u32,
 ) -> Result<String, ApiError> {
     let deadline = Instant::now() + state.config.voice_patience;
