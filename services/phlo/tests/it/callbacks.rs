@@ -919,13 +919,13 @@ async fn the_account_listing_filters_pages_tails_and_keeps_accounts_apart() {
     let ok = json!({ "url": receiver.url("/ok") });
     let gone = json!({ "url": receiver.url("/gone") });
     let phlo_a = stack
-        .create_phlo(&acct, chain("listing a", &[ok.clone(), gone.clone()]))
+        .create_phlo(&acct, chain("listing a", &[ok.clone(), gone]))
         .await;
     let phlo_b = stack
-        .create_phlo(&acct, chain("listing b", &[ok.clone()]))
+        .create_phlo(&acct, chain("listing b", std::slice::from_ref(&ok)))
         .await;
     let phlo_other = stack
-        .create_phlo(&other, chain("listing other", &[ok.clone()]))
+        .create_phlo(&other, chain("listing other", &[ok]))
         .await;
 
     // Before anything happened: nothing, and where a tail starts.
@@ -986,7 +986,7 @@ async fn the_account_listing_filters_pages_tails_and_keeps_accounts_apart() {
     assert_eq!(count(&only_b), 1);
     assert_eq!(only_b["objects"][0]["run_id"], run_b.as_str());
     let failed_only = listing(&stack, &acct, "status=failed").await;
-    assert_eq!(delivery_ids(&failed_only), [gone_id.clone()]);
+    assert_eq!(delivery_ids(&failed_only), [gone_id.as_str()]);
     assert_eq!(count(&listing(&stack, &acct, "status=delivered").await), 2);
     assert_eq!(count(&listing(&stack, &acct, "status=pending").await), 0);
     assert_eq!(
