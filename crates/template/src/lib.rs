@@ -27,6 +27,7 @@ mod stack;
 mod tests;
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::fmt;
 use std::io;
 use std::mem::ManuallyDrop;
@@ -325,7 +326,7 @@ impl io::Write for CappedWriter {
 /// the message, the context and the position, and drop the rest.
 fn tidy(message: &str) -> String {
     let mut position = None;
-    let mut parts = Vec::new();
+    let mut parts: Vec<Cow<'_, str>> = Vec::new();
     for (i, line) in message.lines().enumerate() {
         let mut line = line.trim();
         if i == 0 {
@@ -334,9 +335,15 @@ fn tidy(message: &str) -> String {
         if let Some(pos) = line.strip_prefix("-->") {
             position = pos.trim().split_once(':');
         } else if let Some(msg) = line.strip_prefix('=') {
-            parts.push(msg.trim());
+            parts.push(msg.trim().into());
+        } else if let Some(keys) = line.strip_prefix("available indexes=") {
+            // liquid lists an object's keys in hash order, which changes from one render to the
+            // next; sorted, the same failure always reads the same.
+            let mut keys: Vec<&str> = keys.split(", ").collect();
+            keys.sort_unstable();
+            parts.push(format!("available indexes={}", keys.join(", ")).into());
         } else if !(line.is_empty() || line == "with:" || is_excerpt(line) || is_noise(line)) {
-            parts.push(line);
+            parts.push(line.into());
         }
     }
     let mut tidy = parts.join("; ");

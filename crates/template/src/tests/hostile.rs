@@ -268,3 +268,21 @@ fn fuzz_regression_huge_integer_literals_are_a_parse_error() {
         );
     }
 }
+
+/// Found by the `template` fuzz target: liquid's "Unknown index" error lists the object's keys in hash
+/// order, so the same failure read differently each time. The list is sorted now.
+#[test]
+fn fuzz_regression_unknown_index_errors_read_the_same_every_time() {
+    let value = json!({ "people": [{ "name": "a" }, { "%bame": "", "{n}aame": "b", "zz": 1 }] });
+    let Json::Object(globals) = value else {
+        unreachable!()
+    };
+    let t = Template::parse("{% for p in people limit:32 %}{{ p.name }}{% endfor %}").unwrap();
+    for _ in 0..20 {
+        let e = t.render(&globals).unwrap_err().to_string();
+        assert!(
+            e.contains("requested index=name; available indexes=%bame, zz, {n}aame;"),
+            "{e}"
+        );
+    }
+}
