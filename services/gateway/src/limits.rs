@@ -36,9 +36,13 @@ pub struct Rate {
 }
 
 impl Rate {
-    /// The time one request costs, or `None` when unlimited.
+    /// The time one request costs, or `None` when unlimited. A rate slower than one request per
+    /// [`LONGEST_INTERVAL`] costs that: `1 / per_sec` of a tiny override (`5e-324`) is no `Duration`.
     fn interval(self) -> Option<Duration> {
-        (self.per_sec > 0.0).then(|| Duration::from_secs_f64(1.0 / self.per_sec))
+        (self.per_sec > 0.0).then(|| {
+            Duration::try_from_secs_f64(1.0 / self.per_sec)
+                .map_or(LONGEST_INTERVAL, |d| d.min(LONGEST_INTERVAL))
+        })
     }
 
     fn with(self, per_sec: Option<f64>, burst: Option<i32>) -> Rate {
@@ -50,6 +54,10 @@ impl Rate {
         }
     }
 }
+
+/// The longest a request can cost (about a century): long enough to mean "none", short enough that the
+/// arithmetic of [`gcra`] stays within an `Instant` and a `Duration`.
+const LONGEST_INTERVAL: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 /// The gateway's defaults; accounts may have their own (`PUT /v1/accounts/{auth_id}/limits`).
 #[derive(Debug, Clone)]
@@ -242,8 +250,10 @@ fn gcra(rate: Rate, tat: &mut Instant, now: Instant) -> Result<(), Duration> {
     let Some(interval) = rate.interval() else {
         return Ok(());
     };
-    let tolerance = interval * rate.burst;
-    let next = (*tat).max(now) + interval;
+    let tolerance = interval.saturating_mul(rate.burst);
+    let Some(next) = (*tat).max(now).checked_add(interval) else {
+        return Err(interval);
+    };
     let ahead = next - now;
     if ahead > tolerance {
         return Err(ahead - tolerance);
@@ -307,6 +317,29 @@ mod tests {
             assert_eq!(gcra(rate, &mut tat, quiet), Ok(()));
         }
         assert!(gcra(rate, &mut tat, quiet).is_err());
+    }
+
+    /// Found by `scripts/api-fuzz`: an override of `api_per_sec: 5e-324` (valid: at least 0) made every
+    /// request of the account panic (a 500), converting `1 / 5e-324` seconds into a `Duration`.
+    #[test]
+    fn a_rate_too_slow_to_represent_admits_the_burst_then_waits_a_century() {
+        for per_sec in [5e-324, 1e-300, 1e-12] {
+            let rate = Rate {
+                per_sec,
+                burst: u32::MAX,
+            };
+            let now = Instant::now();
+            let mut tat = now;
+            assert_eq!(gcra(rate, &mut tat, now), Ok(()), "{per_sec}");
+            let rate = Rate { per_sec, burst: 1 };
+            let mut tat = now;
+            assert_eq!(gcra(rate, &mut tat, now), Ok(()));
+            assert_eq!(
+                gcra(rate, &mut tat, now),
+                Err(LONGEST_INTERVAL),
+                "{per_sec}"
+            );
+        }
     }
 
     #[test]
