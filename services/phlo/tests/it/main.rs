@@ -11,6 +11,7 @@ mod cli;
 mod e2e;
 mod fairness;
 mod guards;
+mod memory_queue;
 mod metrics;
 mod sdk;
 mod secrets;
