@@ -44,7 +44,8 @@ pub struct Bus {
 
 #[derive(Clone, Debug)]
 pub(crate) enum Backend {
-    Nats(Nats),
+    /// Shared: clones of a `Bus` share one connection, and a `Bus` stays small.
+    Nats(Arc<Nats>),
     Memory(Arc<crate::memory::Memory>),
 }
 
@@ -144,11 +145,11 @@ impl Bus {
                 source,
             })?;
         let bus = Bus {
-            backend: Backend::Nats(Nats {
+            backend: Backend::Nats(Arc::new(Nats {
                 js: jetstream::new(client.clone()),
                 client,
                 connections,
-            }),
+            })),
             config: Arc::new(config),
         };
         let deadline = Instant::now() + SETUP_BUDGET;
