@@ -33,6 +33,8 @@ use crate::{
 /// Wake-ups buffered per subscriber before the slowest one skips some (it then looks anyway).
 const WAKEUP_BUFFER: usize = 256;
 
+const QUEUES: usize = Queue::ALL.len();
+
 static ALLOWED: AtomicBool = AtomicBool::new(false);
 
 /// Declares that this process runs every service that uses the bus (`phlo serve`), so that
@@ -53,8 +55,8 @@ pub(crate) struct Memory {
     prefix: String,
     duplicate_window: Duration,
     state: Mutex<State>,
-    /// Signalled when a queue gains a message; indexed like [`Queue::ALL`].
-    arrivals: [Notify; 4],
+    /// Signalled when a queue gains a message; indexed by [`index`].
+    arrivals: [Notify; QUEUES],
     wakeups: broadcast::Sender<Arc<str>>,
 }
 
@@ -64,8 +66,8 @@ struct State {
     last_sequence: u64,
     /// Messages stored and not yet acked, terminated or given up on.
     held: u64,
-    /// Indexed like [`Queue::ALL`].
-    queues: [VecDeque<Stored>; 4],
+    /// Indexed by [`index`].
+    queues: [VecDeque<Stored>; QUEUES],
     /// msg id → the sequence it was stored under, for the dedup window.
     seen: HashMap<String, (u64, Instant)>,
     /// The same ids in publish order, so expiry is cheap.
@@ -82,11 +84,14 @@ struct Stored {
     delivered: i64,
 }
 
+/// The queue's slot in the per-queue arrays.
 fn index(queue: Queue) -> usize {
-    Queue::ALL
-        .iter()
-        .position(|q| *q == queue)
-        .unwrap_or_default()
+    match queue {
+        Queue::Step => 0,
+        Queue::Http => 1,
+        Queue::Carrier => 2,
+        Queue::Callback => 3,
+    }
 }
 
 impl Memory {
