@@ -39,7 +39,10 @@ impl Runtime {
             return Ok(false);
         };
         outbox.run_ended(status);
-        self.admit(conn, outbox, account_id).await?;
+        // Most ends free a slot nobody waits for: one index probe instead of counting the active runs.
+        if phlo_store::admission::has_queued(conn, account_id).await? {
+            self.admit(conn, outbox, account_id).await?;
+        }
         Ok(true)
     }
 }

@@ -3,7 +3,7 @@
 //! `queued`, to be admitted when one of its runs ends.
 
 use phlo_flow::Trigger;
-use phlo_store::runs;
+use phlo_store::{admission, runs};
 use uuid::Uuid;
 
 use crate::outbox::Outbox;
@@ -59,6 +59,13 @@ impl Runtime {
         };
         let live_call = matches!(trigger, Trigger::Call(_));
         let mut tx = self.pool().begin().await.map_err(RuntimeError::from)?;
+        // Nobody ahead and a slot free: the run starts at once (the common case, one write). Otherwise it
+        // joins the back of the account's queue, and admission picks the oldest for the free slots.
+        let direct = live_call
+            || (!admission::has_queued(&mut tx, req.account_id).await?
+                && admission::free_slots(&mut tx, req.account_id, self.config().max_active_runs)
+                    .await?
+                    > 0);
         let row = phlo_store::phlos::get(&mut tx, req.account_id, req.phlo_id).await?;
         let Some(row) = row else {
             return Err(StartError::PhloNotFound(req.phlo_id));
@@ -77,14 +84,14 @@ impl Runtime {
                 trigger: &trigger,
                 from_number: from.as_deref(),
                 to_number: to.as_deref(),
-                status: if live_call { "active" } else { "queued" },
+                status: if direct { "active" } else { "queued" },
             },
         )
         .await?;
         let mut outbox = Outbox::default();
-        // Every other run joins the back of the account's queue and is admitted at once when a slot is
-        // free: admission stays oldest first even while the reconciler is catching up.
-        let queued = if live_call {
+        // A queued run is admitted at once if a slot is free after all: admission stays oldest first
+        // even while the reconciler is catching up.
+        let queued = if direct {
             self.first_step(&mut tx, &mut outbox, run_id, row.id, phlo.start.0)
                 .await?;
             false

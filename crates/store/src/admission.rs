@@ -17,21 +17,36 @@ use uuid::Uuid;
 use crate::Result;
 
 /// How many more runs the account may have active now: its cap (its own override, else `default_cap`)
-/// minus its active runs. Negative when runs that bypass the queue (incoming calls) pushed it over.
+/// minus its active runs; 0 when it is full (or over it: incoming calls bypass the queue).
 pub async fn free_slots(
     conn: &mut PgConnection,
     account_id: Uuid,
     default_cap: i64,
 ) -> Result<i64> {
+    // The count stops at the cap: past it the exact number does not matter, and an account with many
+    // active runs must not make every start and end scan all of them.
     let (free,): (i64,) = sqlx::query_as(
-        "SELECT coalesce((SELECT max_active_runs FROM account_limits WHERE account_id = $1)::bigint, $2)
-              - (SELECT count(*) FROM runs WHERE account_id = $1 AND status = 'active')",
+        "WITH c AS (SELECT coalesce((SELECT max_active_runs FROM account_limits WHERE account_id = $1)::bigint, $2) AS cap)
+         SELECT cap - (SELECT count(*) FROM (SELECT 1 FROM runs WHERE account_id = $1 AND status = 'active'
+                                             LIMIT (SELECT cap FROM c)) active)
+         FROM c",
     )
     .bind(account_id)
     .bind(default_cap)
     .fetch_one(conn)
     .await?;
     Ok(free)
+}
+
+/// Whether the account has runs waiting for a slot (the partial index `runs_queued` answers it).
+pub async fn has_queued(conn: &mut PgConnection, account_id: Uuid) -> Result<bool> {
+    let (queued,): (bool,) = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM runs WHERE account_id = $1 AND status = 'queued')",
+    )
+    .bind(account_id)
+    .fetch_one(conn)
+    .await?;
+    Ok(queued)
 }
 
 /// A queued run that has just been made active; its first token and step message are the caller's to
