@@ -121,8 +121,8 @@ pub async fn insert(conn: &mut PgConnection, d: &NewDelivery<'_>) -> Result<Opti
     Ok(if status == "pending" { None } else { error })
 }
 
-/// The signing secrets of an account.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+/// The signing secrets of an account, opened (stored sealed, see [`crate::sealing`]).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Secrets {
     pub current: Option<String>,
     /// The secret before the last rotation, while it still signs.
