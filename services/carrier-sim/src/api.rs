@@ -69,7 +69,15 @@ async fn auth(
         .and_then(|v| v.strip_prefix("Basic "))
         .and_then(|b64| STANDARD.decode(b64.trim()).ok());
     let path_ok = params.get("auth_id") == Some(&sim.config.auth_id);
-    if given.as_deref() != Some(expected.as_bytes()) || !path_ok {
+    // Like Plivo, the credentials are compared in constant time.
+    let credentials_ok = given.is_some_and(|g| {
+        g.len() == expected.len()
+            && g.iter()
+                .zip(expected.as_bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    });
+    if !credentials_ok || !path_ok {
         return ApiError::unauthorized().into_response();
     }
     next.run(req).await
