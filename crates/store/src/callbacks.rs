@@ -300,8 +300,9 @@ pub async fn seal_stored_secrets(pool: &sqlx::PgPool, keys: &Keyring) -> Result<
 /// What [`claim`] found.
 #[derive(Debug, Clone)]
 pub enum Claim {
-    /// Attempt `delivery.attempts` is ours until the lease lapses; its log row is `in_progress`.
-    Claimed(Box<Delivery>),
+    /// Attempt `delivery.attempts` is ours until the lease lapses. Its log row is written when it ends
+    /// ([`finish`]); until then the listings show it `in_progress`.
+    Claimed(Box<Claimed>),
     /// No such delivery.
     Missing,
     /// Delivered, failed or dead: nothing to do.
@@ -314,11 +315,108 @@ pub enum Claim {
     Disabled(String),
 }
 
+/// A claimed attempt and the account's signing secrets (opened) to sign it with; `secrets.current` is
+/// `None` for an account that never had one.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub delivery: Delivery,
+    pub secrets: Secrets,
+}
+
+/// The error logged for an attempt whose process died before recording its result.
+const INTERRUPTED: &str =
+    "the callback service stopped during this attempt; whether it arrived is unknown";
+
 /// Claims the next attempt of a pending delivery that is due (within `slack_secs`) and not in flight:
-/// counts the attempt, leases it for `lease_secs` and logs it `in_progress`. An earlier attempt still
-/// `in_progress` had its process die: it is logged `interrupted`.
+/// counts the attempt and leases it for `lease_secs`. An earlier attempt that never recorded its result
+/// had its process die: it is logged `interrupted` (a late [`finish`] of it still overwrites that).
+///
+/// The usual case is one statement, which also reads the account's secrets; only when it claims
+/// nothing does a second look (a transaction) say why.
 pub async fn claim(
     conn: &mut PgConnection,
+    keys: &Keyring,
+    id: Uuid,
+    lease_secs: f64,
+    slack_secs: f64,
+) -> Result<Claim> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        delivery: Delivery,
+        current: Option<String>,
+        previous: Option<String>,
+        previous_until: Option<DateTime<Utc>>,
+        rotated_at: Option<DateTime<Utc>>,
+    }
+    // The claim commits without waiting for its WAL flush (`synchronous_commit` off for this
+    // statement's transaction only): it is a lease, and a Postgres crash that loses it loses only
+    // the count of an attempt whose delivery is then still pending, re-driven with the same
+    // webhook-id as after any crash. The result (`finish`) is flushed, and with it every claim before.
+    // Waiting for the flush was most of a claim's time under load (`LWLock:WALWrite`).
+    //
+    // Attempt n − 1 has a log row unless its process died (results are logged by `finish`, in the
+    // statement that clears the lease, so a claim finding none is the next attempt after a crash). A
+    // row still `in_progress` was written by a version that logged attempts as they started.
+    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "WITH claimed AS (
+             UPDATE callback_deliveries d SET attempts = d.attempts + 1,
+                 lease_until = now() + make_interval(secs => $2), updated_at = now()
+             WHERE d.id = $1 AND d.status = 'pending'
+               AND (d.lease_until IS NULL OR d.lease_until <= now())
+               AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= now() + make_interval(secs => $3))
+               AND NOT EXISTS (SELECT 1 FROM disabled_callback_urls x
+                               WHERE x.phlo_id = d.phlo_id AND x.url = d.url)
+             RETURNING {delivery}
+         ), interrupted AS (
+             INSERT INTO callback_attempts (delivery_id, attempt, outcome, error)
+             SELECT id, attempts - 1, 'interrupted', $4 FROM claimed WHERE attempts > 1
+             ON CONFLICT (delivery_id, attempt) DO UPDATE
+                 SET outcome = EXCLUDED.outcome, error = EXCLUDED.error
+                 WHERE callback_attempts.outcome = 'in_progress'
+         ), relaxed AS (
+             SELECT set_config('synchronous_commit', 'off', true)
+         )
+         SELECT c.*, a.webhook_secret AS current,
+                CASE WHEN a.webhook_secret_previous_until > now() THEN a.webhook_secret_previous END
+                    AS previous,
+                CASE WHEN a.webhook_secret_previous_until > now() THEN a.webhook_secret_previous_until END
+                    AS previous_until,
+                a.webhook_secret_rotated_at AS rotated_at
+         FROM claimed c CROSS JOIN relaxed LEFT JOIN accounts a ON a.id = c.account_id",
+        delivery = delivery_columns!(),
+    )))
+    .bind(id)
+    .bind(lease_secs)
+    .bind(slack_secs)
+    .bind(INTERRUPTED)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(row) = row {
+        let secrets = StoredSecrets {
+            id: row.delivery.account_id,
+            current: row.current,
+            previous: row.previous,
+            previous_until: row.previous_until,
+            rotated_at: row.rotated_at,
+        }
+        .open(keys)?;
+        return Ok(Claim::Claimed(Box::new(Claimed {
+            delivery: row.delivery,
+            secrets,
+        })));
+    }
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    let found = claim_slowly(&mut tx, keys, id, lease_secs, slack_secs).await?;
+    tx.commit().await?;
+    Ok(found)
+}
+
+/// [`claim`] when its single statement claimed nothing: why not (or the claim, if the delivery became
+/// claimable meanwhile).
+async fn claim_slowly(
+    conn: &mut PgConnection,
+    keys: &Keyring,
     id: Uuid,
     lease_secs: f64,
     slack_secs: f64,
@@ -356,12 +454,12 @@ pub async fn claim(
     if let Some(due_in) = row.due_in.filter(|d| *d > slack_secs) {
         return Ok(Claim::NotDue(secs(due_in)));
     }
+    interrupt(conn, id).await?;
     if let Some(by) = row.disabled_by {
         let reason = format!(
             "not attempted: this URL answered 410 Gone to delivery {by}, so callbacks of this PHLO to it \
              are disabled; redeliver a delivery to it through the API to enable it again"
         );
-        interrupt(conn, id).await?;
         sqlx::query(
             "UPDATE callback_deliveries SET status = 'failed', next_attempt_at = NULL, lease_until = NULL,
                  last_error = $2, updated_at = now()
@@ -373,7 +471,6 @@ pub async fn claim(
         .await?;
         return Ok(Claim::Disabled(reason));
     }
-    interrupt(conn, id).await?;
     let delivery: Delivery = sqlx::query_as(concat!(
         "UPDATE callback_deliveries SET attempts = attempts + 1,
              lease_until = now() + make_interval(secs => $2), updated_at = now()
@@ -384,24 +481,23 @@ pub async fn claim(
     .bind(lease_secs)
     .fetch_one(&mut *conn)
     .await?;
-    sqlx::query(
-        "INSERT INTO callback_attempts (delivery_id, attempt, outcome) VALUES ($1, $2, 'in_progress')
-         ON CONFLICT (delivery_id, attempt) DO NOTHING",
-    )
-    .bind(id)
-    .bind(delivery.attempts)
-    .execute(conn)
-    .await?;
-    Ok(Claim::Claimed(Box::new(delivery)))
+    let secrets = secrets(conn, keys, delivery.account_id)
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)?;
+    Ok(Claim::Claimed(Box::new(Claimed { delivery, secrets })))
 }
 
+/// Logs the delivery's last attempt `interrupted` if it never recorded a result (its lease lapsed).
 async fn interrupt(conn: &mut PgConnection, id: Uuid) -> Result<()> {
     sqlx::query(
-        "UPDATE callback_attempts SET outcome = 'interrupted',
-             error = 'the callback service stopped during this attempt; whether it arrived is unknown'
-         WHERE delivery_id = $1 AND outcome = 'in_progress'",
+        "INSERT INTO callback_attempts (delivery_id, attempt, outcome, error)
+         SELECT id, attempts, 'interrupted', $2 FROM callback_deliveries WHERE id = $1 AND attempts > 0
+         ON CONFLICT (delivery_id, attempt) DO UPDATE
+             SET outcome = EXCLUDED.outcome, error = EXCLUDED.error
+             WHERE callback_attempts.outcome = 'in_progress'",
     )
     .bind(id)
+    .bind(INTERRUPTED)
     .execute(conn)
     .await?;
     Ok(())
@@ -426,11 +522,38 @@ pub struct Finish {
 
 /// Records attempt `attempt`'s result, and the delivery's new state unless a later attempt took over
 /// (this one outlived its lease). A 410 also disables the URL for the PHLO. Returns whether the
-/// delivery's state was updated. Run it in a transaction: the log row and the state go together.
+/// delivery's state was updated. One statement, so the log row and the state go together without a
+/// transaction around it.
 pub async fn finish(conn: &mut PgConnection, id: Uuid, attempt: i32, f: &Finish) -> Result<bool> {
-    sqlx::query(
-        "UPDATE callback_attempts SET outcome = $3, status_code = $4, latency_ms = $5, error = $6, response = $7
-         WHERE delivery_id = $1 AND attempt = $2",
+    // The row is written once the attempt ends; `at` is still when it started. It replaces an
+    // `interrupted` row written meanwhile by a later claim (the result is known after all).
+    let (updated,): (i64,) = sqlx::query_as(
+        "WITH logged AS (
+             INSERT INTO callback_attempts
+                 (delivery_id, attempt, at, outcome, status_code, latency_ms, error, response)
+             VALUES ($1, $2, now() - make_interval(secs => COALESCE($5::int, 0) / 1000.0), $3, $4, $5,
+                     $6, $7)
+             ON CONFLICT (delivery_id, attempt) DO UPDATE SET at = EXCLUDED.at,
+                 outcome = EXCLUDED.outcome, status_code = EXCLUDED.status_code,
+                 latency_ms = EXCLUDED.latency_ms, error = EXCLUDED.error, response = EXCLUDED.response
+         ), updated AS (
+             UPDATE callback_deliveries SET
+                 status = $8,
+                 next_attempt_at = CASE WHEN $8 = 'pending' THEN now() + make_interval(secs => $9) END,
+                 queued = $10,
+                 lease_until = NULL,
+                 last_status_code = $4,
+                 last_error = $6,
+                 delivered_at = CASE WHEN $8 = 'delivered' THEN now() ELSE delivered_at END,
+                 updated_at = now()
+             WHERE id = $1 AND attempts = $2 AND status = 'pending'
+             RETURNING id
+         ), disabled AS (
+             INSERT INTO disabled_callback_urls (phlo_id, url, delivery_id)
+             SELECT phlo_id, url, id FROM callback_deliveries WHERE id = $1 AND $3 = 'disabled'
+             ON CONFLICT (phlo_id, url) DO NOTHING
+         )
+         SELECT count(*) FROM updated",
     )
     .bind(id)
     .bind(attempt)
@@ -439,42 +562,30 @@ pub async fn finish(conn: &mut PgConnection, id: Uuid, attempt: i32, f: &Finish)
     .bind(f.latency_ms)
     .bind(&f.error)
     .bind(&f.response)
-    .execute(&mut *conn)
-    .await?;
-    let updated = sqlx::query(
-        "UPDATE callback_deliveries SET
-             status = $3,
-             next_attempt_at = CASE WHEN $3 = 'pending' THEN now() + make_interval(secs => $4) END,
-             queued = $5,
-             lease_until = NULL,
-             last_status_code = $6,
-             last_error = $7,
-             delivered_at = CASE WHEN $3 = 'delivered' THEN now() ELSE delivered_at END,
-             updated_at = now()
-         WHERE id = $1 AND attempts = $2 AND status = 'pending'",
-    )
-    .bind(id)
-    .bind(attempt)
     .bind(f.status)
     .bind(f.retry_in_secs)
     .bind(f.queued)
-    .bind(f.status_code)
-    .bind(&f.error)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected()
-        == 1;
-    if f.outcome == "disabled" {
-        sqlx::query(
-            "INSERT INTO disabled_callback_urls (phlo_id, url, delivery_id)
-             SELECT phlo_id, url, id FROM callback_deliveries WHERE id = $1
-             ON CONFLICT (phlo_id, url) DO NOTHING",
-        )
-        .bind(id)
-        .execute(conn)
-        .await?;
+    .fetch_one(conn)
+    .await?;
+    Ok(updated == 1)
+}
+
+/// The attempts logged for `d`, and the one in flight: it has no row until it ends.
+fn with_in_flight(d: &Delivery, mut attempts: Vec<Attempt>) -> Vec<Attempt> {
+    let logged = attempts.last().map_or(0, |a| a.attempt);
+    if d.lease_until.is_some() && d.attempts > logged {
+        attempts.push(Attempt {
+            delivery_id: d.id,
+            attempt: d.attempts,
+            at: d.updated_at,
+            outcome: "in_progress".to_owned(),
+            status_code: None,
+            latency_ms: None,
+            error: None,
+            response: None,
+        });
     }
-    Ok(updated)
+    attempts
 }
 
 /// A delivery [`take_due`] claimed: its message is to be published.
@@ -602,7 +713,7 @@ pub async fn list_for_run(
     Ok(deliveries
         .into_iter()
         .map(|d| {
-            let attempts = by_delivery.remove(&d.id).unwrap_or_default();
+            let attempts = with_in_flight(&d, by_delivery.remove(&d.id).unwrap_or_default());
             (d, attempts)
         })
         .collect())
@@ -744,7 +855,10 @@ pub async fn list_for_account(
                     xid: parse_xid(&r.change_xid_text)?,
                     id: r.delivery.id,
                 },
-                attempts: by_delivery.remove(&r.delivery.id).unwrap_or_default(),
+                attempts: with_in_flight(
+                    &r.delivery,
+                    by_delivery.remove(&r.delivery.id).unwrap_or_default(),
+                ),
                 delivery: r.delivery,
             })
         })
@@ -857,9 +971,13 @@ mod tests {
         }
     }
 
+    fn test_keys() -> Keyring {
+        Keyring::new(&[7; 32])
+    }
+
     async fn claimed(conn: &mut PgConnection, id: Uuid) -> Delivery {
-        match claim(conn, id, 30.0, 1.0).await.unwrap() {
-            Claim::Claimed(d) => *d,
+        match claim(conn, &test_keys(), id, 30.0, 1.0).await.unwrap() {
+            Claim::Claimed(c) => c.delivery,
             other => panic!("not claimed: {other:?}"),
         }
     }
@@ -878,7 +996,7 @@ mod tests {
         assert_eq!((d.attempts, d.account_id, d.phlo_id), (1, account, phlo));
         assert_eq!(d.traceparent.as_deref(), Some(TRACEPARENT));
         assert!(matches!(
-            claim(&mut conn, id, 30.0, 1.0).await.unwrap(),
+            claim(&mut conn, &test_keys(), id, 30.0, 1.0).await.unwrap(),
             Claim::Leased(_)
         ));
 
@@ -888,7 +1006,7 @@ mod tests {
                 .await
                 .unwrap()
         );
-        match claim(&mut conn, id, 30.0, 1.0).await.unwrap() {
+        match claim(&mut conn, &test_keys(), id, 30.0, 1.0).await.unwrap() {
             Claim::NotDue(left) => assert!(left.as_secs() > 90, "{left:?}"),
             other => panic!("{other:?}"),
         }
@@ -917,6 +1035,23 @@ mod tests {
         assert_eq!(take_due(&mut conn, 0.0, 10).await.unwrap(), [due(id, 2)]);
         let d = claimed(&mut conn, id).await;
         assert_eq!(d.attempts, 3);
+        let outcomes = |log: Vec<(Delivery, Vec<Attempt>)>| -> Vec<(i32, String)> {
+            log[0]
+                .1
+                .iter()
+                .map(|a| (a.attempt, a.outcome.clone()))
+                .collect()
+        };
+        let log = list_for_run(&mut conn, account, run).await.unwrap();
+        assert_eq!(
+            outcomes(log),
+            [
+                (1, "retry".to_owned()),
+                (2, "interrupted".to_owned()),
+                (3, "in_progress".to_owned())
+            ],
+            "results are logged when attempts end; the one in flight is listed in progress"
+        );
         // The late finish of attempt 2 is logged but changes nothing.
         assert!(!finish(&mut conn, id, 2, &retry(1.0, true)).await.unwrap());
 
@@ -941,7 +1076,9 @@ mod tests {
             "{reason}"
         );
         assert!(matches!(
-            claim(&mut conn, later, 30.0, 1.0).await.unwrap(),
+            claim(&mut conn, &test_keys(), later, 30.0, 1.0)
+                .await
+                .unwrap(),
             Claim::Finished
         ));
         assert_eq!(
@@ -966,6 +1103,37 @@ mod tests {
         let d = claimed(&mut conn, id).await;
         assert_eq!((d.attempts, d.round_start), (4, 3));
         assert_eq!(new(&mut conn, run, "https://example.com/a").await.1, None);
+    }
+
+    #[tokio::test]
+    async fn a_claim_brings_the_secrets_and_logs_an_older_versions_in_progress_row_interrupted() {
+        let pool = crate::testing::fresh_pool().await.unwrap();
+        let mut conn = pool.acquire().await.unwrap();
+        let keys = test_keys();
+        let (account, _, run) = fixture(&mut conn).await;
+        ensure_secret(&mut conn, &keys, account, "whsec_a")
+            .await
+            .unwrap();
+        rotate_secret(&mut conn, &keys, account, "whsec_b", 60.0)
+            .await
+            .unwrap();
+        let (id, _) = new(&mut conn, run, "https://example.com/a").await;
+        let Claim::Claimed(first) = claim(&mut conn, &keys, id, 30.0, 1.0).await.unwrap() else {
+            panic!("not claimed");
+        };
+        assert_eq!(first.secrets.current.as_deref(), Some("whsec_b"));
+        assert_eq!(first.secrets.previous.as_deref(), Some("whsec_a"));
+        // Versions before results were logged at the end wrote the row as the attempt started.
+        for sql in [
+            "INSERT INTO callback_attempts (delivery_id, attempt, outcome) VALUES ($1, 1, 'in_progress')",
+            "UPDATE callback_deliveries SET lease_until = now() - interval '1 s' WHERE id = $1",
+        ] {
+            sqlx::query(sql).bind(id).execute(&mut *conn).await.unwrap();
+        }
+        claimed(&mut conn, id).await;
+        let log = list_for_run(&mut conn, account, run).await.unwrap();
+        let outcomes: Vec<&str> = log[0].1.iter().map(|a| a.outcome.as_str()).collect();
+        assert_eq!(outcomes, ["interrupted", "in_progress"]);
     }
 
     #[tokio::test]

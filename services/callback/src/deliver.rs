@@ -11,7 +11,7 @@ use phlo_bus::Outcome;
 use phlo_egress::{Egress, EgressError, HeaderMap, HeaderName, HeaderValue, Method, Outbound};
 use phlo_runtime::callbacks::{new_secret, signature_header};
 use phlo_store::PgPool;
-use phlo_store::callbacks::{self, Claim, Delivery, Finish, Secrets};
+use phlo_store::callbacks::{self, Claim, Claimed, Delivery, Finish, Secrets};
 use serde_json::Value;
 use url::Url;
 use uuid::Uuid;
@@ -69,19 +69,24 @@ impl Deliverer {
     /// Handles one message for `delivery_id`: what to tell NATS. `Err` only for database trouble.
     pub async fn handle(&self, delivery_id: Uuid) -> Result<Outcome, phlo_store::StoreError> {
         let lease = self.settings.timeout + LEASE_MARGIN;
-        let mut tx = self.pool.begin().await?;
-        let claim =
-            callbacks::claim(&mut tx, delivery_id, lease.as_secs_f64(), DUE_SLACK_SECS).await?;
-        let delivery = match claim {
-            Claim::Claimed(d) => d,
+        let keys = &self.secret_keys;
+        // Autocommit: the usual claim is one statement, and no transaction is held across the request.
+        let mut conn = self.pool.acquire().await?;
+        let claim = callbacks::claim(
+            &mut conn,
+            keys,
+            delivery_id,
+            lease.as_secs_f64(),
+            DUE_SLACK_SECS,
+        )
+        .await?;
+        let Claimed { delivery, secrets } = match claim {
+            Claim::Claimed(c) => *c,
             Claim::Missing => {
                 tracing::warn!(%delivery_id, "callback message for an unknown delivery; dropped");
                 return Ok(Outcome::Ack);
             }
-            Claim::Finished | Claim::Disabled(_) => {
-                tx.commit().await?;
-                return Ok(Outcome::Ack);
-            }
+            Claim::Finished | Claim::Disabled(_) => return Ok(Outcome::Ack),
             // A duplicate message while an attempt runs: look again when its lease ends (by then it has
             // finished, or its process died and this message takes over).
             Claim::Leased(left) => return Ok(Outcome::Retry(left + Duration::from_secs(1))),
@@ -89,14 +94,16 @@ impl Deliverer {
             // Another message (or the scheduler) brings the attempt when it is due.
             Claim::NotDue(_) => return Ok(Outcome::Ack),
         };
-        let keys = &self.secret_keys;
-        let secrets = match callbacks::secrets(&mut tx, keys, delivery.account_id).await? {
-            Some(Secrets { current: None, .. }) | None => {
-                callbacks::ensure_secret(&mut tx, keys, delivery.account_id, &new_secret()).await?
+        let secrets = match secrets {
+            Secrets { current: None, .. } => {
+                callbacks::ensure_secret(&mut conn, keys, delivery.account_id, &new_secret())
+                    .await?
             }
-            found => found,
+            found => Some(found),
         };
-        tx.commit().await?;
+        // Not held during the request: the pool's connections are for the claims and results of
+        // every attempt in flight.
+        drop(conn);
         let secrets: Vec<String> = secrets
             .map(|s| s.current.into_iter().chain(s.previous).collect())
             .unwrap_or_default();
@@ -117,11 +124,10 @@ impl Deliverer {
         // The result must be recorded; a short database hiccup should not cost a duplicate attempt.
         let mut tries = 0;
         loop {
-            // One transaction: the attempt's log row and the delivery's state change together.
+            // One statement: the attempt's log row and the delivery's state change together.
             let recorded = async {
-                let mut tx = self.pool.begin().await?;
-                callbacks::finish(&mut tx, delivery.id, delivery.attempts, &finish).await?;
-                tx.commit().await?;
+                let mut conn = self.pool.acquire().await?;
+                callbacks::finish(&mut conn, delivery.id, delivery.attempts, &finish).await?;
                 Ok::<_, phlo_store::StoreError>(())
             };
             match recorded.await {
