@@ -349,12 +349,6 @@ pub async fn claim(
         previous_until: Option<DateTime<Utc>>,
         rotated_at: Option<DateTime<Utc>>,
     }
-    // The claim commits without waiting for its WAL flush (`synchronous_commit` off for this
-    // statement's transaction only): it is a lease, and a Postgres crash that loses it loses only
-    // the count of an attempt whose delivery is then still pending, re-driven with the same
-    // webhook-id as after any crash. The result (`finish`) is flushed, and with it every claim before.
-    // Waiting for the flush was most of a claim's time under load (`LWLock:WALWrite`).
-    //
     // Attempt n − 1 has a log row unless its process died (results are logged by `finish`, in the
     // statement that clears the lease, so a claim finding none is the next attempt after a crash). A
     // row still `in_progress` was written by a version that logged attempts as they started.
@@ -374,8 +368,6 @@ pub async fn claim(
              ON CONFLICT (delivery_id, attempt) DO UPDATE
                  SET outcome = EXCLUDED.outcome, error = EXCLUDED.error
                  WHERE callback_attempts.outcome = 'in_progress'
-         ), relaxed AS (
-             SELECT set_config('synchronous_commit', 'off', true)
          )
          SELECT c.*, a.webhook_secret AS current,
                 CASE WHEN a.webhook_secret_previous_until > now() THEN a.webhook_secret_previous END
@@ -383,7 +375,7 @@ pub async fn claim(
                 CASE WHEN a.webhook_secret_previous_until > now() THEN a.webhook_secret_previous_until END
                     AS previous_until,
                 a.webhook_secret_rotated_at AS rotated_at
-         FROM claimed c CROSS JOIN relaxed LEFT JOIN accounts a ON a.id = c.account_id",
+         FROM claimed c LEFT JOIN accounts a ON a.id = c.account_id",
         delivery = delivery_columns!(),
     )))
     .bind(id)
