@@ -51,7 +51,7 @@ pub struct RuntimeConfig {
     /// worker slot.
     pub inline_steps: u32,
     /// Runs one account may have active at once unless it has its own cap (`PHLO_MAX_ACTIVE_RUNS`);
-    /// runs beyond it wait as `queued`, so one account's flood cannot fill the step queue.
+    /// runs beyond it wait as `queued`, so one account's flood cannot fill the step queue. 0: no cap.
     pub max_active_runs: i64,
     /// Longest a run may stay active before it ends as `timed_out` (`PHLO_MAX_RUN_LIFETIME_SECS`).
     pub max_lifetime: Duration,

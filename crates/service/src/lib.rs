@@ -96,9 +96,9 @@ pub fn env_secs(name: &str, default: u64) -> Result<Duration, String> {
 /// to the same value on both.
 pub fn max_active_runs(default: i64) -> Result<i64, String> {
     match env_parse("PHLO_MAX_ACTIVE_RUNS", default)? {
-        n if n >= 1 => Ok(n),
+        n if n >= 0 => Ok(n),
         n => Err(format!(
-            "PHLO_MAX_ACTIVE_RUNS={n} is invalid: an account needs at least 1 active run"
+            "PHLO_MAX_ACTIVE_RUNS={n} is invalid: give at least 1 active run per account, or 0 for no cap"
         )),
     }
 }

@@ -17,7 +17,8 @@ use uuid::Uuid;
 use crate::Result;
 
 /// How many more runs the account may have active now: its cap (its own override, else `default_cap`)
-/// minus its active runs; 0 when it is full (or over it: incoming calls bypass the queue).
+/// minus its active runs; 0 when it is full (or over it: incoming calls bypass the queue). A default
+/// cap of 0 means no cap (`i64::MAX`, nothing counted) for accounts without their own.
 pub async fn free_slots(
     conn: &mut PgConnection,
     account_id: Uuid,
@@ -27,8 +28,10 @@ pub async fn free_slots(
     // active runs must not make every start and end scan all of them.
     let (free,): (i64,) = sqlx::query_as(
         "WITH c AS (SELECT coalesce((SELECT max_active_runs FROM account_limits WHERE account_id = $1)::bigint, $2) AS cap)
-         SELECT cap - (SELECT count(*) FROM (SELECT 1 FROM runs WHERE account_id = $1 AND status = 'active'
-                                             LIMIT (SELECT cap FROM c)) active)
+         SELECT CASE WHEN cap = 0 THEN 9223372036854775807
+                     ELSE cap - (SELECT count(*) FROM (SELECT 1 FROM runs WHERE account_id = $1 AND status = 'active'
+                                                       LIMIT (SELECT cap FROM c)) active)
+                END
          FROM c",
     )
     .bind(account_id)
@@ -91,4 +94,88 @@ pub async fn accounts_with_queued(conn: &mut PgConnection, limit: i64) -> Result
             .fetch_all(conn)
             .await?;
     Ok(rows.into_iter().map(|(id,)| id).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    async fn run(conn: &mut PgConnection, account: Uuid, phlo: Uuid, status: &str) -> Uuid {
+        let id = Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO runs (id, account_id, phlo_id, revision, status, trigger_type, trigger)
+             VALUES ($1, $2, $3, 1, $4, 'api', '{}')",
+        )
+        .bind(id)
+        .bind(account)
+        .bind(phlo)
+        .bind(status)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        id
+    }
+
+    #[tokio::test]
+    async fn free_slots_count_up_to_the_cap_and_a_cap_of_0_counts_nothing() {
+        let pool = crate::testing::fresh_pool().await.unwrap();
+        let mut conn = pool.acquire().await.unwrap();
+        let (account, phlo) = (Uuid::now_v7(), Uuid::now_v7());
+        sqlx::query("INSERT INTO accounts (id, auth_id, token_hash) VALUES ($1, $2, '\\x00')")
+            .bind(account)
+            .bind(account.to_string())
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO phlos (id, account_id, name, revision, latest_revision) VALUES ($1, $2, 'p', 1, 1)",
+        )
+        .bind(phlo)
+        .bind(account)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        for _ in 0..3 {
+            run(&mut conn, account, phlo, "active").await;
+        }
+        assert_eq!(free_slots(&mut conn, account, 5).await.unwrap(), 2);
+        assert_eq!(free_slots(&mut conn, account, 3).await.unwrap(), 0);
+        // Over the cap (incoming calls bypass it): full, not negative.
+        assert_eq!(free_slots(&mut conn, account, 2).await.unwrap(), 0);
+        assert_eq!(free_slots(&mut conn, account, 0).await.unwrap(), i64::MAX);
+
+        // The account's own cap wins over the default, also over "no cap".
+        sqlx::query("INSERT INTO account_limits (account_id, max_active_runs) VALUES ($1, 4)")
+            .bind(account)
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(free_slots(&mut conn, account, 0).await.unwrap(), 1);
+
+        assert!(!has_queued(&mut conn, account).await.unwrap());
+        let first = run(&mut conn, account, phlo, "queued").await;
+        let second = run(&mut conn, account, phlo, "queued").await;
+        assert!(has_queued(&mut conn, account).await.unwrap());
+        let admitted: Vec<Uuid> = admit_oldest(&mut conn, account, 1)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.id)
+            .collect();
+        assert_eq!(admitted, vec![first], "oldest first, no more than asked");
+        assert_eq!(
+            accounts_with_queued(&mut conn, 10).await.unwrap(),
+            vec![account]
+        );
+        let rest: Vec<Uuid> = admit_oldest(&mut conn, account, i64::MAX)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.id)
+            .collect();
+        assert_eq!(rest, vec![second]);
+        assert!(!has_queued(&mut conn, account).await.unwrap());
+    }
 }

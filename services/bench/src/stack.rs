@@ -194,7 +194,7 @@ impl Stack {
             // (`--env` can set them back).
             .env("PHLO_RATE_API_PER_SEC", "0")
             .env("PHLO_RATE_RUNS_PER_SEC", "0")
-            .env("PHLO_MAX_ACTIVE_RUNS", "1000000")
+            .env("PHLO_MAX_ACTIVE_RUNS", "0")
             .env(
                 "RUST_LOG",
                 std::env::var("PHLO_BENCH_LOG").unwrap_or_else(|_| "error".into()),
