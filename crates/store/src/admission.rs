@@ -122,21 +122,7 @@ mod tests {
     async fn free_slots_count_up_to_the_cap_and_a_cap_of_0_counts_nothing() {
         let pool = crate::testing::fresh_pool().await.unwrap();
         let mut conn = pool.acquire().await.unwrap();
-        let (account, phlo) = (Uuid::now_v7(), Uuid::now_v7());
-        sqlx::query("INSERT INTO accounts (id, auth_id, token_hash) VALUES ($1, $2, '\\x00')")
-            .bind(account)
-            .bind(account.to_string())
-            .execute(&mut *conn)
-            .await
-            .unwrap();
-        sqlx::query(
-            "INSERT INTO phlos (id, account_id, name, revision, latest_revision) VALUES ($1, $2, 'p', 1, 1)",
-        )
-        .bind(phlo)
-        .bind(account)
-        .execute(&mut *conn)
-        .await
-        .unwrap();
+        let (account, phlo) = crate::testing::account_and_phlo(&mut conn).await.unwrap();
         for _ in 0..3 {
             run(&mut conn, account, phlo, "active").await;
         }

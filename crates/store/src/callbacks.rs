@@ -889,21 +889,8 @@ mod tests {
 
     /// An account, a PHLO and a run, inserted directly.
     async fn fixture(conn: &mut PgConnection) -> (Uuid, Uuid, Uuid) {
-        let (account, phlo, run) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-        sqlx::query("INSERT INTO accounts (id, auth_id, token_hash) VALUES ($1, $2, '\\x00')")
-            .bind(account)
-            .bind(account.to_string())
-            .execute(&mut *conn)
-            .await
-            .unwrap();
-        sqlx::query(
-            "INSERT INTO phlos (id, account_id, name, revision, latest_revision) VALUES ($1, $2, 'p', 1, 1)",
-        )
-        .bind(phlo)
-        .bind(account)
-        .execute(&mut *conn)
-        .await
-        .unwrap();
+        let (account, phlo) = crate::testing::account_and_phlo(conn).await.unwrap();
+        let run = Uuid::now_v7();
         sqlx::query(
             "INSERT INTO runs (id, account_id, phlo_id, revision, status, trigger_type, trigger)
              VALUES ($1, $2, $3, 1, 'active', 'api', '{}')",

@@ -56,3 +56,21 @@ pub async fn fresh_pool() -> crate::Result<PgPool> {
     let url = fresh_database().await?;
     crate::connect(&url, 10).await
 }
+
+/// An account and a PHLO of it (revision 1), inserted directly: the rows most store tests hang theirs on.
+pub async fn account_and_phlo(conn: &mut PgConnection) -> crate::Result<(uuid::Uuid, uuid::Uuid)> {
+    let (account, phlo) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    sqlx::query("INSERT INTO accounts (id, auth_id, token_hash) VALUES ($1, $2, '\\x00')")
+        .bind(account)
+        .bind(account.to_string())
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO phlos (id, account_id, name, revision, latest_revision) VALUES ($1, $2, 'p', 1, 1)",
+    )
+    .bind(phlo)
+    .bind(account)
+    .execute(&mut *conn)
+    .await?;
+    Ok((account, phlo))
+}
