@@ -30,7 +30,17 @@ pub struct Stack {
     extra_env: Vec<(String, String)>,
     /// Where the processes' stdout and stderr go (`<dir>/<subcommand>.log`); inherited when `None`.
     log_dir: Option<std::path::PathBuf>,
+    /// The subcommand of the process that serves the API: `gateway`, or `serve` (see [`Stack::start_serve`]).
+    front: &'static str,
 }
+
+/// The callback service's settings in tests: a short retry schedule and quick re-drives.
+const CALLBACK_ENV: [(&str, &str); 4] = [
+    ("PHLO_CALLBACK_ADDR", "127.0.0.1:0"),
+    ("PHLO_CALLBACK_SCHEDULE", "0.5,1,1"),
+    ("PHLO_CALLBACK_TIMEOUT_SECS", "5"),
+    ("PHLO_CALLBACK_REDRIVE_AFTER_SECS", "3"),
+];
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -53,7 +63,15 @@ impl Stack {
 
     /// Like [`Stack::start_with`], against the NATS at `nats_url` (e.g. a test's own [`NatsServer`]).
     pub async fn start_custom(workers: usize, nats_url: &str, env: &[(&str, &str)]) -> Stack {
-        Stack::start_inner(workers, nats_url, env, None).await
+        Stack::start_inner("gateway", workers, nats_url, env, None).await
+    }
+
+    /// One `phlo serve` process on the in-process queue (`NATS_URL=memory:`): gateway, worker and
+    /// callback service together, standing where the gateway stands (`url`, [`Stack::kill_gateway`],
+    /// [`Stack::start_gateway`]). `env` adds or overrides variables as in [`Stack::start_with`].
+    pub async fn start_serve(env: &[(&str, &str)]) -> Stack {
+        let env: Vec<(&str, &str)> = CALLBACK_ENV.iter().chain(env).copied().collect();
+        Stack::start_inner("serve", 0, "memory:", &env, None).await
     }
 
     /// Like [`Stack::start_with`], with each process's stdout and stderr appended to
@@ -65,10 +83,11 @@ impl Stack {
     ) -> Stack {
         let nats_url =
             std::env::var("PHLO_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
-        Stack::start_inner(workers, &nats_url, env, Some(log_dir.to_owned())).await
+        Stack::start_inner("gateway", workers, &nats_url, env, Some(log_dir.to_owned())).await
     }
 
     async fn start_inner(
+        front: &'static str,
         workers: usize,
         nats_url: &str,
         env: &[(&str, &str)],
@@ -94,6 +113,7 @@ impl Stack {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
             log_dir,
+            front,
         };
         stack.start_gateway().await;
         for _ in 0..workers {
@@ -102,7 +122,8 @@ impl Stack {
         stack
     }
 
-    fn command(&self, sub: &str) -> Command {
+    /// `phlo <sub>` with this stack's settings, not yet started.
+    pub fn command(&self, sub: &str) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_phlo"));
         cmd.arg(sub)
             .env("PHLO_PUBLIC_URL", &self.gateway_url)
@@ -145,13 +166,21 @@ impl Stack {
         // Known before the gateway starts: its own URL is what callback URLs and signatures use.
         self.gateway_url = format!("http://127.0.0.1:{port}");
         let child = self
-            .command("gateway")
+            .command(self.front)
             .env("PHLO_GATEWAY_ADDR", format!("127.0.0.1:{port}"))
             .spawn()
-            .expect("spawn gateway");
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", self.front));
         self.gateway = Some(child);
         self.wait_ready(&format!("{}/readyz", self.gateway_url))
             .await;
+    }
+
+    /// `kill -9` of the gateway (or of `phlo serve`); [`Stack::start_gateway`] starts it again.
+    pub fn kill_gateway(&mut self) {
+        if let Some(mut child) = self.gateway.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     async fn wait_ready(&self, url: &str) {
@@ -186,11 +215,7 @@ impl Stack {
     /// else) and returns its index.
     pub fn spawn_callback(&mut self, env: &[(&str, &str)]) -> usize {
         let mut cmd = self.command("callback");
-        cmd.env("PHLO_CALLBACK_ADDR", "127.0.0.1:0")
-            .env("PHLO_CALLBACK_SCHEDULE", "0.5,1,1")
-            .env("PHLO_CALLBACK_TIMEOUT_SECS", "5")
-            .env("PHLO_CALLBACK_REDRIVE_AFTER_SECS", "3");
-        for (k, v) in env {
+        for (k, v) in CALLBACK_ENV.iter().chain(env) {
             cmd.env(k, v);
         }
         self.callbacks
@@ -354,28 +379,99 @@ pub struct Received {
     pub body: Vec<u8>,
 }
 
+impl Received {
+    pub fn path(&self) -> &str {
+        self.path_and_query
+            .split_once('?')
+            .map_or(self.path_and_query.as_str(), |(path, _)| path)
+    }
+
+    /// The header's value; empty when it is missing or not text.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    /// The body as JSON; `null` when it is not JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
 /// A local HTTP server that records requests and answers with `reply(path)`: (status, content type, body).
 pub struct Recorder {
     pub addr: SocketAddr,
     pub received: Arc<Mutex<Vec<Received>>>,
 }
 
+impl Recorder {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The requests received so far to `path` (any query), oldest first.
+    pub fn requests_to(&self, path: &str) -> Vec<Received> {
+        let received = self.received.lock().expect("lock");
+        received
+            .iter()
+            .filter(|r| r.path() == path)
+            .cloned()
+            .collect()
+    }
+
+    /// Waits until at least `n` requests to `path` arrived; returns them all.
+    pub async fn wait_for(&self, path: &str, n: usize) -> Vec<Received> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let requests = self.requests_to(path);
+            if requests.len() >= n {
+                return requests;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{path}: {} of {n}",
+                requests.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 pub async fn recorder(reply: fn(&str) -> (u16, &'static str, String)) -> Recorder {
+    recorder_hanging(reply, &[]).await
+}
+
+/// Like [`recorder`], except that the first request to each path in `hang_first` is never answered:
+/// it hangs until its caller gives up or dies.
+pub async fn recorder_hanging(
+    reply: fn(&str) -> (u16, &'static str, String),
+    hang_first: &'static [&'static str],
+) -> Recorder {
     let received: Arc<Mutex<Vec<Received>>> = Arc::default();
     let log = received.clone();
     let app = Router::new().fallback(
         move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
             let log = log.clone();
             async move {
-                log.lock().expect("lock").push(Received {
-                    method: method.to_string(),
-                    path_and_query: uri
-                        .path_and_query()
-                        .map(|p| p.to_string())
-                        .unwrap_or_default(),
-                    headers,
-                    body: body.to_vec(),
-                });
+                let earlier = {
+                    let mut log = log.lock().expect("lock");
+                    let earlier = log.iter().filter(|r| r.path() == uri.path()).count();
+                    log.push(Received {
+                        method: method.to_string(),
+                        path_and_query: uri
+                            .path_and_query()
+                            .map(|p| p.to_string())
+                            .unwrap_or_default(),
+                        headers,
+                        body: body.to_vec(),
+                    });
+                    earlier
+                };
+                if earlier == 0 && hang_first.contains(&uri.path()) {
+                    std::future::pending::<()>().await;
+                }
                 let (status, content_type, body) = reply(uri.path());
                 axum::response::Response::builder()
                     .status(status)
@@ -391,6 +487,32 @@ pub async fn recorder(reply: fn(&str) -> (u16, &'static str, String)) -> Recorde
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, app).await });
     Recorder { addr, received }
+}
+
+/// Whether the webhook `request` carries a valid signature by `secret` (`whsec_<base64 key>`), as
+/// docs/api.md documents: HMAC-SHA256 over `{webhook-id}.{webhook-timestamp}.{body}`, `v1,<base64>`,
+/// any of the space-separated signatures.
+pub fn signed_by(secret: &str, request: &Received) -> bool {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use hmac::{KeyInit, Mac};
+
+    let key = STANDARD
+        .decode(secret.strip_prefix("whsec_").expect("whsec_ prefix"))
+        .expect("base64 secret");
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&key).expect("HMAC key");
+    let id_and_time = format!(
+        "{}.{}.",
+        request.header("webhook-id"),
+        request.header("webhook-timestamp")
+    );
+    mac.update(id_and_time.as_bytes());
+    mac.update(&request.body);
+    let expected = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
+    request
+        .header("webhook-signature")
+        .split(' ')
+        .any(|s| s == expected)
 }
 
 /// Finds the step of `node_name` with outcome `done`.
