@@ -675,6 +675,25 @@ pub async fn get(conn: &mut PgConnection, account_id: Uuid, id: Uuid) -> Result<
     .await?)
 }
 
+/// The logged attempts of these deliveries, by delivery, in attempt order.
+async fn attempts_of(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, Vec<Attempt>>> {
+    let attempts: Vec<Attempt> = sqlx::query_as(
+        "SELECT delivery_id, attempt, at, outcome, status_code, latency_ms, error, response
+         FROM callback_attempts WHERE delivery_id = ANY($1) ORDER BY delivery_id, attempt",
+    )
+    .bind(ids)
+    .fetch_all(conn)
+    .await?;
+    let mut by_delivery: std::collections::HashMap<Uuid, Vec<Attempt>> = Default::default();
+    for a in attempts {
+        by_delivery.entry(a.delivery_id).or_default().push(a);
+    }
+    Ok(by_delivery)
+}
+
 /// A run's deliveries, oldest first, each with its attempts.
 pub async fn list_for_run(
     conn: &mut PgConnection,
@@ -691,17 +710,7 @@ pub async fn list_for_run(
     .fetch_all(&mut *conn)
     .await?;
     let ids: Vec<Uuid> = deliveries.iter().map(|d| d.id).collect();
-    let attempts: Vec<Attempt> = sqlx::query_as(
-        "SELECT delivery_id, attempt, at, outcome, status_code, latency_ms, error, response
-         FROM callback_attempts WHERE delivery_id = ANY($1) ORDER BY delivery_id, attempt",
-    )
-    .bind(&ids)
-    .fetch_all(conn)
-    .await?;
-    let mut by_delivery: std::collections::HashMap<Uuid, Vec<Attempt>> = Default::default();
-    for a in attempts {
-        by_delivery.entry(a.delivery_id).or_default().push(a);
-    }
+    let mut by_delivery = attempts_of(conn, &ids).await?;
     Ok(deliveries
         .into_iter()
         .map(|d| {
@@ -828,17 +837,7 @@ pub async fn list_for_account(
         .fetch_all(&mut *conn)
         .await?;
     let ids: Vec<Uuid> = rows.iter().map(|r| r.delivery.id).collect();
-    let attempts: Vec<Attempt> = sqlx::query_as(
-        "SELECT delivery_id, attempt, at, outcome, status_code, latency_ms, error, response
-         FROM callback_attempts WHERE delivery_id = ANY($1) ORDER BY delivery_id, attempt",
-    )
-    .bind(&ids)
-    .fetch_all(conn)
-    .await?;
-    let mut by_delivery: std::collections::HashMap<Uuid, Vec<Attempt>> = Default::default();
-    for a in attempts {
-        by_delivery.entry(a.delivery_id).or_default().push(a);
-    }
+    let mut by_delivery = attempts_of(conn, &ids).await?;
     let deliveries = rows
         .into_iter()
         .map(|r| {

@@ -17,7 +17,7 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{Path, Query, id, plivo_time};
 use crate::routes::phlos::page_limit;
-use crate::routes::runs::{one_of, time};
+use crate::routes::runs::{one_of, time, uuid_filter};
 
 fn attempt(a: &Attempt, delivery: &Delivery) -> Value {
     // An attempt still `in_progress` without a live lease belongs to a process that died; the next
@@ -120,14 +120,6 @@ fn parse_position(name: &str, raw: &str, from: &str) -> Result<ChangePosition, A
         xid: xid.parse().map_err(|_| bad())?,
         id: Uuid::parse_str(id).map_err(|_| bad())?,
     })
-}
-
-fn uuid_filter(name: &str, raw: Option<String>) -> Result<Option<Uuid>, ApiError> {
-    raw.map(|raw| {
-        Uuid::parse_str(&raw)
-            .map_err(|_| ApiError::bad_request(format!("{name}={raw} is not a UUID")))
-    })
-    .transpose()
 }
 
 /// `GET /v1/callbacks`: the account's deliveries across runs, each with every attempt, in the order they

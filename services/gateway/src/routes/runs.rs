@@ -71,6 +71,15 @@ pub(crate) fn one_of(
     }
 }
 
+/// A query parameter that must be a UUID when present.
+pub(crate) fn uuid_filter(name: &str, raw: Option<String>) -> Result<Option<Uuid>, ApiError> {
+    raw.map(|raw| {
+        Uuid::parse_str(&raw)
+            .map_err(|_| ApiError::bad_request(format!("{name}={raw} is not a UUID")))
+    })
+    .transpose()
+}
+
 pub(crate) fn time(name: &str, value: Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
     value
         .map(|v| {
@@ -91,13 +100,7 @@ pub async fn list(
     Query(f): Query<Filters>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = page_limit(f.limit)?;
-    let phlo_id = match f.phlo_id {
-        Some(raw) => Some(
-            Uuid::parse_str(&raw)
-                .map_err(|_| ApiError::bad_request(format!("phlo_id={raw} is not a UUID")))?,
-        ),
-        None => None,
-    };
+    let phlo_id = uuid_filter("phlo_id", f.phlo_id)?;
     let filter = runs::Filter {
         account_id: caller.account_id,
         phlo_id,

@@ -510,17 +510,7 @@ async fn callbacks_tail_prints_each_attempt() {
         .spawn()
         .expect("spawn tail");
     let run_id = stack.run(&acct, &phlo_id, json!({ "amount": "3" })).await;
-    let output = tokio::time::timeout(Duration::from_secs(60), tail.wait_with_output())
-        .await
-        .expect("the tail never printed two attempts")
-        .expect("tail output");
-    assert_eq!(output.status.code(), Some(0));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let mut lines: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json line"))
-        .collect();
-    lines.sort_by_key(|l| l["node_name"].as_str().unwrap_or_default().to_owned());
+    let (stdout, lines) = tail_lines(tail, "the tail never printed two attempts").await;
     assert_eq!(lines.len(), 2, "{stdout}");
     let (count, route) = (&lines[0], &lines[1]);
     assert_eq!(count["type"], "attempt");
@@ -592,17 +582,8 @@ async fn callbacks_tail_prints_each_attempt() {
         Some("watching callback deliveries from now on (Ctrl-C to stop)")
     );
     let second = stack.run(&acct, &phlo_id, json!({ "amount": "4" })).await;
-    let output = tokio::time::timeout(Duration::from_secs(60), tail.wait_with_output())
-        .await
-        .expect("the tail never printed the second run's deliveries")
-        .expect("tail output");
-    assert_eq!(output.status.code(), Some(0));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let mut lines: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json line"))
-        .collect();
-    lines.sort_by_key(|l| l["node_name"].as_str().unwrap_or_default().to_owned());
+    let (stdout, lines) =
+        tail_lines(tail, "the tail never printed the second run's deliveries").await;
     assert_eq!(lines.len(), 2, "{stdout}");
     assert!(
         lines.iter().all(|l| l["run_id"] == second.as_str()),
@@ -716,6 +697,22 @@ async fn commands_wait_out_the_rate_limit() {
 }
 
 /// A menu: 1 for sales, 2 for support, each saying which key was pressed, then the call ends.
+/// Waits for a bounded `callbacks tail --output json` to exit 0; its output and its lines, by node name.
+async fn tail_lines(tail: tokio::process::Child, never: &str) -> (String, Vec<Value>) {
+    let output = tokio::time::timeout(Duration::from_secs(60), tail.wait_with_output())
+        .await
+        .expect(never)
+        .expect("tail output");
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let mut lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    lines.sort_by_key(|l| l["node_name"].as_str().unwrap_or_default().to_owned());
+    (stdout, lines)
+}
+
 fn menu() -> Value {
     let play = |id: &str, name: &str, text: &str| json!({ "node_id": id, "name": name, "type": "play_audio", "options": { "prompts": text } });
     json!({ "name": "CLI menu", "nodes": [
