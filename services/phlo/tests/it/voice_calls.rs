@@ -118,12 +118,16 @@ async fn initiate_call_answered_then_the_callee_hears_play_audio() {
 #[tokio::test(flavor = "multi_thread")]
 async fn initiate_call_records_the_answered_call_when_asked() {
     let rig = Rig::start().await;
-    let phlo = rig
-        .phlo(initiate_phlo(
-            json!([ALICE]),
-            json!({ "record": "{{Start.http.params.record}}" }),
-        ))
-        .await;
+    let mut definition = initiate_phlo(
+        json!([ALICE]),
+        json!({ "record": "{{Start.http.params.record}}" }),
+    );
+    // The recording request races the call's end through the carrier queue. A greeting of about a
+    // minute (about 1.5 s at the simulator's time scale) is the seconds a real call gives it; the
+    // short one of the other tests ends the call before a loaded machine gets the request out.
+    definition["nodes"][2]["options"]["prompts"] =
+        json!(["Thank you for taking our call, this message is being recorded. ".repeat(14)]);
+    let phlo = rig.phlo(definition).await;
     let run = rig
         .finished_run(&rig.trigger(&phlo, json!({ "record": "TRUE" })).await)
         .await;
