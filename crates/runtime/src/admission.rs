@@ -11,7 +11,7 @@
 
 use phlo_bus::StepMessage;
 use phlo_flow::Context;
-use phlo_store::{Json, PgConnection, admission, runs, tokens};
+use phlo_store::{Json, Conn, admission, runs, tokens};
 use uuid::Uuid;
 
 use crate::outbox::Outbox;
@@ -23,7 +23,7 @@ impl Runtime {
     /// admitted runs' ids. (How exact the cap is under concurrency: see [`phlo_store::admission`].)
     pub(crate) async fn admit(
         &self,
-        conn: &mut PgConnection,
+        conn: &mut Conn,
         outbox: &mut Outbox,
         account_id: Uuid,
     ) -> Result<Vec<Uuid>, RuntimeError> {
@@ -68,7 +68,7 @@ impl Runtime {
     /// The run's first token, ready at Start, and the step message that moves it.
     pub(crate) async fn first_step(
         &self,
-        conn: &mut PgConnection,
+        conn: &mut Conn,
         outbox: &mut Outbox,
         run_id: Uuid,
         phlo_id: Uuid,

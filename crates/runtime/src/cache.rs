@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use phlo_flow::Phlo;
-use phlo_store::PgConnection;
+use phlo_store::Conn;
 use uuid::Uuid;
 
 use crate::RuntimeError;
@@ -51,7 +51,7 @@ impl crate::Runtime {
     /// must not wait for a second connection, or a burst of cache misses could exhaust the pool.
     pub(crate) async fn phlo_in(
         &self,
-        conn: &mut PgConnection,
+        conn: &mut Conn,
         phlo_id: Uuid,
         revision: i32,
     ) -> Result<Option<Arc<Phlo>>, RuntimeError> {

@@ -17,7 +17,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use phlo_bus::CallbackMessage;
 use phlo_flow::effect::Callback;
-use phlo_store::PgConnection;
+use phlo_store::Conn;
 use phlo_store::callbacks::{self, NewDelivery, Redeliver};
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
@@ -139,7 +139,7 @@ impl Runtime {
     /// the PHLO is not attempted: the delivery is recorded `failed` with the reason.
     pub(crate) async fn record_callback(
         &self,
-        conn: &mut PgConnection,
+        conn: &mut Conn,
         outbox: &mut Outbox,
         run_id: Uuid,
         cb: Callback,

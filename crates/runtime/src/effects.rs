@@ -5,7 +5,7 @@ use phlo_bus::{CarrierCommand, CarrierMessage, HttpMessage, StepMessage};
 use phlo_flow::Event;
 use phlo_flow::effect::Effect;
 use phlo_flow::event::{CallDetails, CallOutcome, CallResult, SmsReport};
-use phlo_store::PgConnection;
+use phlo_store::Conn;
 use phlo_store::tokens::Token;
 use uuid::Uuid;
 
@@ -17,7 +17,7 @@ impl Runtime {
     /// `wait_id` is the wait the effect's answer resumes; `None` for a node that finished at once.
     pub(crate) async fn dispatch(
         &self,
-        conn: &mut PgConnection,
+        conn: &mut Conn,
         outbox: &mut Outbox,
         t: &Token,
         wait_id: Option<i32>,
@@ -110,7 +110,7 @@ impl Runtime {
     /// Queues a request to the carrier's REST API, answered for the token's wait `wait_id`.
     async fn carrier_request(
         &self,
-        conn: &mut PgConnection,
+        conn: &mut Conn,
         outbox: &mut Outbox,
         t: &Token,
         wait_id: i32,

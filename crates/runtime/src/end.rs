@@ -2,7 +2,7 @@
 //! Every ending goes through [`Runtime::finish_run`], which hands the freed slot to the account's oldest
 //! queued run in the same transaction.
 
-use phlo_store::{PgConnection, runs, timers, tokens};
+use phlo_store::{Conn, runs, timers, tokens};
 use uuid::Uuid;
 
 use crate::outbox::Outbox;
@@ -11,7 +11,7 @@ use crate::{Runtime, RuntimeError};
 impl Runtime {
     pub(crate) async fn end_run(
         &self,
-        conn: &mut PgConnection,
+        conn: &mut Conn,
         outbox: &mut Outbox,
         run_id: Uuid,
         status: &str,
@@ -29,7 +29,7 @@ impl Runtime {
     /// account's oldest queued runs into the slots that are free now. Returns whether it ended now.
     pub(crate) async fn finish_run(
         &self,
-        conn: &mut PgConnection,
+        conn: &mut Conn,
         outbox: &mut Outbox,
         run_id: Uuid,
         status: &str,

@@ -34,7 +34,7 @@ use std::time::Duration;
 use phlo_bus::Bus;
 use phlo_carrier::Carrier;
 use phlo_egress::Egress;
-use phlo_store::PgPool;
+use phlo_store::Pool;
 
 pub use start::{StartError, StartRequest, Started};
 pub use step::Applied;
@@ -124,7 +124,7 @@ pub struct Runtime {
 }
 
 struct Inner {
-    pool: PgPool,
+    pool: Pool,
     bus: Bus,
     egress: Egress,
     config: RuntimeConfig,
@@ -138,7 +138,7 @@ struct Inner {
 impl Runtime {
     /// Must be called inside a Tokio runtime: it spawns the outbox sweeper.
     pub fn new(
-        pool: PgPool,
+        pool: Pool,
         bus: Bus,
         egress: Egress,
         config: RuntimeConfig,
@@ -167,7 +167,7 @@ impl Runtime {
         self.inner.carrier.as_ref()
     }
 
-    pub fn pool(&self) -> &PgPool {
+    pub fn pool(&self) -> &Pool {
         &self.inner.pool
     }
 

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use phlo_bus::{CallbackMessage, CarrierMessage, HttpMessage, Queue, StepMessage};
-use phlo_store::{PgConnection, PgPool};
+use phlo_store::{Conn, Pool};
 use tokio::sync::mpsc;
 
 use crate::{Runtime, RuntimeError};
@@ -29,7 +29,7 @@ impl Outbox {
     pub async fn step(
         &mut self,
         rt: &Runtime,
-        conn: &mut PgConnection,
+        conn: &mut Conn,
         msg: &StepMessage,
     ) -> Result<(), RuntimeError> {
         let subject = rt.bus().subject(Queue::Step);
@@ -40,7 +40,7 @@ impl Outbox {
     pub async fn http(
         &mut self,
         rt: &Runtime,
-        conn: &mut PgConnection,
+        conn: &mut Conn,
         msg: &HttpMessage,
     ) -> Result<(), RuntimeError> {
         let subject = rt.bus().subject(Queue::Http);
@@ -51,7 +51,7 @@ impl Outbox {
     pub async fn carrier(
         &mut self,
         rt: &Runtime,
-        conn: &mut PgConnection,
+        conn: &mut Conn,
         msg: &CarrierMessage,
     ) -> Result<(), RuntimeError> {
         let subject = rt.bus().subject(Queue::Carrier);
@@ -63,7 +63,7 @@ impl Outbox {
     pub async fn callback(
         &mut self,
         rt: &Runtime,
-        conn: &mut PgConnection,
+        conn: &mut Conn,
         msg: &CallbackMessage,
         msg_id: String,
     ) -> Result<(), RuntimeError> {
@@ -89,7 +89,7 @@ impl Outbox {
 
     async fn push(
         &mut self,
-        conn: &mut PgConnection,
+        conn: &mut Conn,
         subject: String,
         msg_id: String,
         payload: Vec<u8>,
@@ -150,7 +150,7 @@ impl Runtime {
 /// commit, and one DELETE serves every step that published meanwhile. A row not yet deleted when the
 /// process dies is published again by the relay, and the consumers drop the duplicate (the step fence,
 /// `Nats-Msg-Id`), so losing the sweeper's queue costs a repeat, never a loss.
-pub(crate) fn sweeper(pool: PgPool) -> mpsc::UnboundedSender<i64> {
+pub(crate) fn sweeper(pool: Pool) -> mpsc::UnboundedSender<i64> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut ids = Vec::with_capacity(SWEEP_BATCH);
@@ -307,9 +307,9 @@ mod tests {
     }
 
     async fn sqlx_rows(
-        pool: &phlo_store::PgPool,
+        pool: &phlo_store::Pool,
         sql: &'static str,
     ) -> Vec<(String, Option<String>)> {
-        sqlx::query_as(sql).fetch_all(pool).await.unwrap()
+        sqlx::query_as(sql).fetch_all(pool.postgres().expect("postgres")).await.unwrap()
     }
 }

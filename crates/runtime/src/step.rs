@@ -15,7 +15,7 @@ use phlo_bus::StepMessage;
 use phlo_flow::effect::{CounterScope, Effect};
 use phlo_flow::{CallChange, Event, Outcome, Phlo, Step, Wait, WaitOn};
 use phlo_store::tokens::Token;
-use phlo_store::{Json, PgConnection, counters, runs, steps, timers, tokens};
+use phlo_store::{Json, Conn, counters, runs, steps, timers, tokens};
 use serde_json::Value;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -190,7 +190,7 @@ impl Runtime {
     /// Queues the step message that moves a ready token on.
     async fn advance(
         &self,
-        conn: &mut PgConnection,
+        conn: &mut Conn,
         outbox: &mut Outbox,
         token: &Token,
     ) -> Result<(), RuntimeError> {
@@ -208,7 +208,7 @@ impl Runtime {
     #[allow(clippy::too_many_arguments)]
     async fn take_step(
         &self,
-        conn: &mut PgConnection,
+        conn: &mut Conn,
         outbox: &mut Outbox,
         phlo: &Phlo,
         run: &runs::Run,
@@ -349,7 +349,7 @@ impl Runtime {
     /// Performs a Counter's increment inside the step's transaction.
     async fn count(
         &self,
-        conn: &mut PgConnection,
+        conn: &mut Conn,
         run: &runs::Run,
         step: &Step,
     ) -> Result<Option<i64>, RuntimeError> {
@@ -381,7 +381,7 @@ impl Runtime {
     #[allow(clippy::too_many_arguments)]
     async fn park(
         &self,
-        conn: &mut PgConnection,
+        conn: &mut Conn,
         outbox: &mut Outbox,
         token: &mut Token,
         ctx: phlo_flow::Context,
@@ -480,7 +480,7 @@ fn apply_call_change(ctx: &mut phlo_flow::Context, change: CallChange) {
 }
 
 async fn record_step(
-    conn: &mut PgConnection,
+    conn: &mut Conn,
     phlo: &Phlo,
     token: &Token,
     event: &Event,

@@ -6,7 +6,7 @@ use phlo_bus::{CarrierCommand, CarrierMessage};
 use phlo_carrier::voice::{ActionUrls, voice_xml};
 use phlo_carrier::xml::{Element, Hangup, Response};
 use phlo_flow::effect::VoiceAction;
-use phlo_store::{PgConnection, calls};
+use phlo_store::{Conn, calls};
 use uuid::Uuid;
 
 use crate::outbox::Outbox;
@@ -80,7 +80,7 @@ impl Runtime {
     /// node that finished at once, e.g. Hangup).
     pub(crate) async fn instruct(
         &self,
-        conn: &mut PgConnection,
+        conn: &mut Conn,
         outbox: &mut Outbox,
         call_uuid: &str,
         (run_id, token, wait_id): (Uuid, i32, Option<i32>),
@@ -133,7 +133,7 @@ impl Runtime {
     /// The token is done with its call: whoever waits for the call's next XML gets a hang-up.
     pub(crate) async fn release_call(
         &self,
-        conn: &mut PgConnection,
+        conn: &mut Conn,
         outbox: &mut Outbox,
         call_uuid: &str,
         run_id: Uuid,
@@ -164,7 +164,7 @@ impl Runtime {
     /// the calls may sit in a conference, where no XML reaches them.
     pub(crate) async fn hang_up_run(
         &self,
-        conn: &mut PgConnection,
+        conn: &mut Conn,
         outbox: &mut Outbox,
         run_id: Uuid,
     ) -> Result<(), RuntimeError> {

@@ -21,7 +21,7 @@ use axum::http::header;
 use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use phlo_bus::Bus;
-use phlo_store::PgPool;
+use phlo_store::Pool;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -170,7 +170,7 @@ pub fn allow_in_process_queue() {
 
 #[derive(Clone)]
 struct Health {
-    pool: PgPool,
+    pool: Pool,
     bus: Bus,
 }
 
@@ -203,7 +203,7 @@ pub async fn close_bus(bus: &Bus) {
 }
 
 /// `/healthz` (the process answers), `/readyz` (Postgres and NATS answer) and `/metrics` (Prometheus).
-pub fn health_routes(pool: PgPool, bus: Bus) -> Router {
+pub fn health_routes(pool: Pool, bus: Bus) -> Router {
     Router::new()
         .route(
             "/healthz",

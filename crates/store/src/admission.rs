@@ -11,7 +11,7 @@
 //! runs end. `FOR UPDATE SKIP LOCKED` keeps any queued run from being admitted twice.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
+use crate::Conn;
 use uuid::Uuid;
 
 use crate::Result;
@@ -20,35 +20,31 @@ use crate::Result;
 /// minus its active runs; 0 when it is full (or over it: incoming calls bypass the queue). A default
 /// cap of 0 means no cap (`i64::MAX`, nothing counted) for accounts without their own.
 pub async fn free_slots(
-    conn: &mut PgConnection,
+    conn: &mut Conn,
     account_id: Uuid,
     default_cap: i64,
 ) -> Result<i64> {
     // The count stops at the cap: past it the exact number does not matter, and an account with many
     // active runs must not make every start and end scan all of them.
-    let (free,): (i64,) = sqlx::query_as(
-        "WITH c AS (SELECT coalesce((SELECT max_active_runs FROM account_limits WHERE account_id = $1)::bigint, $2) AS cap)
+    let (free,): (i64,) = crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("WITH c AS (SELECT coalesce((SELECT max_active_runs FROM account_limits WHERE account_id = $1)::bigint, $2) AS cap)
          SELECT CASE WHEN cap = 0 THEN 9223372036854775807
                      ELSE cap - (SELECT count(*) FROM (SELECT 1 FROM runs WHERE account_id = $1 AND status = 'active'
                                                        LIMIT (SELECT cap FROM c)) active)
                 END
-         FROM c",
-    )
+         FROM c",))
     .bind(account_id)
     .bind(default_cap)
-    .fetch_one(conn)
-    .await?;
+    .fetch_one(&mut *db)
+    .await)?;
     Ok(free)
 }
 
 /// Whether the account has runs waiting for a slot (the partial index `runs_queued` answers it).
-pub async fn has_queued(conn: &mut PgConnection, account_id: Uuid) -> Result<bool> {
-    let (queued,): (bool,) = sqlx::query_as(
-        "SELECT EXISTS (SELECT 1 FROM runs WHERE account_id = $1 AND status = 'queued')",
-    )
+pub async fn has_queued(conn: &mut Conn, account_id: Uuid) -> Result<bool> {
+    let (queued,): (bool,) = crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("SELECT EXISTS (SELECT 1 FROM runs WHERE account_id = $1 AND status = 'queued')",))
     .bind(account_id)
-    .fetch_one(conn)
-    .await?;
+    .fetch_one(&mut *db)
+    .await)?;
     Ok(queued)
 }
 
@@ -65,34 +61,32 @@ pub struct Admitted {
 /// Makes up to `n` of the account's queued runs active, oldest first, and returns them oldest first.
 /// `SKIP LOCKED`: a queued run being cancelled right now is not waited for.
 pub async fn admit_oldest(
-    conn: &mut PgConnection,
+    conn: &mut Conn,
     account_id: Uuid,
     n: i64,
 ) -> Result<Vec<Admitted>> {
     if n <= 0 {
         return Ok(Vec::new());
     }
-    let mut admitted: Vec<Admitted> = sqlx::query_as(
-        "UPDATE runs SET status = 'active', updated_at = now()
+    let mut admitted: Vec<Admitted> = crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("UPDATE runs SET status = 'active', updated_at = now()
          WHERE id IN (SELECT id FROM runs WHERE account_id = $1 AND status = 'queued'
                       ORDER BY created_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)
-         RETURNING id, phlo_id, revision, created_at",
-    )
+         RETURNING id, phlo_id, revision, created_at",))
     .bind(account_id)
     .bind(n)
-    .fetch_all(conn)
-    .await?;
+    .fetch_all(&mut *db)
+    .await)?;
     admitted.sort_by_key(|a| (a.created_at, a.id));
     Ok(admitted)
 }
 
 /// Accounts that have queued runs, for the reconciler.
-pub async fn accounts_with_queued(conn: &mut PgConnection, limit: i64) -> Result<Vec<Uuid>> {
+pub async fn accounts_with_queued(conn: &mut Conn, limit: i64) -> Result<Vec<Uuid>> {
     let rows: Vec<(Uuid,)> =
-        sqlx::query_as("SELECT DISTINCT account_id FROM runs WHERE status = 'queued' LIMIT $1")
+        crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("SELECT DISTINCT account_id FROM runs WHERE status = 'queued' LIMIT $1"))
             .bind(limit)
-            .fetch_all(conn)
-            .await?;
+            .fetch_all(&mut *db)
+            .await)?;
     Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 
@@ -102,18 +96,16 @@ mod tests {
 
     use super::*;
 
-    async fn run(conn: &mut PgConnection, account: Uuid, phlo: Uuid, status: &str) -> Uuid {
+    async fn run(conn: &mut Conn, account: Uuid, phlo: Uuid, status: &str) -> Uuid {
         let id = Uuid::now_v7();
-        sqlx::query(
-            "INSERT INTO runs (id, account_id, phlo_id, revision, status, trigger_type, trigger)
-             VALUES ($1, $2, $3, 1, $4, 'api', '{}')",
-        )
+        crate::on!(&mut *conn, |db, dialect| sqlx::query(dialect.sql("INSERT INTO runs (id, account_id, phlo_id, revision, status, trigger_type, trigger)
+             VALUES ($1, $2, $3, 1, $4, 'api', '{}')",))
         .bind(id)
         .bind(account)
         .bind(phlo)
         .bind(status)
-        .execute(&mut *conn)
-        .await
+        .execute(&mut *db)
+        .await.map(|r| r.rows_affected()))
         .unwrap();
         id
     }
@@ -133,10 +125,10 @@ mod tests {
         assert_eq!(free_slots(&mut conn, account, 0).await.unwrap(), i64::MAX);
 
         // The account's own cap wins over the default, also over "no cap".
-        sqlx::query("INSERT INTO account_limits (account_id, max_active_runs) VALUES ($1, 4)")
+        crate::on!(&mut conn, |db, dialect| sqlx::query(dialect.sql("INSERT INTO account_limits (account_id, max_active_runs) VALUES ($1, 4)"))
             .bind(account)
-            .execute(&mut *conn)
-            .await
+            .execute(&mut *db)
+            .await.map(|r| r.rows_affected()))
             .unwrap();
         assert_eq!(free_slots(&mut conn, account, 0).await.unwrap(), 1);
 

@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::PgConnection;
+use crate::Conn;
 use uuid::Uuid;
 
 use crate::Result;
@@ -87,9 +87,8 @@ pub struct NewDelivery<'a> {
 /// Records a delivery in the step's transaction. Its account and PHLO are the run's. Returns `None` when
 /// the delivery is pending (to be published), or the reason it was recorded as `failed` without an
 /// attempt: its URL answered 410 Gone to an earlier callback of the PHLO.
-pub async fn insert(conn: &mut PgConnection, d: &NewDelivery<'_>) -> Result<Option<String>> {
-    let (status, error): (String, Option<String>) = sqlx::query_as(
-        "INSERT INTO callback_deliveries
+pub async fn insert(conn: &mut Conn, d: &NewDelivery<'_>) -> Result<Option<String>> {
+    let (status, error): (String, Option<String>) = crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("INSERT INTO callback_deliveries
              (id, run_id, account_id, phlo_id, node_id, node_name, node_type, event, url, method, payload,
               traceparent, status, next_attempt_at, last_error)
          SELECT $1, r.id, r.account_id, r.phlo_id, $3, $4, $5, $6, $7, $8, $9::json, $10,
@@ -104,8 +103,7 @@ pub async fn insert(conn: &mut PgConnection, d: &NewDelivery<'_>) -> Result<Opti
          FROM runs r
          LEFT JOIN disabled_callback_urls x ON x.phlo_id = r.phlo_id AND x.url = $7
          WHERE r.id = $2
-         RETURNING status, last_error",
-    )
+         RETURNING status, last_error",))
     .bind(d.id)
     .bind(d.run_id)
     .bind(d.node_id)
@@ -116,8 +114,8 @@ pub async fn insert(conn: &mut PgConnection, d: &NewDelivery<'_>) -> Result<Opti
     .bind(d.method)
     .bind(d.payload)
     .bind(d.traceparent)
-    .fetch_one(conn)
-    .await?;
+    .fetch_one(&mut *db)
+    .await)?;
     Ok(if status == "pending" { None } else { error })
 }
 
@@ -189,41 +187,41 @@ const SECRET_COLUMNS: &str = "id, webhook_secret AS current,
 
 /// The account's secrets; `current` is `None` for an account that never had one.
 pub async fn secrets(
-    conn: &mut PgConnection,
+    conn: &mut Conn,
     keys: &Keyring,
     account_id: Uuid,
 ) -> Result<Option<Secrets>> {
-    let stored: Option<StoredSecrets> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let stored: Option<StoredSecrets> = crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql_owned(format!(
         "SELECT {SECRET_COLUMNS} FROM accounts WHERE id = $1"
     )))
     .bind(account_id)
-    .fetch_optional(conn)
-    .await?;
+    .fetch_optional(&mut *db)
+    .await)?;
     stored.map(|s| s.open(keys)).transpose()
 }
 
 /// Gives the account `fresh` as its secret unless it has one already (two callers racing keep the
 /// first); returns the secrets now in force.
 pub async fn ensure_secret(
-    conn: &mut PgConnection,
+    conn: &mut Conn,
     keys: &Keyring,
     account_id: Uuid,
     fresh: &str,
 ) -> Result<Option<Secrets>> {
-    let stored: Option<StoredSecrets> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let stored: Option<StoredSecrets> = crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql_owned(format!(
         "UPDATE accounts SET webhook_secret = COALESCE(webhook_secret, $2) WHERE id = $1
          RETURNING {SECRET_COLUMNS}"
     )))
     .bind(account_id)
     .bind(keys.seal(fresh, &seal_context(account_id)))
-    .fetch_optional(conn)
-    .await?;
+    .fetch_optional(&mut *db)
+    .await)?;
     stored.map(|s| s.open(keys)).transpose()
 }
 
 /// Replaces the secret with `fresh`; the old one keeps signing for `grace_secs`.
 pub async fn rotate_secret(
-    conn: &mut PgConnection,
+    conn: &mut Conn,
     keys: &Keyring,
     account_id: Uuid,
     fresh: &str,
@@ -231,7 +229,7 @@ pub async fn rotate_secret(
 ) -> Result<Option<Secrets>> {
     // Postgres evaluates every SET expression against the old row, so `webhook_secret` on the right is
     // the secret being replaced.
-    let stored: Option<StoredSecrets> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let stored: Option<StoredSecrets> = crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql_owned(format!(
         "UPDATE accounts SET
              webhook_secret_previous = webhook_secret,
              webhook_secret_previous_until =
@@ -244,8 +242,8 @@ pub async fn rotate_secret(
     .bind(account_id)
     .bind(keys.seal(fresh, &seal_context(account_id)))
     .bind(grace_secs)
-    .fetch_optional(conn)
-    .await?;
+    .fetch_optional(&mut *db)
+    .await)?;
     stored.map(|s| s.open(keys)).transpose()
 }
 
@@ -254,19 +252,17 @@ pub async fn rotate_secret(
 /// service that reads secrets runs it at start-up; replicas running it at once share the rows (`SKIP
 /// LOCKED`). A secret under a key the keyring lacks is an error: the service must not start with the
 /// wrong key.
-pub async fn seal_stored_secrets(pool: &sqlx::PgPool, keys: &Keyring) -> Result<usize> {
+pub async fn seal_stored_secrets(pool: &crate::Pool, keys: &Keyring) -> Result<usize> {
     let current = format!("{SEALED_PREFIX}{}:%", keys.current_id());
     let mut sealed = 0;
     loop {
         let mut tx = pool.begin().await?;
-        let rows: Vec<(Uuid, Option<String>, Option<String>)> = sqlx::query_as(
-            "SELECT id, webhook_secret, webhook_secret_previous FROM accounts
+        let rows: Vec<(Uuid, Option<String>, Option<String>)> = crate::on!(&mut tx, |db, dialect| sqlx::query_as(dialect.sql("SELECT id, webhook_secret, webhook_secret_previous FROM accounts
              WHERE webhook_secret NOT LIKE $1 OR webhook_secret_previous NOT LIKE $1
-             ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED",
-        )
+             ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED",))
         .bind(&current)
-        .fetch_all(&mut *tx)
-        .await?;
+        .fetch_all(&mut *db)
+        .await)?;
         if rows.is_empty() {
             tx.commit().await?;
             return Ok(sealed);
@@ -283,14 +279,12 @@ pub async fn seal_stored_secrets(pool: &sqlx::PgPool, keys: &Keyring) -> Result<
                 })
                 .transpose()
             };
-            sqlx::query(
-                "UPDATE accounts SET webhook_secret = $2, webhook_secret_previous = $3 WHERE id = $1",
-            )
+            crate::on!(&mut tx, |db, dialect| sqlx::query(dialect.sql("UPDATE accounts SET webhook_secret = $2, webhook_secret_previous = $3 WHERE id = $1",))
             .bind(id)
             .bind(reseal(secret)?)
             .bind(reseal(previous)?)
-            .execute(&mut *tx)
-            .await?;
+            .execute(&mut *db)
+            .await.map(|r| r.rows_affected()))?;
             sealed += 1;
         }
         tx.commit().await?;
@@ -331,10 +325,11 @@ const INTERRUPTED: &str =
 /// counts the attempt and leases it for `lease_secs`. An earlier attempt that never recorded its result
 /// had its process die: it is logged `interrupted` (a late [`finish`] of it still overwrites that).
 ///
-/// The usual case is one statement, which also reads the account's secrets; only when it claims
-/// nothing does a second look (a transaction) say why.
+/// On Postgres the usual case is one statement, which also reads the account's secrets; only when it
+/// claims nothing does a second look (a transaction) say why. SQLite has no data-modifying CTEs: it
+/// always takes the second path, one transaction.
 pub async fn claim(
-    conn: &mut PgConnection,
+    pool: &crate::Pool,
     keys: &Keyring,
     id: Uuid,
     lease_secs: f64,
@@ -352,7 +347,8 @@ pub async fn claim(
     // Attempt n − 1 has a log row unless its process died (results are logged by `finish`, in the
     // statement that clears the lease, so a claim finding none is the next attempt after a crash). A
     // row still `in_progress` was written by a version that logged attempts as they started.
-    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let row: Option<Row> = match pool {
+        crate::Pool::Postgres(pg) => sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "WITH claimed AS (
              UPDATE callback_deliveries d SET attempts = d.attempts + 1,
                  lease_until = now() + make_interval(secs => $2), updated_at = now()
@@ -382,8 +378,10 @@ pub async fn claim(
     .bind(lease_secs)
     .bind(slack_secs)
     .bind(INTERRUPTED)
-    .fetch_optional(&mut *conn)
-    .await?;
+    .fetch_optional(pg)
+    .await?,
+        crate::Pool::Sqlite(_) => None,
+    };
     if let Some(row) = row {
         let secrets = StoredSecrets {
             id: row.delivery.account_id,
@@ -398,7 +396,7 @@ pub async fn claim(
             secrets,
         })));
     }
-    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    let mut tx = pool.begin().await?;
     let found = claim_slowly(&mut tx, keys, id, lease_secs, slack_secs).await?;
     tx.commit().await?;
     Ok(found)
@@ -407,7 +405,7 @@ pub async fn claim(
 /// [`claim`] when its single statement claimed nothing: why not (or the claim, if the delivery became
 /// claimable meanwhile).
 async fn claim_slowly(
-    conn: &mut PgConnection,
+    conn: &mut Conn,
     keys: &Keyring,
     id: Uuid,
     lease_secs: f64,
@@ -420,19 +418,23 @@ async fn claim_slowly(
         due_in: Option<f64>,
         disabled_by: Option<Uuid>,
     }
-    let row: Option<Row> = sqlx::query_as(
-        "SELECT d.status,
+    let row: Option<Row> = crate::on!(&mut *conn, |db, dialect| sqlx::query_as(dialect.pick("SELECT d.status,
                 EXTRACT(EPOCH FROM d.lease_until - now())::float8 AS lease_left,
                 EXTRACT(EPOCH FROM d.next_attempt_at - now())::float8 AS due_in,
                 x.delivery_id AS disabled_by
          FROM callback_deliveries d
          LEFT JOIN disabled_callback_urls x ON x.phlo_id = d.phlo_id AND x.url = d.url
          WHERE d.id = $1
-         FOR UPDATE OF d",
-    )
+         FOR UPDATE OF d", "SELECT d.status,
+                (julianday(d.lease_until) - julianday('now')) * 86400.0 AS lease_left,
+                (julianday(d.next_attempt_at) - julianday('now')) * 86400.0 AS due_in,
+                x.delivery_id AS disabled_by
+         FROM callback_deliveries d
+         LEFT JOIN disabled_callback_urls x ON x.phlo_id = d.phlo_id AND x.url = d.url
+         WHERE d.id = $1"))
     .bind(id)
-    .fetch_optional(&mut *conn)
-    .await?;
+    .fetch_optional(&mut *db)
+    .await)?;
     let Some(row) = row else {
         return Ok(Claim::Missing);
     };
@@ -452,27 +454,25 @@ async fn claim_slowly(
             "not attempted: this URL answered 410 Gone to delivery {by}, so callbacks of this PHLO to it \
              are disabled; redeliver a delivery to it through the API to enable it again"
         );
-        sqlx::query(
-            "UPDATE callback_deliveries SET status = 'failed', next_attempt_at = NULL, lease_until = NULL,
+        crate::on!(&mut *conn, |db, dialect| sqlx::query(dialect.sql("UPDATE callback_deliveries SET status = 'failed', next_attempt_at = NULL, lease_until = NULL,
                  last_error = $2, updated_at = now()
-             WHERE id = $1",
-        )
+             WHERE id = $1",))
         .bind(id)
         .bind(&reason)
-        .execute(&mut *conn)
-        .await?;
+        .execute(&mut *db)
+        .await.map(|r| r.rows_affected()))?;
         return Ok(Claim::Disabled(reason));
     }
-    let delivery: Delivery = sqlx::query_as(concat!(
+    let delivery: Delivery = crate::on!(&mut *conn, |db, dialect| sqlx::query_as(dialect.sql(concat!(
         "UPDATE callback_deliveries SET attempts = attempts + 1,
              lease_until = now() + make_interval(secs => $2), updated_at = now()
          WHERE id = $1 RETURNING ",
         delivery_columns!()
-    ))
+    )))
     .bind(id)
     .bind(lease_secs)
-    .fetch_one(&mut *conn)
-    .await?;
+    .fetch_one(&mut *db)
+    .await)?;
     let secrets = secrets(conn, keys, delivery.account_id)
         .await?
         .ok_or(sqlx::Error::RowNotFound)?;
@@ -480,18 +480,16 @@ async fn claim_slowly(
 }
 
 /// Logs the delivery's last attempt `interrupted` if it never recorded a result (its lease lapsed).
-async fn interrupt(conn: &mut PgConnection, id: Uuid) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO callback_attempts (delivery_id, attempt, outcome, error)
+async fn interrupt(conn: &mut Conn, id: Uuid) -> Result<()> {
+    crate::on!(conn, |db, dialect| sqlx::query(dialect.sql("INSERT INTO callback_attempts (delivery_id, attempt, outcome, error)
          SELECT id, attempts, 'interrupted', $2 FROM callback_deliveries WHERE id = $1 AND attempts > 0
          ON CONFLICT (delivery_id, attempt) DO UPDATE
              SET outcome = EXCLUDED.outcome, error = EXCLUDED.error
-             WHERE callback_attempts.outcome = 'in_progress'",
-    )
+             WHERE callback_attempts.outcome = 'in_progress'",))
     .bind(id)
     .bind(INTERRUPTED)
-    .execute(conn)
-    .await?;
+    .execute(&mut *db)
+    .await.map(|r| r.rows_affected()))?;
     Ok(())
 }
 
@@ -516,11 +514,10 @@ pub struct Finish {
 /// (this one outlived its lease). A 410 also disables the URL for the PHLO. Returns whether the
 /// delivery's state was updated. One statement, so the log row and the state go together without a
 /// transaction around it.
-pub async fn finish(conn: &mut PgConnection, id: Uuid, attempt: i32, f: &Finish) -> Result<bool> {
+pub async fn finish(conn: &mut Conn, id: Uuid, attempt: i32, f: &Finish) -> Result<bool> {
     // The row is written once the attempt ends; `at` is still when it started. It replaces an
     // `interrupted` row written meanwhile by a later claim (the result is known after all).
-    let (updated,): (i64,) = sqlx::query_as(
-        "WITH logged AS (
+    let (updated,): (i64,) = crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("WITH logged AS (
              INSERT INTO callback_attempts
                  (delivery_id, attempt, at, outcome, status_code, latency_ms, error, response)
              VALUES ($1, $2, now() - make_interval(secs => COALESCE($5::int, 0) / 1000.0), $3, $4, $5,
@@ -545,8 +542,7 @@ pub async fn finish(conn: &mut PgConnection, id: Uuid, attempt: i32, f: &Finish)
              SELECT phlo_id, url, id FROM callback_deliveries WHERE id = $1 AND $3 = 'disabled'
              ON CONFLICT (phlo_id, url) DO NOTHING
          )
-         SELECT count(*) FROM updated",
-    )
+         SELECT count(*) FROM updated",))
     .bind(id)
     .bind(attempt)
     .bind(f.outcome)
@@ -557,8 +553,8 @@ pub async fn finish(conn: &mut PgConnection, id: Uuid, attempt: i32, f: &Finish)
     .bind(f.status)
     .bind(f.retry_in_secs)
     .bind(f.queued)
-    .fetch_one(conn)
-    .await?;
+    .fetch_one(&mut *db)
+    .await)?;
     Ok(updated == 1)
 }
 
@@ -593,9 +589,8 @@ pub struct Due {
 /// overdue by more than `overdue_secs` (their message was lost, or their attempt's process died and its
 /// lease lapsed). Marks them queued and due now, so a lost re-publish is noticed again after another
 /// `overdue_secs`. The caller publishes inside the same transaction (`SKIP LOCKED` keeps replicas apart).
-pub async fn take_due(conn: &mut PgConnection, overdue_secs: f64, limit: i64) -> Result<Vec<Due>> {
-    Ok(sqlx::query_as(
-        "WITH due AS (
+pub async fn take_due(conn: &mut Conn, overdue_secs: f64, limit: i64) -> Result<Vec<Due>> {
+    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("WITH due AS (
              SELECT id FROM callback_deliveries
              WHERE status = 'pending'
                AND (lease_until IS NULL OR lease_until < now())
@@ -607,12 +602,11 @@ pub async fn take_due(conn: &mut PgConnection, overdue_secs: f64, limit: i64) ->
          )
          UPDATE callback_deliveries d SET queued = true, next_attempt_at = now(), updated_at = now()
          FROM due WHERE d.id = due.id
-         RETURNING d.id, d.attempts, d.traceparent",
-    )
+         RETURNING d.id, d.attempts, d.traceparent",))
     .bind(overdue_secs)
     .bind(limit)
-    .fetch_all(conn)
-    .await?)
+    .fetch_all(&mut *db)
+    .await)?)
 }
 
 /// What [`redeliver`] did.
@@ -629,33 +623,29 @@ pub enum Redeliver {
 
 /// Puts a dead or failed delivery of this account back to pending with a fresh retry schedule (same
 /// id, so the same `webhook-id`), and enables its URL again if a 410 had disabled it.
-pub async fn redeliver(conn: &mut PgConnection, account_id: Uuid, id: Uuid) -> Result<Redeliver> {
-    let row: Option<(i32,)> = sqlx::query_as(
-        "UPDATE callback_deliveries SET status = 'pending', next_attempt_at = now(), queued = true,
+pub async fn redeliver(conn: &mut Conn, account_id: Uuid, id: Uuid) -> Result<Redeliver> {
+    let row: Option<(i32,)> = crate::on!(&mut *conn, |db, dialect| sqlx::query_as(dialect.sql("UPDATE callback_deliveries SET status = 'pending', next_attempt_at = now(), queued = true,
              lease_until = NULL, round_start = attempts, redeliveries = redeliveries + 1, updated_at = now()
          WHERE id = $1 AND account_id = $2 AND status IN ('dead', 'failed')
-         RETURNING redeliveries",
-    )
+         RETURNING redeliveries",))
     .bind(id)
     .bind(account_id)
-    .fetch_optional(&mut *conn)
-    .await?;
+    .fetch_optional(&mut *db)
+    .await)?;
     if let Some((redeliveries,)) = row {
-        sqlx::query(
-            "DELETE FROM disabled_callback_urls x USING callback_deliveries d
-             WHERE d.id = $1 AND x.phlo_id = d.phlo_id AND x.url = d.url",
-        )
+        crate::on!(conn, |db, dialect| sqlx::query(dialect.sql("DELETE FROM disabled_callback_urls x USING callback_deliveries d
+             WHERE d.id = $1 AND x.phlo_id = d.phlo_id AND x.url = d.url",))
         .bind(id)
-        .execute(conn)
-        .await?;
+        .execute(&mut *db)
+        .await.map(|r| r.rows_affected()))?;
         return Ok(Redeliver::Queued { redeliveries });
     }
     let status: Option<(String,)> =
-        sqlx::query_as("SELECT status FROM callback_deliveries WHERE id = $1 AND account_id = $2")
+        crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("SELECT status FROM callback_deliveries WHERE id = $1 AND account_id = $2"))
             .bind(id)
             .bind(account_id)
-            .fetch_optional(conn)
-            .await?;
+            .fetch_optional(&mut *db)
+            .await)?;
     Ok(match status {
         Some((status,)) => Redeliver::NotRedeliverable(status),
         None => Redeliver::Missing,
@@ -663,30 +653,51 @@ pub async fn redeliver(conn: &mut PgConnection, account_id: Uuid, id: Uuid) -> R
 }
 
 /// A delivery of this account.
-pub async fn get(conn: &mut PgConnection, account_id: Uuid, id: Uuid) -> Result<Option<Delivery>> {
-    Ok(sqlx::query_as(concat!(
+pub async fn get(conn: &mut Conn, account_id: Uuid, id: Uuid) -> Result<Option<Delivery>> {
+    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql(concat!(
         "SELECT ",
         delivery_columns!(),
         " FROM callback_deliveries WHERE id = $1 AND account_id = $2"
-    ))
+    )))
     .bind(id)
     .bind(account_id)
-    .fetch_optional(conn)
-    .await?)
+    .fetch_optional(&mut *db)
+    .await)?)
 }
 
 /// The logged attempts of these deliveries, by delivery, in attempt order.
 async fn attempts_of(
-    conn: &mut PgConnection,
+    conn: &mut Conn,
     ids: &[Uuid],
 ) -> Result<std::collections::HashMap<Uuid, Vec<Attempt>>> {
-    let attempts: Vec<Attempt> = sqlx::query_as(
-        "SELECT delivery_id, attempt, at, outcome, status_code, latency_ms, error, response
-         FROM callback_attempts WHERE delivery_id = ANY($1) ORDER BY delivery_id, attempt",
-    )
-    .bind(ids)
-    .fetch_all(conn)
-    .await?;
+    const COLUMNS: &str = "delivery_id, attempt, at, outcome, status_code, latency_ms, error, response";
+    let attempts: Vec<Attempt> = match conn.raw() {
+        crate::db::Raw::Postgres(db) => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM callback_attempts WHERE delivery_id = ANY($1)
+                 ORDER BY delivery_id, attempt"
+            )))
+            .bind(ids)
+            .fetch_all(&mut *db)
+            .await?
+        }
+        crate::db::Raw::Sqlite(db) => {
+            // No arrays in SQLite; a page holds a bounded number of deliveries.
+            let mut all = Vec::new();
+            for chunk in ids.chunks(500) {
+                let marks = vec!["?"; chunk.len()].join(", ");
+                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {COLUMNS} FROM callback_attempts WHERE delivery_id IN ({marks})
+                     ORDER BY delivery_id, attempt"
+                )));
+                for id in chunk {
+                    query = query.bind(id);
+                }
+                all.extend(query.fetch_all(&mut *db).await?);
+            }
+            all
+        }
+    };
     let mut by_delivery: std::collections::HashMap<Uuid, Vec<Attempt>> = Default::default();
     for a in attempts {
         by_delivery.entry(a.delivery_id).or_default().push(a);
@@ -696,19 +707,19 @@ async fn attempts_of(
 
 /// A run's deliveries, oldest first, each with its attempts.
 pub async fn list_for_run(
-    conn: &mut PgConnection,
+    conn: &mut Conn,
     account_id: Uuid,
     run_id: Uuid,
 ) -> Result<Vec<(Delivery, Vec<Attempt>)>> {
-    let deliveries: Vec<Delivery> = sqlx::query_as(concat!(
+    let deliveries: Vec<Delivery> = crate::on!(&mut *conn, |db, dialect| sqlx::query_as(dialect.sql(concat!(
         "SELECT ",
         delivery_columns!(),
         " FROM callback_deliveries WHERE run_id = $1 AND account_id = $2 ORDER BY created_at, id"
-    ))
+    )))
     .bind(run_id)
     .bind(account_id)
-    .fetch_all(&mut *conn)
-    .await?;
+    .fetch_all(&mut *db)
+    .await)?;
     let ids: Vec<Uuid> = deliveries.iter().map(|d| d.id).collect();
     let mut by_delivery = attempts_of(conn, &ids).await?;
     Ok(deliveries
@@ -770,7 +781,7 @@ pub struct AccountListing {
 /// attempt, a result, a redelivery). Only changes below the horizon of finished transactions are listed,
 /// so a tail that resumes after the last position it saw never misses one committed late.
 pub async fn list_for_account(
-    conn: &mut PgConnection,
+    conn: &mut Conn,
     f: &AccountFilter,
 ) -> Result<AccountListing> {
     #[derive(sqlx::FromRow)]
@@ -782,9 +793,9 @@ pub async fn list_for_account(
     }
     // Taken before the listing's own snapshot: everything below it is committed and visible there.
     let (horizon,): (String,) =
-        sqlx::query_as("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
-            .fetch_one(&mut *conn)
-            .await?;
+        crate::on!(&mut *conn, |db, dialect| sqlx::query_as(dialect.sql("SELECT pg_snapshot_xmin(pg_current_snapshot())::text"))
+            .fetch_one(&mut *db)
+            .await)?;
     let horizon = ChangePosition {
         xid: parse_xid(&horizon)?,
         id: Uuid::nil(),
@@ -824,7 +835,7 @@ pub async fn list_for_account(
              ORDER BY change_xid, id LIMIT $9"
         )
     };
-    let rows: Vec<Row> = sqlx::query_as(sql)
+    let rows: Vec<Row> = crate::on!(&mut *conn, |db, dialect| sqlx::query_as(dialect.sql(sql))
         .bind(f.account_id)
         .bind(horizon.xid.to_string())
         .bind(from.map(|p| p.xid.to_string()))
@@ -834,8 +845,8 @@ pub async fn list_for_account(
         .bind(&f.status)
         .bind(f.changed_since)
         .bind(f.limit)
-        .fetch_all(&mut *conn)
-        .await?;
+        .fetch_all(&mut *db)
+        .await)?;
     let ids: Vec<Uuid> = rows.iter().map(|r| r.delivery.id).collect();
     let mut by_delivery = attempts_of(conn, &ids).await?;
     let deliveries = rows
@@ -867,12 +878,10 @@ fn parse_xid(text: &str) -> Result<u64> {
 }
 
 /// Deliveries by status, for gauges and tests.
-pub async fn count_by_status(conn: &mut PgConnection) -> Result<Vec<(String, i64)>> {
-    Ok(sqlx::query_as(
-        "SELECT status, count(*) FROM callback_deliveries GROUP BY status ORDER BY status",
-    )
-    .fetch_all(conn)
-    .await?)
+pub async fn count_by_status(conn: &mut Conn) -> Result<Vec<(String, i64)>> {
+    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("SELECT status, count(*) FROM callback_deliveries GROUP BY status ORDER BY status",))
+    .fetch_all(&mut *db)
+    .await)?)
 }
 
 /// The payload as a JSON value (for the API), `null` if it does not parse.
@@ -887,23 +896,21 @@ mod tests {
     use super::*;
 
     /// An account, a PHLO and a run, inserted directly.
-    async fn fixture(conn: &mut PgConnection) -> (Uuid, Uuid, Uuid) {
+    async fn fixture(conn: &mut Conn) -> (Uuid, Uuid, Uuid) {
         let (account, phlo) = crate::testing::account_and_phlo(conn).await.unwrap();
         let run = Uuid::now_v7();
-        sqlx::query(
-            "INSERT INTO runs (id, account_id, phlo_id, revision, status, trigger_type, trigger)
-             VALUES ($1, $2, $3, 1, 'active', 'api', '{}')",
-        )
+        crate::on!(&mut *conn, |db, dialect| sqlx::query(dialect.sql("INSERT INTO runs (id, account_id, phlo_id, revision, status, trigger_type, trigger)
+             VALUES ($1, $2, $3, 1, 'active', 'api', '{}')",))
         .bind(run)
         .bind(account)
         .bind(phlo)
-        .execute(&mut *conn)
-        .await
+        .execute(&mut *db)
+        .await.map(|r| r.rows_affected()))
         .unwrap();
         (account, phlo, run)
     }
 
-    async fn new(conn: &mut PgConnection, run: Uuid, url: &str) -> (Uuid, Option<String>) {
+    async fn new(conn: &mut Conn, run: Uuid, url: &str) -> (Uuid, Option<String>) {
         let id = Uuid::now_v7();
         let skipped = insert(
             conn,
@@ -953,7 +960,7 @@ mod tests {
         Keyring::new(&[7; 32])
     }
 
-    async fn claimed(conn: &mut PgConnection, id: Uuid) -> Delivery {
+    async fn claimed(conn: &mut Conn, id: Uuid) -> Delivery {
         match claim(conn, &test_keys(), id, 30.0, 1.0).await.unwrap() {
             Claim::Claimed(c) => c.delivery,
             other => panic!("not claimed: {other:?}"),
@@ -990,10 +997,10 @@ mod tests {
         }
         assert!(take_due(&mut conn, 60.0, 10).await.unwrap().is_empty());
         // Parked and due: published at once.
-        sqlx::query("UPDATE callback_deliveries SET next_attempt_at = now() WHERE id = $1")
+        crate::on!(&mut conn, |db, dialect| sqlx::query(dialect.sql("UPDATE callback_deliveries SET next_attempt_at = now() WHERE id = $1"))
             .bind(id)
-            .execute(&mut *conn)
-            .await
+            .execute(&mut *db)
+            .await.map(|r| r.rows_affected()))
             .unwrap();
         assert_eq!(take_due(&mut conn, 60.0, 10).await.unwrap(), [due(id, 1)]);
         // Now queued: only overdue ones are published again.
@@ -1003,12 +1010,10 @@ mod tests {
         // An attempt whose process died: its lease lapses, the next claim logs it interrupted.
         let d = claimed(&mut conn, id).await;
         assert_eq!(d.attempts, 2);
-        sqlx::query(
-            "UPDATE callback_deliveries SET lease_until = now() - interval '1 s' WHERE id = $1",
-        )
+        crate::on!(&mut conn, |db, dialect| sqlx::query(dialect.sql("UPDATE callback_deliveries SET lease_until = now() - interval '1 s' WHERE id = $1",))
         .bind(id)
-        .execute(&mut *conn)
-        .await
+        .execute(&mut *db)
+        .await.map(|r| r.rows_affected()))
         .unwrap();
         assert_eq!(take_due(&mut conn, 0.0, 10).await.unwrap(), [due(id, 2)]);
         let d = claimed(&mut conn, id).await;
@@ -1106,7 +1111,7 @@ mod tests {
             "INSERT INTO callback_attempts (delivery_id, attempt, outcome) VALUES ($1, 1, 'in_progress')",
             "UPDATE callback_deliveries SET lease_until = now() - interval '1 s' WHERE id = $1",
         ] {
-            sqlx::query(sql).bind(id).execute(&mut *conn).await.unwrap();
+            crate::on!(&mut *conn, |db, dialect| sqlx::query(dialect.sql(sql)).bind(id).execute(&mut *db).await.map(|r| r.rows_affected())).unwrap();
         }
         claimed(&mut conn, id).await;
         let log = list_for_run(&mut conn, account, run).await.unwrap();
@@ -1162,11 +1167,11 @@ mod tests {
         );
     }
 
-    async fn stored(conn: &mut PgConnection, account: Uuid) -> (Option<String>, Option<String>) {
-        sqlx::query_as("SELECT webhook_secret, webhook_secret_previous FROM accounts WHERE id = $1")
+    async fn stored(conn: &mut Conn, account: Uuid) -> (Option<String>, Option<String>) {
+        crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("SELECT webhook_secret, webhook_secret_previous FROM accounts WHERE id = $1"))
             .bind(account)
-            .fetch_one(conn)
-            .await
+            .fetch_one(&mut *db)
+            .await)
             .unwrap()
     }
 
@@ -1199,11 +1204,11 @@ mod tests {
                 crate::sealing::SealError::UnknownKey(_)
             ))
         ));
-        sqlx::query("UPDATE accounts SET webhook_secret = $2 WHERE id = $1")
+        crate::on!(&mut conn, |db, dialect| sqlx::query(dialect.sql("UPDATE accounts SET webhook_secret = $2 WHERE id = $1"))
             .bind(b)
             .bind(&current)
-            .execute(&mut *conn)
-            .await
+            .execute(&mut *db)
+            .await.map(|r| r.rows_affected()))
             .unwrap();
         assert!(matches!(
             secrets(&mut conn, &keys, b).await,
@@ -1212,10 +1217,10 @@ mod tests {
             ))
         ));
         // Migration 0007: no row may be written with a plain-text secret any more.
-        let plain = sqlx::query("UPDATE accounts SET webhook_secret = 'whsec_plain' WHERE id = $1")
+        let plain = crate::on!(&mut *conn, |db, dialect| sqlx::query(dialect.sql("UPDATE accounts SET webhook_secret = 'whsec_plain' WHERE id = $1"))
             .bind(a)
-            .execute(&mut *conn)
-            .await
+            .execute(&mut *db)
+            .await.map(|r| r.rows_affected()))
             .unwrap_err();
         assert!(
             plain.to_string().contains("accounts_webhook_secret_sealed"),
@@ -1232,20 +1237,16 @@ mod tests {
         let (none, _, _) = fixture(&mut conn).await;
         // Rows as written before migration 0007: plain text (the constraints only check new writes,
         // so they are lifted to write these).
-        sqlx::query(
-            "ALTER TABLE accounts DROP CONSTRAINT accounts_webhook_secret_sealed,
-                 DROP CONSTRAINT accounts_webhook_secret_previous_sealed",
-        )
-        .execute(&mut *conn)
-        .await
+        crate::on!(&mut conn, |db, dialect| sqlx::query(dialect.sql("ALTER TABLE accounts DROP CONSTRAINT accounts_webhook_secret_sealed,
+                 DROP CONSTRAINT accounts_webhook_secret_previous_sealed",))
+        .execute(&mut *db)
+        .await.map(|r| r.rows_affected()))
         .unwrap();
-        sqlx::query(
-            "UPDATE accounts SET webhook_secret = 'whsec_new', webhook_secret_previous = 'whsec_old',
-                 webhook_secret_previous_until = now() + interval '1 hour' WHERE id = $1",
-        )
+        crate::on!(&mut conn, |db, dialect| sqlx::query(dialect.sql("UPDATE accounts SET webhook_secret = 'whsec_new', webhook_secret_previous = 'whsec_old',
+                 webhook_secret_previous_until = now() + interval '1 hour' WHERE id = $1",))
         .bind(legacy)
-        .execute(&mut *conn)
-        .await
+        .execute(&mut *db)
+        .await.map(|r| r.rows_affected()))
         .unwrap();
         let old_key = Keyring::new(&[1; 32]);
         ensure_secret(&mut conn, &old_key, rotated, "whsec_r")
@@ -1317,7 +1318,7 @@ mod tests {
 
     /// The listing once it holds `count` deliveries: the horizon is cluster-wide, so a transaction of
     /// another test (another database) may hold a change back for a moment.
-    async fn listed(conn: &mut PgConnection, f: &AccountFilter, count: usize) -> AccountListing {
+    async fn listed(conn: &mut Conn, f: &AccountFilter, count: usize) -> AccountListing {
         for _ in 0..200 {
             let listing = list_for_account(conn, f).await.unwrap();
             if listing.deliveries.len() >= count {
@@ -1363,12 +1364,10 @@ mod tests {
 
         // An attempt finishing after a later one took over changes only its log row: its delivery is
         // still listed again, with that result.
-        sqlx::query(
-            "UPDATE callback_deliveries SET lease_until = now() - interval '1 s' WHERE id = $1",
-        )
+        crate::on!(&mut conn, |db, dialect| sqlx::query(dialect.sql("UPDATE callback_deliveries SET lease_until = now() - interval '1 s' WHERE id = $1",))
         .bind(first)
-        .execute(&mut *conn)
-        .await
+        .execute(&mut *db)
+        .await.map(|r| r.rows_affected()))
         .unwrap();
         claimed(&mut conn, first).await;
         let cursor = listed(&mut conn, &after(cursor, account), 1)
@@ -1418,18 +1417,16 @@ mod tests {
         let (ten, _) = new(&mut conn, run, "https://example.com/a").await;
         let (nine, _) = new(&mut conn, run, "https://example.com/b").await;
         // Transaction ids 9 and 10 (as text, "10" < "9"); the stamp is lifted to write them.
-        sqlx::query(
-            "ALTER TABLE callback_deliveries DISABLE TRIGGER callback_deliveries_stamp_change",
-        )
-        .execute(&mut *conn)
-        .await
+        crate::on!(&mut conn, |db, dialect| sqlx::query(dialect.sql("ALTER TABLE callback_deliveries DISABLE TRIGGER callback_deliveries_stamp_change",))
+        .execute(&mut *db)
+        .await.map(|r| r.rows_affected()))
         .unwrap();
         for (id, xid) in [(ten, "10"), (nine, "9")] {
-            sqlx::query("UPDATE callback_deliveries SET change_xid = $2::text::xid8 WHERE id = $1")
+            crate::on!(&mut *conn, |db, dialect| sqlx::query(dialect.sql("UPDATE callback_deliveries SET change_xid = $2::text::xid8 WHERE id = $1"))
                 .bind(id)
                 .bind(xid)
-                .execute(&mut *conn)
-                .await
+                .execute(&mut *db)
+                .await.map(|r| r.rows_affected()))
                 .unwrap();
         }
         let tail = listed(&mut conn, &after(START, account), 2).await;

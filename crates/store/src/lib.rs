@@ -1,6 +1,9 @@
 //! Every SQL statement of the PHLO runner lives here, one module per aggregate. Functions take a
-//! caller-owned connection or transaction (`&mut PgConnection`), so the caller decides the transaction
+//! caller-owned connection or transaction (`&mut Conn`), so the caller decides the transaction
 //! boundary: a worker step is one transaction spanning runs, tokens, steps, counters, timers and outbox.
+//!
+//! Two backends sit behind the same functions ([`db`]): Postgres for the distributed services, and an
+//! embedded SQLite file for `phlo dev`.
 //!
 //! Queries are checked at run time (`sqlx::query`), not at compile time, so building needs no database;
 //! every query is exercised by the test suites against a real Postgres.
@@ -15,6 +18,7 @@ pub mod admission;
 pub mod callbacks;
 pub mod calls;
 pub mod counters;
+pub mod db;
 pub mod limits;
 pub mod numbers;
 pub mod outbox;
@@ -29,16 +33,17 @@ pub mod tokens;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-use std::time::Duration;
-
 pub use sqlx::Error as SqlxError;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::PgPoolOptions;
 pub use sqlx::types::Json;
-pub use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+
+pub use db::{Backend, Conn, Pool};
 
 /// The schema, embedded at compile time from `migrations/`.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
+
+/// The same schema for the embedded SQLite store, from `migrations/sqlite/`.
+pub static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -56,6 +61,14 @@ impl StoreError {
     /// Transient failures (connection lost, serialization conflicts, pool exhausted) are worth retrying.
     pub fn is_transient(&self) -> bool {
         match self {
+            // SQLITE_BUSY and SQLITE_LOCKED, with their extended codes.
+            StoreError::Db(sqlx::Error::Database(db))
+                if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() =>
+            {
+                db.code()
+                    .and_then(|c| c.parse::<i32>().ok())
+                    .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+            }
             StoreError::Db(sqlx::Error::Database(db)) => {
                 matches!(
                     db.code().as_deref(),
@@ -73,20 +86,20 @@ impl StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// A pool to the primary. Reads and writes go to the primary: replicas may lag or, on some managed
-/// services, violate snapshot isolation.
-pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool> {
-    Ok(PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect(url)
-        .await?)
+/// A pool to the primary (`postgres://…`), or to an embedded SQLite file (`sqlite://…`). Reads and
+/// writes go to the primary: replicas may lag or, on some managed services, violate snapshot isolation.
+pub async fn connect(url: &str, max_connections: u32) -> Result<Pool> {
+    Pool::connect(url, max_connections).await
 }
 
 /// Creates the database named in `url` if it does not exist yet, so a first start on a fresh Postgres
 /// needs no manual `createdb`. Connects to the server's `postgres` database to do so.
 pub async fn ensure_database(url: &str) -> Result<()> {
     use sqlx::Connection;
+    if db::is_sqlite(url) {
+        // The file is created when the pool connects.
+        return Ok(());
+    }
     match sqlx::PgConnection::connect(url).await {
         Ok(conn) => {
             conn.close().await?;
@@ -120,13 +133,17 @@ pub async fn ensure_database(url: &str) -> Result<()> {
 }
 
 /// Applies pending migrations. Safe to run from several replicas at once: sqlx takes an advisory lock.
-pub async fn migrate(pool: &PgPool) -> Result<()> {
-    MIGRATOR.run(pool).await?;
+pub async fn migrate(pool: &Pool) -> Result<()> {
+    match pool {
+        Pool::Postgres(p) => MIGRATOR.run(p).await?,
+        Pool::Sqlite(p) => SQLITE_MIGRATOR.run(p).await?,
+    }
     Ok(())
 }
 
 /// `SELECT 1`, for readiness probes.
-pub async fn ping(pool: &PgPool) -> Result<()> {
-    sqlx::query("SELECT 1").execute(pool).await?;
+pub async fn ping(pool: &Pool) -> Result<()> {
+    let mut conn = pool.acquire().await?;
+    on!(&mut conn, |c, _d| sqlx::query("SELECT 1").execute(&mut *c).await.map(|_| ()))?;
     Ok(())
 }

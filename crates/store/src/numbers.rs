@@ -1,7 +1,7 @@
 //! Phone numbers attached to PHLOs: an incoming call or SMS to a number starts its PHLO.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
+use crate::Conn;
 use uuid::Uuid;
 
 use crate::Result;
@@ -16,47 +16,41 @@ pub struct Number {
 
 /// Attaches (or re-attaches) a number to a PHLO of the account. `None` when another account owns it.
 pub async fn attach(
-    conn: &mut PgConnection,
+    conn: &mut Conn,
     number: &str,
     account_id: Uuid,
     phlo_id: Uuid,
 ) -> Result<Option<Number>> {
-    Ok(sqlx::query_as(
-        "INSERT INTO numbers (number, account_id, phlo_id) VALUES ($1, $2, $3)
+    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("INSERT INTO numbers (number, account_id, phlo_id) VALUES ($1, $2, $3)
          ON CONFLICT (number) DO UPDATE SET phlo_id = $3 WHERE numbers.account_id = $2
-         RETURNING number, account_id, phlo_id, created_at",
-    )
+         RETURNING number, account_id, phlo_id, created_at",))
     .bind(number)
     .bind(account_id)
     .bind(phlo_id)
-    .fetch_optional(conn)
-    .await?)
+    .fetch_optional(&mut *db)
+    .await)?)
 }
 
-pub async fn detach(conn: &mut PgConnection, number: &str, account_id: Uuid) -> Result<bool> {
-    let done = sqlx::query("DELETE FROM numbers WHERE number = $1 AND account_id = $2")
+pub async fn detach(conn: &mut Conn, number: &str, account_id: Uuid) -> Result<bool> {
+    let done = crate::on!(conn, |db, dialect| sqlx::query(dialect.sql("DELETE FROM numbers WHERE number = $1 AND account_id = $2"))
         .bind(number)
         .bind(account_id)
-        .execute(conn)
-        .await?;
-    Ok(done.rows_affected() == 1)
+        .execute(&mut *db)
+        .await.map(|r| r.rows_affected()))?;
+    Ok(done == 1)
 }
 
-pub async fn list(conn: &mut PgConnection, account_id: Uuid) -> Result<Vec<Number>> {
-    Ok(sqlx::query_as(
-        "SELECT number, account_id, phlo_id, created_at FROM numbers WHERE account_id = $1 ORDER BY number",
-    )
+pub async fn list(conn: &mut Conn, account_id: Uuid) -> Result<Vec<Number>> {
+    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("SELECT number, account_id, phlo_id, created_at FROM numbers WHERE account_id = $1 ORDER BY number",))
     .bind(account_id)
-    .fetch_all(conn)
-    .await?)
+    .fetch_all(&mut *db)
+    .await)?)
 }
 
 /// Who answers calls and messages to `number` (carrier webhooks carry no account).
-pub async fn route(conn: &mut PgConnection, number: &str) -> Result<Option<Number>> {
-    Ok(sqlx::query_as(
-        "SELECT number, account_id, phlo_id, created_at FROM numbers WHERE number = $1",
-    )
+pub async fn route(conn: &mut Conn, number: &str) -> Result<Option<Number>> {
+    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("SELECT number, account_id, phlo_id, created_at FROM numbers WHERE number = $1",))
     .bind(number)
-    .fetch_optional(conn)
-    .await?)
+    .fetch_optional(&mut *db)
+    .await)?)
 }

@@ -1,7 +1,7 @@
 //! Members of multiparty calls and conference bridges, for the trigger API.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
+use crate::Conn;
 use uuid::Uuid;
 
 use crate::Result;
@@ -44,34 +44,32 @@ pub struct NewMember<'a> {
 }
 
 /// Records a member's latest state in a room: one row per (room, address) that is still present.
-pub async fn upsert(conn: &mut PgConnection, m: &NewMember<'_>) -> Result<Member> {
-    let existing: Option<(i64,)> = sqlx::query_as(
-        "SELECT id FROM room_members WHERE room = $1 AND address = $2 AND state <> 'left' ORDER BY updated_at DESC LIMIT 1",
-    )
+pub async fn upsert(conn: &mut Conn, m: &NewMember<'_>) -> Result<Member> {
+    let existing: Option<(i64,)> = crate::on!(&mut *conn, |db, dialect| sqlx::query_as(dialect.sql("SELECT id FROM room_members WHERE room = $1 AND address = $2 AND state <> 'left' ORDER BY updated_at DESC LIMIT 1",))
     .bind(m.room)
     .bind(m.address)
-    .fetch_optional(&mut *conn)
-    .await?;
+    .fetch_optional(&mut *db)
+    .await)?;
     let row = match existing {
-        Some((id,)) => sqlx::query_as(concat!(
+        Some((id,)) => crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql(concat!(
             "UPDATE room_members SET role = $2, call_uuid = coalesce($3, call_uuid), member_id = coalesce($4, member_id),
                  state = $5, on_join = coalesce($6, on_join), updated_at = now()
              WHERE id = $1 RETURNING ",
             member_columns!()
-        ))
+        )))
         .bind(id)
         .bind(m.role)
         .bind(m.call_uuid)
         .bind(m.member_id)
         .bind(m.state)
         .bind(m.on_join)
-        .fetch_one(conn)
-        .await?,
-        None => sqlx::query_as(concat!(
+        .fetch_one(&mut *db)
+        .await)?,
+        None => crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql(concat!(
             "INSERT INTO room_members (phlo_id, node_id, node_type, room, run_id, address, role, call_uuid, member_id, state, on_join)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING ",
             member_columns!()
-        ))
+        )))
         .bind(m.phlo_id)
         .bind(m.node_id)
         .bind(m.node_type)
@@ -83,86 +81,84 @@ pub async fn upsert(conn: &mut PgConnection, m: &NewMember<'_>) -> Result<Member
         .bind(m.member_id)
         .bind(m.state)
         .bind(m.on_join)
-        .fetch_one(conn)
-        .await?,
+        .fetch_one(&mut *db)
+        .await)?,
     };
     Ok(row)
 }
 
 /// The member `address` of a node's room, the most recent that has not left.
 pub async fn find(
-    conn: &mut PgConnection,
+    conn: &mut Conn,
     phlo_id: Uuid,
     node_id: Uuid,
     address: &str,
 ) -> Result<Option<Member>> {
-    Ok(sqlx::query_as(concat!(
+    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql(concat!(
         "SELECT ",
         member_columns!(),
         " FROM room_members WHERE phlo_id = $1 AND node_id = $2 AND address = $3 AND state <> 'left'
          ORDER BY updated_at DESC LIMIT 1"
-    ))
+    )))
     .bind(phlo_id)
     .bind(node_id)
     .bind(address)
-    .fetch_optional(conn)
-    .await?)
+    .fetch_optional(&mut *db)
+    .await)?)
 }
 
 /// The member with this call in a room (carrier events name calls, not addresses).
 pub async fn by_call(
-    conn: &mut PgConnection,
+    conn: &mut Conn,
     room: &str,
     call_uuid: &str,
 ) -> Result<Option<Member>> {
-    Ok(sqlx::query_as(concat!(
+    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql(concat!(
         "SELECT ",
         member_columns!(),
         " FROM room_members WHERE room = $1 AND call_uuid = $2 ORDER BY updated_at DESC LIMIT 1"
-    ))
+    )))
     .bind(room)
     .bind(call_uuid)
-    .fetch_optional(conn)
-    .await?)
+    .fetch_optional(&mut *db)
+    .await)?)
 }
 
 /// Everyone present in a room.
-pub async fn present(conn: &mut PgConnection, room: &str) -> Result<Vec<Member>> {
-    Ok(sqlx::query_as(concat!(
+pub async fn present(conn: &mut Conn, room: &str) -> Result<Vec<Member>> {
+    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql(concat!(
         "SELECT ",
         member_columns!(),
         " FROM room_members WHERE room = $1 AND state <> 'left' ORDER BY id"
-    ))
+    )))
     .bind(room)
-    .fetch_all(conn)
-    .await?)
+    .fetch_all(&mut *db)
+    .await)?)
 }
 
 pub async fn set_state(
-    conn: &mut PgConnection,
+    conn: &mut Conn,
     id: i64,
     state: &str,
     on_join: Option<&str>,
 ) -> Result<()> {
-    sqlx::query(
-        "UPDATE room_members SET state = $2, on_join = $3, updated_at = now() WHERE id = $1",
-    )
+    crate::on!(conn, |db, dialect| sqlx::query(dialect.sql("UPDATE room_members SET state = $2, on_join = $3, updated_at = now() WHERE id = $1",))
     .bind(id)
     .bind(state)
     .bind(on_join)
-    .execute(conn)
-    .await?;
+    .execute(&mut *db)
+    .await.map(|r| r.rows_affected()))?;
     Ok(())
 }
 
 /// Every member a run's rooms have had, for the run view.
-pub async fn of_run(conn: &mut PgConnection, run_id: Uuid) -> Result<Vec<Member>> {
-    Ok(sqlx::query_as(concat!(
+pub async fn of_run(conn: &mut Conn, run_id: Uuid) -> Result<Vec<Member>> {
+    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql(concat!(
         "SELECT ",
         member_columns!(),
         " FROM room_members WHERE run_id = $1 ORDER BY id"
-    ))
+    )))
     .bind(run_id)
-    .fetch_all(conn)
-    .await?)
+    .fetch_all(&mut *db)
+    .await)?)
 }

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use phlo_flow::Trigger;
-use sqlx::PgConnection;
+use crate::Conn;
 use sqlx::types::Json;
 use uuid::Uuid;
 
@@ -49,11 +49,9 @@ macro_rules! run_columns {
     };
 }
 
-pub async fn create(conn: &mut PgConnection, run: &NewRun<'_>) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO runs (id, account_id, phlo_id, revision, status, trigger_type, trigger, from_number, to_number)
-         VALUES ($1, $2, $3, $4, $9, $5, $6, $7, $8)",
-    )
+pub async fn create(conn: &mut Conn, run: &NewRun<'_>) -> Result<()> {
+    crate::on!(conn, |db, dialect| sqlx::query(dialect.sql("INSERT INTO runs (id, account_id, phlo_id, revision, status, trigger_type, trigger, from_number, to_number)
+         VALUES ($1, $2, $3, $4, $9, $5, $6, $7, $8)",))
     .bind(run.id)
     .bind(run.account_id)
     .bind(run.phlo_id)
@@ -63,75 +61,71 @@ pub async fn create(conn: &mut PgConnection, run: &NewRun<'_>) -> Result<()> {
     .bind(run.from_number)
     .bind(run.to_number)
     .bind(run.status)
-    .execute(conn)
-    .await?;
+    .execute(&mut *db)
+    .await.map(|r| r.rows_affected()))?;
     Ok(())
 }
 
 /// A run of this account; `None` for unknown ids and other accounts' runs alike.
-pub async fn get(conn: &mut PgConnection, account_id: Uuid, id: Uuid) -> Result<Option<Run>> {
-    Ok(sqlx::query_as(concat!(
+pub async fn get(conn: &mut Conn, account_id: Uuid, id: Uuid) -> Result<Option<Run>> {
+    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql(concat!(
         "SELECT ",
         run_columns!(),
         " FROM runs WHERE id = $1 AND account_id = $2"
-    ))
+    )))
     .bind(id)
     .bind(account_id)
-    .fetch_optional(conn)
-    .await?)
+    .fetch_optional(&mut *db)
+    .await)?)
 }
 
 /// Locks the run for the rest of the transaction.
-pub async fn lock(conn: &mut PgConnection, id: Uuid) -> Result<Option<Run>> {
-    Ok(sqlx::query_as(concat!(
+pub async fn lock(conn: &mut Conn, id: Uuid) -> Result<Option<Run>> {
+    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql(concat!(
         "SELECT ",
         run_columns!(),
         " FROM runs WHERE id = $1 FOR UPDATE"
-    ))
+    )))
     .bind(id)
-    .fetch_optional(conn)
-    .await?)
+    .fetch_optional(&mut *db)
+    .await)?)
 }
 
 /// Counts `n` applied steps (a message may apply several consecutive steps of one token).
-pub async fn record_steps(conn: &mut PgConnection, id: Uuid, n: u32) -> Result<()> {
-    sqlx::query("UPDATE runs SET steps = steps + $2, updated_at = now() WHERE id = $1")
+pub async fn record_steps(conn: &mut Conn, id: Uuid, n: u32) -> Result<()> {
+    crate::on!(conn, |db, dialect| sqlx::query(dialect.sql("UPDATE runs SET steps = steps + $2, updated_at = now() WHERE id = $1"))
         .bind(id)
         .bind(i32::try_from(n).unwrap_or(i32::MAX))
-        .execute(conn)
-        .await?;
+        .execute(&mut *db)
+        .await.map(|r| r.rows_affected()))?;
     Ok(())
 }
 
 /// Reserves `n` new token numbers and returns the first.
-pub async fn allocate_tokens(conn: &mut PgConnection, id: Uuid, n: i32) -> Result<i32> {
-    let (first,): (i32,) = sqlx::query_as(
-        "UPDATE runs SET next_token = next_token + $2 WHERE id = $1 RETURNING next_token - $2",
-    )
+pub async fn allocate_tokens(conn: &mut Conn, id: Uuid, n: i32) -> Result<i32> {
+    let (first,): (i32,) = crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("UPDATE runs SET next_token = next_token + $2 WHERE id = $1 RETURNING next_token - $2",))
     .bind(id)
     .bind(n)
-    .fetch_one(conn)
-    .await?;
+    .fetch_one(&mut *db)
+    .await)?;
     Ok(first)
 }
 
 /// Ends an active or queued run; a run that already ended keeps its first ending. Returns the run's
 /// account when it ended now (its slot may admit a queued run), `None` when it had ended already.
 pub async fn finish(
-    conn: &mut PgConnection,
+    conn: &mut Conn,
     id: Uuid,
     status: &str,
     error: Option<&str>,
 ) -> Result<Option<Uuid>> {
-    let ended: Option<(Uuid,)> = sqlx::query_as(
-        "UPDATE runs SET status = $2, error = $3, ended_at = now(), updated_at = now()
-         WHERE id = $1 AND status IN ('active', 'queued') RETURNING account_id",
-    )
+    let ended: Option<(Uuid,)> = crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("UPDATE runs SET status = $2, error = $3, ended_at = now(), updated_at = now()
+         WHERE id = $1 AND status IN ('active', 'queued') RETURNING account_id",))
     .bind(id)
     .bind(status)
     .bind(error)
-    .fetch_optional(conn)
-    .await?;
+    .fetch_optional(&mut *db)
+    .await)?;
     Ok(ended.map(|(account_id,)| account_id))
 }
 
@@ -153,7 +147,7 @@ pub struct Filter {
     pub limit: i64,
 }
 
-pub async fn list(conn: &mut PgConnection, f: &Filter) -> Result<Vec<Run>> {
+pub async fn list(conn: &mut Conn, f: &Filter) -> Result<Vec<Run>> {
     let (before_at, before_id) = f.before.map_or((None, None), |(a, i)| (Some(a), Some(i)));
     let like = f.text.as_ref().map(|t| {
         format!(
@@ -163,7 +157,7 @@ pub async fn list(conn: &mut PgConnection, f: &Filter) -> Result<Vec<Run>> {
                 .replace('_', "\\_")
         )
     });
-    Ok(sqlx::query_as(concat!("SELECT ", run_columns!(), " FROM runs
+    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql(concat!("SELECT ", run_columns!(), " FROM runs
          WHERE account_id = $1
            AND ($2::uuid IS NULL OR phlo_id = $2)
            AND ($3::text IS NULL OR status = $3)
@@ -174,7 +168,7 @@ pub async fn list(conn: &mut PgConnection, f: &Filter) -> Result<Vec<Run>> {
            AND ($8::text IS NULL OR trigger::text ILIKE $8
                 OR EXISTS (SELECT 1 FROM steps s WHERE s.run_id = runs.id AND s.variables::text ILIKE $8))
            AND ($9::timestamptz IS NULL OR (created_at, id) < ($9, $10))
-         ORDER BY created_at DESC, id DESC LIMIT $11"))
+         ORDER BY created_at DESC, id DESC LIMIT $11")))
     .bind(f.account_id)
     .bind(f.phlo_id)
     .bind(&f.status)
@@ -186,43 +180,43 @@ pub async fn list(conn: &mut PgConnection, f: &Filter) -> Result<Vec<Run>> {
     .bind(before_at)
     .bind(before_id)
     .bind(f.limit)
-    .fetch_all(conn)
-    .await?)
+    .fetch_all(&mut *db)
+    .await)?)
 }
 
 /// Active runs started before `cutoff`: candidates for the lifetime guard.
 pub async fn active_before(
-    conn: &mut PgConnection,
+    conn: &mut Conn,
     cutoff: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<Uuid>> {
     let rows: Vec<(Uuid,)> =
-        sqlx::query_as("SELECT id FROM runs WHERE status = 'active' AND created_at < $1 ORDER BY created_at LIMIT $2")
+        crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("SELECT id FROM runs WHERE status = 'active' AND created_at < $1 ORDER BY created_at LIMIT $2"))
             .bind(cutoff)
             .bind(limit)
-            .fetch_all(conn)
-            .await?;
+            .fetch_all(&mut *db)
+            .await)?;
     Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 
 /// Records why a token stopped; the run ends `failed` with it once its last token ends.
-pub async fn set_error(conn: &mut PgConnection, id: Uuid, error: &str) -> Result<()> {
-    sqlx::query("UPDATE runs SET error = coalesce(error, $2), updated_at = now() WHERE id = $1")
+pub async fn set_error(conn: &mut Conn, id: Uuid, error: &str) -> Result<()> {
+    crate::on!(conn, |db, dialect| sqlx::query(dialect.sql("UPDATE runs SET error = coalesce(error, $2), updated_at = now() WHERE id = $1"))
         .bind(id)
         .bind(error)
-        .execute(conn)
-        .await?;
+        .execute(&mut *db)
+        .await.map(|r| r.rows_affected()))?;
     Ok(())
 }
 
 /// A run by id alone, for carrier webhooks (which carry no account).
-pub async fn find(conn: &mut PgConnection, id: Uuid) -> Result<Option<Run>> {
-    Ok(sqlx::query_as(concat!(
+pub async fn find(conn: &mut Conn, id: Uuid) -> Result<Option<Run>> {
+    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql(concat!(
         "SELECT ",
         run_columns!(),
         " FROM runs WHERE id = $1"
-    ))
+    )))
     .bind(id)
-    .fetch_optional(conn)
-    .await?)
+    .fetch_optional(&mut *db)
+    .await)?)
 }

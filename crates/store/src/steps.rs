@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::PgConnection;
+use crate::Conn;
 use sqlx::types::Json;
 use uuid::Uuid;
 
@@ -27,12 +27,10 @@ pub struct Step {
     pub finished_at: DateTime<Utc>,
 }
 
-pub async fn insert(conn: &mut PgConnection, s: &Step) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO steps (run_id, token, seq, node_id, node_name, node_type, event, outcome, state, variables,
+pub async fn insert(conn: &mut Conn, s: &Step) -> Result<()> {
+    crate::on!(conn, |db, dialect| sqlx::query(dialect.sql("INSERT INTO steps (run_id, token, seq, node_id, node_name, node_type, event, outcome, state, variables,
                             effects, error, started_at, finished_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-    )
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",))
     .bind(s.run_id)
     .bind(s.token)
     .bind(s.seq)
@@ -48,18 +46,16 @@ pub async fn insert(conn: &mut PgConnection, s: &Step) -> Result<()> {
     .bind(s.started_at)
     // Bound rather than `now()`: Postgres' now() is the transaction's start, before `started_at`.
     .bind(s.finished_at)
-    .execute(conn)
-    .await?;
+    .execute(&mut *db)
+    .await.map(|r| r.rows_affected()))?;
     Ok(())
 }
 
-pub async fn list(conn: &mut PgConnection, run_id: Uuid) -> Result<Vec<Step>> {
-    Ok(sqlx::query_as(
-        "SELECT run_id, token, seq, node_id, node_name, node_type, event, outcome, state, variables, effects, error,
+pub async fn list(conn: &mut Conn, run_id: Uuid) -> Result<Vec<Step>> {
+    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("SELECT run_id, token, seq, node_id, node_name, node_type, event, outcome, state, variables, effects, error,
                 started_at, finished_at
-         FROM steps WHERE run_id = $1 ORDER BY finished_at, token, seq",
-    )
+         FROM steps WHERE run_id = $1 ORDER BY finished_at, token, seq",))
     .bind(run_id)
-    .fetch_all(conn)
-    .await?)
+    .fetch_all(&mut *db)
+    .await)?)
 }

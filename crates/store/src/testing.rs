@@ -2,7 +2,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{Connection, PgConnection};
+
+use crate::{Conn, Pool};
 
 /// Admin URL of the test server; override with `PHLO_TEST_DATABASE_URL`.
 pub fn admin_url() -> String {
@@ -51,26 +53,41 @@ pub async fn fresh_database() -> crate::Result<String> {
     Ok(url)
 }
 
-/// A pool on a fresh database.
-pub async fn fresh_pool() -> crate::Result<PgPool> {
+/// A pool on a fresh Postgres database.
+pub async fn fresh_pool() -> crate::Result<Pool> {
     let url = fresh_database().await?;
     crate::connect(&url, 10).await
 }
 
+/// A pool on a fresh, migrated in-memory SQLite database (the `phlo dev` store).
+pub async fn fresh_sqlite() -> crate::Result<Pool> {
+    let pool = crate::connect("sqlite::memory:", 1).await?;
+    crate::migrate(&pool).await?;
+    Ok(pool)
+}
+
+/// Both backends, for tests that must hold on each.
+pub async fn fresh_pools() -> crate::Result<[Pool; 2]> {
+    Ok([fresh_pool().await?, fresh_sqlite().await?])
+}
+
 /// An account and a PHLO of it (revision 1), inserted directly: the rows most store tests hang theirs on.
-pub async fn account_and_phlo(conn: &mut PgConnection) -> crate::Result<(uuid::Uuid, uuid::Uuid)> {
+pub async fn account_and_phlo(conn: &mut Conn) -> crate::Result<(uuid::Uuid, uuid::Uuid)> {
     let (account, phlo) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
-    sqlx::query("INSERT INTO accounts (id, auth_id, token_hash) VALUES ($1, $2, '\\x00')")
-        .bind(account)
-        .bind(account.to_string())
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query(
-        "INSERT INTO phlos (id, account_id, name, revision, latest_revision) VALUES ($1, $2, 'p', 1, 1)",
-    )
+    crate::on!(conn, |db, dialect| sqlx::query(dialect.sql(
+        "INSERT INTO accounts (id, auth_id, token_hash) VALUES ($1, $2, $3)"
+    ))
+    .bind(account)
+    .bind(account.to_string())
+    .bind(&[0u8][..])
+    .execute(&mut *db)
+    .await.map(|r| r.rows_affected()))?;
+    crate::on!(conn, |db, dialect| sqlx::query(dialect.sql(
+        "INSERT INTO phlos (id, account_id, name, revision, latest_revision) VALUES ($1, $2, 'p', 1, 1)"
+    ))
     .bind(phlo)
     .bind(account)
-    .execute(&mut *conn)
-    .await?;
+    .execute(&mut *db)
+    .await.map(|r| r.rows_affected()))?;
     Ok((account, phlo))
 }

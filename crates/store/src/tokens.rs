@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use phlo_flow::{Context, Wait};
-use sqlx::PgConnection;
+use crate::Conn;
 use sqlx::types::Json;
 use uuid::Uuid;
 
@@ -31,13 +31,11 @@ macro_rules! token_columns {
 }
 
 /// Inserts or overwrites the token: the worker computes the whole new row under the run lock.
-pub async fn save(conn: &mut PgConnection, t: &Token) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO tokens (run_id, token, node_id, status, seq, wait_id, wait, context, repeats, ended_reason)
+pub async fn save(conn: &mut Conn, t: &Token) -> Result<()> {
+    crate::on!(conn, |db, dialect| sqlx::query(dialect.sql("INSERT INTO tokens (run_id, token, node_id, status, seq, wait_id, wait, context, repeats, ended_reason)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
          ON CONFLICT (run_id, token) DO UPDATE SET node_id = $3, status = $4, seq = $5, wait_id = $6, wait = $7,
-             context = $8, repeats = $9, ended_reason = $10, updated_at = now()",
-    )
+             context = $8, repeats = $9, ended_reason = $10, updated_at = now()",))
     .bind(t.run_id)
     .bind(t.token)
     .bind(t.node_id)
@@ -48,79 +46,75 @@ pub async fn save(conn: &mut PgConnection, t: &Token) -> Result<()> {
     .bind(&t.context)
     .bind(t.repeats)
     .bind(&t.ended_reason)
-    .execute(conn)
-    .await?;
+    .execute(&mut *db)
+    .await.map(|r| r.rows_affected()))?;
     Ok(())
 }
 
-pub async fn get(conn: &mut PgConnection, run_id: Uuid, token: i32) -> Result<Option<Token>> {
-    Ok(sqlx::query_as(concat!(
+pub async fn get(conn: &mut Conn, run_id: Uuid, token: i32) -> Result<Option<Token>> {
+    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql(concat!(
         "SELECT ",
         token_columns!(),
         " FROM tokens WHERE run_id = $1 AND token = $2"
-    ))
+    )))
     .bind(run_id)
     .bind(token)
-    .fetch_optional(conn)
-    .await?)
+    .fetch_optional(&mut *db)
+    .await)?)
 }
 
-pub async fn list(conn: &mut PgConnection, run_id: Uuid) -> Result<Vec<Token>> {
-    Ok(sqlx::query_as(concat!(
+pub async fn list(conn: &mut Conn, run_id: Uuid) -> Result<Vec<Token>> {
+    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql(concat!(
         "SELECT ",
         token_columns!(),
         " FROM tokens WHERE run_id = $1 ORDER BY token"
-    ))
+    )))
     .bind(run_id)
-    .fetch_all(conn)
-    .await?)
+    .fetch_all(&mut *db)
+    .await)?)
 }
 
 /// How many tokens of the run have not ended; the run ends when this reaches zero.
-pub async fn live_count(conn: &mut PgConnection, run_id: Uuid) -> Result<i64> {
+pub async fn live_count(conn: &mut Conn, run_id: Uuid) -> Result<i64> {
     let (n,): (i64,) =
-        sqlx::query_as("SELECT count(*) FROM tokens WHERE run_id = $1 AND status <> 'ended'")
+        crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("SELECT count(*) FROM tokens WHERE run_id = $1 AND status <> 'ended'"))
             .bind(run_id)
-            .fetch_one(conn)
-            .await?;
+            .fetch_one(&mut *db)
+            .await)?;
     Ok(n)
 }
 
 /// Ends every live token of a run (cancel, lifetime guard) and returns how many there were.
-pub async fn end_all(conn: &mut PgConnection, run_id: Uuid, reason: &str) -> Result<u64> {
-    let done = sqlx::query(
-        "UPDATE tokens SET status = 'ended', ended_reason = $2, wait_id = NULL, updated_at = now()
-         WHERE run_id = $1 AND status <> 'ended'",
-    )
+pub async fn end_all(conn: &mut Conn, run_id: Uuid, reason: &str) -> Result<u64> {
+    let done = crate::on!(conn, |db, dialect| sqlx::query(dialect.sql("UPDATE tokens SET status = 'ended', ended_reason = $2, wait_id = NULL, updated_at = now()
+         WHERE run_id = $1 AND status <> 'ended'",))
     .bind(run_id)
     .bind(reason)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected())
+    .execute(&mut *db)
+    .await.map(|r| r.rows_affected()))?;
+    Ok(done)
 }
 
 /// Ready tokens whose step message has not been applied for longer than `cutoff` allows: the message
 /// may have been lost, so the reconciler publishes it again (the seq makes that safe).
 pub async fn stale_ready(
-    conn: &mut PgConnection,
+    conn: &mut Conn,
     cutoff: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<(Uuid, i32, i32)>> {
-    Ok(sqlx::query_as(
-        "SELECT run_id, token, seq FROM tokens WHERE status = 'ready' AND updated_at < $1 ORDER BY updated_at LIMIT $2",
-    )
+    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("SELECT run_id, token, seq FROM tokens WHERE status = 'ready' AND updated_at < $1 ORDER BY updated_at LIMIT $2",))
     .bind(cutoff)
     .bind(limit)
-    .fetch_all(conn)
-    .await?)
+    .fetch_all(&mut *db)
+    .await)?)
 }
 
 /// Marks reconciled tokens as freshly touched so the next pass does not republish them at once.
-pub async fn touch(conn: &mut PgConnection, run_id: Uuid, token: i32) -> Result<()> {
-    sqlx::query("UPDATE tokens SET updated_at = now() WHERE run_id = $1 AND token = $2")
+pub async fn touch(conn: &mut Conn, run_id: Uuid, token: i32) -> Result<()> {
+    crate::on!(conn, |db, dialect| sqlx::query(dialect.sql("UPDATE tokens SET updated_at = now() WHERE run_id = $1 AND token = $2"))
         .bind(run_id)
         .bind(token)
-        .execute(conn)
-        .await?;
+        .execute(&mut *db)
+        .await.map(|r| r.rows_affected()))?;
     Ok(())
 }

@@ -10,7 +10,7 @@ use chrono::Utc;
 use phlo_bus::Outcome;
 use phlo_egress::{Egress, EgressError, HeaderMap, HeaderName, HeaderValue, Method, Outbound};
 use phlo_runtime::callbacks::{new_secret, signature_header};
-use phlo_store::PgPool;
+use phlo_store::Pool;
 use phlo_store::callbacks::{self, Claim, Claimed, Delivery, Finish, Secrets};
 use serde_json::Value;
 use url::Url;
@@ -47,7 +47,7 @@ pub struct Settings {
 /// The delivery machinery of one process: one pool, one guarded HTTP client.
 #[derive(Clone)]
 pub struct Deliverer {
-    pub pool: PgPool,
+    pub pool: Pool,
     pub egress: Egress,
     /// Opens the accounts' sealed signing secrets.
     pub secret_keys: phlo_store::sealing::Keyring,
@@ -70,10 +70,9 @@ impl Deliverer {
     pub async fn handle(&self, delivery_id: Uuid) -> Result<Outcome, phlo_store::StoreError> {
         let lease = self.settings.timeout + LEASE_MARGIN;
         let keys = &self.secret_keys;
-        // Autocommit: the usual claim is one statement, and no transaction is held across the request.
-        let mut conn = self.pool.acquire().await?;
+        // No transaction is held across the request.
         let claim = callbacks::claim(
-            &mut conn,
+            &self.pool,
             keys,
             delivery_id,
             lease.as_secs_f64(),
@@ -96,14 +95,14 @@ impl Deliverer {
         };
         let secrets = match secrets {
             Secrets { current: None, .. } => {
+                // Not held during the request: the pool's connections are for the claims and results
+                // of every attempt in flight.
+                let mut conn = self.pool.acquire().await?;
                 callbacks::ensure_secret(&mut conn, keys, delivery.account_id, &new_secret())
                     .await?
             }
             found => Some(found),
         };
-        // Not held during the request: the pool's connections are for the claims and results of
-        // every attempt in flight.
-        drop(conn);
         let secrets: Vec<String> = secrets
             .map(|s| s.current.into_iter().chain(s.previous).collect())
             .unwrap_or_default();

@@ -23,7 +23,7 @@ use phlo_bus::{Bus, BusConfig, CallbackMessage, Delivery, Outcome, Queue};
 use phlo_egress::{Egress, EgressConfig};
 use phlo_runtime::background::retry_delay;
 use phlo_service::{CommonConfig, env_parse, env_secs};
-use phlo_store::PgPool;
+use phlo_store::Pool;
 use tokio_util::sync::CancellationToken;
 
 use crate::deliver::{Deliverer, Settings};
@@ -188,7 +188,7 @@ const BATCH: i64 = 200;
 /// Publishes deliveries that are due but have no message in NATS; returns how many. Safe on every
 /// replica at once (`SKIP LOCKED`).
 pub async fn schedule_once(
-    pool: &PgPool,
+    pool: &Pool,
     bus: &Bus,
     redrive_after: Duration,
 ) -> anyhow::Result<usize> {
@@ -210,7 +210,7 @@ pub async fn schedule_once(
     Ok(due.len())
 }
 
-async fn run_scheduler(pool: &PgPool, bus: &Bus, config: &Config, shutdown: CancellationToken) {
+async fn run_scheduler(pool: &Pool, bus: &Bus, config: &Config, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,

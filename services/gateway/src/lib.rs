@@ -16,7 +16,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use phlo_runtime::{Runtime, RuntimeConfig};
 use phlo_service::CommonConfig;
-use phlo_store::PgPool;
+use phlo_store::Pool;
 use tokio_util::sync::CancellationToken;
 use tower::Layer;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -82,7 +82,7 @@ impl Config {
 #[derive(Clone)]
 pub struct AppState {
     pub runtime: Runtime,
-    pub pool: PgPool,
+    pub pool: Pool,
     pub config: Arc<Config>,
     pub limits: Arc<limits::RateLimiter>,
 }

@@ -20,7 +20,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use phlo_service::env_parse;
-use phlo_store::PgPool;
+use phlo_store::Pool;
 use phlo_store::limits::AccountLimits;
 use uuid::Uuid;
 
@@ -165,7 +165,7 @@ impl RateLimiter {
     /// Spends one request of the account's `budget`, or says how long until one is available.
     pub async fn acquire(
         &self,
-        pool: &PgPool,
+        pool: &Pool,
         account_id: Uuid,
         budget: Budget,
     ) -> Result<(), Limited> {

@@ -41,7 +41,7 @@ async fn accounts_need_the_operator_token_and_look_like_plivos() {
     stack.cleanup().await;
 }
 
-async fn sqlx_query(pool: &phlo_store::PgPool, auth_id: &str) -> (Vec<u8>,) {
+async fn sqlx_query(pool: &phlo_store::Pool, auth_id: &str) -> (Vec<u8>,) {
     let mut conn = pool.acquire().await.unwrap();
     let account = phlo_store::accounts::find_by_auth_id(&mut conn, auth_id)
         .await

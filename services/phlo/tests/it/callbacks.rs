@@ -700,7 +700,7 @@ async fn killing_the_callback_service_during_1000_deliveries_loses_none() {
     for _ in 0..RUNS {
         stack.run(&acct, &phlo_id, json!({})).await;
     }
-    let pool = phlo_store::connect(&stack.db_url, 2).await.unwrap();
+    let pool = sqlx::PgPool::connect(&stack.db_url).await.unwrap();
     let count = |status: &'static str| {
         let pool = pool.clone();
         async move {
@@ -1016,7 +1016,7 @@ async fn the_account_listing_filters_pages_tails_and_keeps_accounts_apart() {
     // Tailing across concurrent writes: a transaction that took its id earlier (here it touches a
     // delivery of run B) but commits after a redelivery's changes holds those back: a tail that
     // moved past them would never see the earlier one.
-    let pool = phlo_store::connect(&stack.db_url, 1).await.unwrap();
+    let pool = sqlx::PgPool::connect(&stack.db_url).await.unwrap();
     let touched = mine
         .values()
         .find(|d| d["run_id"] == run_b.as_str())

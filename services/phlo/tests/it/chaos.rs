@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use phlo_store::PgPool;
+use sqlx::PgPool;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -461,7 +461,7 @@ pub(crate) struct Setup {
 pub(crate) async fn setup(stack: Stack) -> Setup {
     let acct = stack.account().await;
     let phlo_id = stack.create_phlo(&acct, load_phlo()).await;
-    let pool = phlo_store::connect(&stack.db_url, 4).await.expect("pool");
+    let pool = sqlx::PgPool::connect(&stack.db_url).await.expect("pool");
     Setup {
         stack,
         acct,

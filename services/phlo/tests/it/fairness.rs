@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
-use phlo_store::PgPool;
+use sqlx::PgPool;
 use reqwest::Method;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -264,7 +264,7 @@ async fn rate_limits_answer_429_with_retry_after_per_account() {
 
 /// How many runs the account has, as the database says.
 async fn runs_of(stack: &Stack, acct: &Account) -> i64 {
-    let pool = phlo_store::connect(&stack.db_url, 1).await.expect("pool");
+    let pool = sqlx::PgPool::connect(&stack.db_url).await.expect("pool");
     let (n,): (i64,) = sqlx::query_as(
         "SELECT count(*) FROM runs r JOIN accounts a ON a.id = r.account_id WHERE a.auth_id = $1",
     )
@@ -445,7 +445,7 @@ async fn a_flood_of_runs_does_not_starve_another_account() {
     assert_eq!(status, 200, "{body}");
     let phlo_a = stack.create_phlo(&a, short_phlo()).await;
     let phlo_b = stack.create_phlo(&b, short_phlo()).await;
-    let pool = phlo_store::connect(&stack.db_url, 4).await.expect("pool");
+    let pool = sqlx::PgPool::connect(&stack.db_url).await.expect("pool");
 
     let started = Instant::now();
     let answered = Arc::new(AtomicUsize::new(0));

@@ -168,7 +168,7 @@ async fn a_run_survives_kill_9_of_phlo_serve_mid_request() {
     // this process only: published, so no longer in the outbox for the relay to send again.
     local.wait_for("/slow", 1).await;
     local.wait_for("/hooks/start", 1).await;
-    let pool = phlo_store::connect(&stack.db_url, 1)
+    let pool = sqlx::PgPool::connect(&stack.db_url)
         .await
         .expect("database");
     let deadline = Instant::now() + Duration::from_secs(10);

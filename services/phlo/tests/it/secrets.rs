@@ -292,7 +292,7 @@ async fn no_secret_reaches_the_logs_or_the_traces_of_a_full_run() {
     let carrier_signed = carrier_signatures(&carrier).await;
 
     // At rest, the secrets are sealed: the database holds neither.
-    let pool = phlo_store::connect(&stack.db_url, 1).await.expect("db");
+    let pool = sqlx::PgPool::connect(&stack.db_url).await.expect("db");
     let (current, previous): (String, String) = sqlx::query_as(
         "SELECT webhook_secret, webhook_secret_previous FROM accounts WHERE auth_id = $1",
     )

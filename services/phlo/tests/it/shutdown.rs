@@ -165,7 +165,7 @@ async fn sigterm_releases_what_outlives_the_grace() {
 const BURST: usize = 12;
 
 /// Sessions of the stack's database waiting for a lock in a run start's `INSERT INTO runs`.
-async fn run_starts_waiting(pool: &phlo_store::PgPool) -> usize {
+async fn run_starts_waiting(pool: &sqlx::PgPool) -> usize {
     let (n,): (i64,) = sqlx::query_as(
         "SELECT count(*) FROM pg_stat_activity
          WHERE datname = current_database() AND wait_event_type = 'Lock'
@@ -369,7 +369,7 @@ fn callback_phlo(url: &str) -> serde_json::Value {
     ]})
 }
 
-async fn count(pool: &phlo_store::PgPool, sql: &'static str) -> usize {
+async fn count(pool: &sqlx::PgPool, sql: &'static str) -> usize {
     usize::try_from(scalar(pool, sql).await).unwrap_or_default()
 }
 
@@ -387,7 +387,7 @@ async fn sigterm_callback_service_mid_delivery_load() {
     let first = stack.spawn_callback(&callback_env);
     let acct = stack.account().await;
     let phlo_id = stack.create_phlo(&acct, callback_phlo(&hooks.url)).await;
-    let pool = phlo_store::connect(&stack.db_url, 4).await.expect("pool");
+    let pool = sqlx::PgPool::connect(&stack.db_url).await.expect("pool");
     let total = CALLBACK_RUNS * CALLBACKS_PER_RUN;
     let load = fire(
         &stack,
