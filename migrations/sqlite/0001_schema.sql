@@ -10,9 +10,11 @@ CREATE TABLE accounts (
     token_hash                    BLOB NOT NULL,
     name                          TEXT NOT NULL DEFAULT '',
     created_at                    TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now')),
-    webhook_secret                TEXT CHECK (webhook_secret IS NULL OR webhook_secret LIKE 'sealed:%'),
-    webhook_secret_previous       TEXT
-        CHECK (webhook_secret_previous IS NULL OR webhook_secret_previous LIKE 'sealed:%'),
+    -- Named as in Postgres (migration 0007); GLOB, since SQLite's LIKE ignores case.
+    webhook_secret                TEXT CONSTRAINT accounts_webhook_secret_sealed
+        CHECK (webhook_secret IS NULL OR webhook_secret GLOB 'sealed:*'),
+    webhook_secret_previous       TEXT CONSTRAINT accounts_webhook_secret_previous_sealed
+        CHECK (webhook_secret_previous IS NULL OR webhook_secret_previous GLOB 'sealed:*'),
     webhook_secret_previous_until TEXT,
     webhook_secret_rotated_at     TEXT
 );

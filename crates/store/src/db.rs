@@ -35,37 +35,49 @@ pub enum Pool {
 }
 
 impl Pool {
-    /// `postgres://…` or `sqlite://…` / `sqlite::memory:`. SQLite pools hold one connection: writers
-    /// serialise in SQLite anyway, and one connection makes every transaction see the last commit and
-    /// never meet `SQLITE_BUSY`.
+    /// `postgres://…`, or `sqlite://<file>`, `sqlite://<name>?mode=memory` or `sqlite::memory:`.
+    ///
+    /// A SQLite pool holds one connection: SQLite has one writer at a time anyway, and with one
+    /// connection every transaction sees the last commit and none meets `SQLITE_BUSY`. It is shared by
+    /// everything in the process that connects to the same URL (the gateway, worker and callback
+    /// service of `phlo dev`), as the in-process queue is; `sqlite::memory:` is a new private database
+    /// each time (tests).
     pub async fn connect(url: &str, max_connections: u32) -> Result<Pool> {
-        if is_sqlite(url) {
-            let options = SqliteConnectOptions::from_str(url)?
-                .create_if_missing(true)
-                .foreign_keys(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                // WAL with NORMAL survives a process crash; only an OS crash may lose the last commits.
-                .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(10));
-            let pool = SqlitePoolOptions::new()
-                .max_connections(1)
-                .min_connections(1)
-                // An in-memory database lives as long as its connection.
-                .idle_timeout(None)
-                .max_lifetime(None)
-                .acquire_timeout(Duration::from_secs(30))
-                .connect_with(options)
-                .await?;
-            Ok(Pool::Sqlite(pool))
-        } else {
-            Ok(Pool::Postgres(
+        if !is_sqlite(url) {
+            return Ok(Pool::Postgres(
                 PgPoolOptions::new()
                     .max_connections(max_connections)
                     .acquire_timeout(Duration::from_secs(10))
                     .connect(url)
                     .await?,
-            ))
+            ));
         }
+        static SHARED: OnceLock<tokio::sync::Mutex<HashMap<String, SqlitePool>>> = OnceLock::new();
+        let private = url == "sqlite::memory:";
+        let mut shared = SHARED.get_or_init(Default::default).lock().await;
+        if let Some(pool) = shared.get(url).filter(|_| !private) {
+            return Ok(Pool::Sqlite(pool.clone()));
+        }
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // WAL with NORMAL survives a process crash; only an OS crash may lose the last commits.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            // An in-memory database lives as long as its connection.
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await?;
+        if !private {
+            shared.insert(url.to_owned(), pool.clone());
+        }
+        Ok(Pool::Sqlite(pool))
     }
 
     pub fn backend(&self) -> Backend {
@@ -91,10 +103,12 @@ impl Pool {
         }))
     }
 
+    /// Closes a Postgres pool. A SQLite pool is shared by the process (see [`Pool::connect`]) and
+    /// stays open until it exits.
     pub async fn close(&self) {
         match self {
             Pool::Postgres(p) => p.close().await,
-            Pool::Sqlite(p) => p.close().await,
+            Pool::Sqlite(_) => {}
         }
     }
 

@@ -105,7 +105,13 @@ impl Keyring {
     ///
     /// Neither set is an error: secrets are never stored in plain text.
     pub fn from_env() -> Result<Keyring, SealError> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        Self::from_settings(|name| std::env::var(name).ok())
+    }
+
+    /// [`Keyring::from_env`] with the settings read by `lookup` (the environment with a command's
+    /// defaults, `phlo_service::var`).
+    pub fn from_settings(lookup: impl Fn(&str) -> Option<String>) -> Result<Keyring, SealError> {
+        let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let current = match (var("PHLO_SECRET_KEY"), var("PHLO_SECRET_KEY_FILE")) {
             (Some(key), _) => parse_key("PHLO_SECRET_KEY", &key)?,
             (None, Some(path)) => key_file(Path::new(path.trim()))?,

@@ -81,13 +81,46 @@ pub async fn account_and_phlo(conn: &mut Conn) -> crate::Result<(uuid::Uuid, uui
     .bind(account.to_string())
     .bind(&[0u8][..])
     .execute(&mut *db)
-    .await.map(|r| r.rows_affected()))?;
-    crate::on!(conn, |db, dialect| sqlx::query(dialect.sql(
+    .await
+    .map(|r| r.rows_affected()))?;
+    crate::on!(conn, |db, dialect| {
+        sqlx::query(dialect.sql(
         "INSERT INTO phlos (id, account_id, name, revision, latest_revision) VALUES ($1, $2, 'p', 1, 1)"
     ))
     .bind(phlo)
     .bind(account)
     .execute(&mut *db)
-    .await.map(|r| r.rows_affected()))?;
+    .await.map(|r| r.rows_affected())
+    })?;
     Ok((account, phlo))
+}
+
+/// Runs `test` on a fresh database of each backend in turn (Postgres, then SQLite); a failure names the
+/// backend it failed on. The test gets the pool: on SQLite it holds one connection, so the test must
+/// not hold a connection while a store function it calls acquires another (acquire one per statement).
+pub async fn on_both<F, Fut>(test: F)
+where
+    F: Fn(Pool) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    #[allow(clippy::expect_used)]
+    let pools = fresh_pools().await.expect("fresh test databases");
+    for pool in pools {
+        let backend = pool.backend();
+        let done = tokio::spawn(test(pool.clone())).await;
+        pool.close().await;
+        if let Err(e) = done {
+            match e.try_into_panic() {
+                Ok(panic) => {
+                    let message = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                        .unwrap_or_default();
+                    panic!("on {backend:?}: {message}");
+                }
+                Err(e) => panic!("on {backend:?}: {e}"),
+            }
+        }
+    }
 }
