@@ -32,6 +32,8 @@ pub mod tokens;
 
 #[cfg(feature = "testing")]
 pub mod testing;
+#[cfg(test)]
+mod tests;
 
 pub use sqlx::Error as SqlxError;
 use sqlx::migrate::Migrator;

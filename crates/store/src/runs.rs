@@ -1,9 +1,9 @@
 //! Runs: one row per PHLO execution, locked (`FOR UPDATE`) by every step so that two events of one run
 //! never interleave.
 
+use crate::Conn;
 use chrono::{DateTime, Utc};
 use phlo_flow::Trigger;
-use crate::Conn;
 use sqlx::types::Json;
 use uuid::Uuid;
 
@@ -50,7 +50,8 @@ macro_rules! run_columns {
 }
 
 pub async fn create(conn: &mut Conn, run: &NewRun<'_>) -> Result<()> {
-    crate::on!(conn, |db, dialect| sqlx::query(dialect.sql("INSERT INTO runs (id, account_id, phlo_id, revision, status, trigger_type, trigger, from_number, to_number)
+    crate::on!(conn, |db, dialect| {
+        sqlx::query(dialect.sql("INSERT INTO runs (id, account_id, phlo_id, revision, status, trigger_type, trigger, from_number, to_number)
          VALUES ($1, $2, $3, $4, $9, $5, $6, $7, $8)",))
     .bind(run.id)
     .bind(run.account_id)
@@ -62,17 +63,20 @@ pub async fn create(conn: &mut Conn, run: &NewRun<'_>) -> Result<()> {
     .bind(run.to_number)
     .bind(run.status)
     .execute(&mut *db)
-    .await.map(|r| r.rows_affected()))?;
+    .await.map(|r| r.rows_affected())
+    })?;
     Ok(())
 }
 
 /// A run of this account; `None` for unknown ids and other accounts' runs alike.
 pub async fn get(conn: &mut Conn, account_id: Uuid, id: Uuid) -> Result<Option<Run>> {
-    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql(concat!(
-        "SELECT ",
-        run_columns!(),
-        " FROM runs WHERE id = $1 AND account_id = $2"
-    )))
+    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(
+        dialect.sql(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM runs WHERE id = $1 AND account_id = $2"
+        ))
+    )
     .bind(id)
     .bind(account_id)
     .fetch_optional(&mut *db)
@@ -81,11 +85,13 @@ pub async fn get(conn: &mut Conn, account_id: Uuid, id: Uuid) -> Result<Option<R
 
 /// Locks the run for the rest of the transaction.
 pub async fn lock(conn: &mut Conn, id: Uuid) -> Result<Option<Run>> {
-    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql(concat!(
-        "SELECT ",
-        run_columns!(),
-        " FROM runs WHERE id = $1 FOR UPDATE"
-    )))
+    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(
+        dialect.sql(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM runs WHERE id = $1 FOR UPDATE"
+        ))
+    )
     .bind(id)
     .fetch_optional(&mut *db)
     .await)?)
@@ -93,17 +99,22 @@ pub async fn lock(conn: &mut Conn, id: Uuid) -> Result<Option<Run>> {
 
 /// Counts `n` applied steps (a message may apply several consecutive steps of one token).
 pub async fn record_steps(conn: &mut Conn, id: Uuid, n: u32) -> Result<()> {
-    crate::on!(conn, |db, dialect| sqlx::query(dialect.sql("UPDATE runs SET steps = steps + $2, updated_at = now() WHERE id = $1"))
-        .bind(id)
-        .bind(i32::try_from(n).unwrap_or(i32::MAX))
-        .execute(&mut *db)
-        .await.map(|r| r.rows_affected()))?;
+    crate::on!(conn, |db, dialect| sqlx::query(dialect.sql(
+        "UPDATE runs SET steps = steps + $2, updated_at = now() WHERE id = $1"
+    ))
+    .bind(id)
+    .bind(i32::try_from(n).unwrap_or(i32::MAX))
+    .execute(&mut *db)
+    .await
+    .map(|r| r.rows_affected()))?;
     Ok(())
 }
 
 /// Reserves `n` new token numbers and returns the first.
 pub async fn allocate_tokens(conn: &mut Conn, id: Uuid, n: i32) -> Result<i32> {
-    let (first,): (i32,) = crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("UPDATE runs SET next_token = next_token + $2 WHERE id = $1 RETURNING next_token - $2",))
+    let (first,): (i32,) = crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql(
+        "UPDATE runs SET next_token = next_token + $2 WHERE id = $1 RETURNING next_token - $2",
+    ))
     .bind(id)
     .bind(n)
     .fetch_one(&mut *db)
@@ -119,8 +130,10 @@ pub async fn finish(
     status: &str,
     error: Option<&str>,
 ) -> Result<Option<Uuid>> {
-    let ended: Option<(Uuid,)> = crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("UPDATE runs SET status = $2, error = $3, ended_at = now(), updated_at = now()
-         WHERE id = $1 AND status IN ('active', 'queued') RETURNING account_id",))
+    let ended: Option<(Uuid,)> = crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql(
+        "UPDATE runs SET status = $2, error = $3, ended_at = now(), updated_at = now()
+         WHERE id = $1 AND status IN ('active', 'queued') RETURNING account_id",
+    ))
     .bind(id)
     .bind(status)
     .bind(error)
@@ -157,7 +170,8 @@ pub async fn list(conn: &mut Conn, f: &Filter) -> Result<Vec<Run>> {
                 .replace('_', "\\_")
         )
     });
-    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql(concat!("SELECT ", run_columns!(), " FROM runs
+    Ok(crate::on!(conn, |db, dialect| {
+        sqlx::query_as(dialect.sql(dialect.pick(concat!("SELECT ", run_columns!(), " FROM runs
          WHERE account_id = $1
            AND ($2::uuid IS NULL OR phlo_id = $2)
            AND ($3::text IS NULL OR status = $3)
@@ -168,7 +182,23 @@ pub async fn list(conn: &mut Conn, f: &Filter) -> Result<Vec<Run>> {
            AND ($8::text IS NULL OR trigger::text ILIKE $8
                 OR EXISTS (SELECT 1 FROM steps s WHERE s.run_id = runs.id AND s.variables::text ILIKE $8))
            AND ($9::timestamptz IS NULL OR (created_at, id) < ($9, $10))
-         ORDER BY created_at DESC, id DESC LIMIT $11")))
+         ORDER BY created_at DESC, id DESC LIMIT $11"),
+        // SQLite's LIKE ignores ASCII case (not all of Unicode's, as ILIKE does) and has no default
+        // escape character.
+        concat!("SELECT ", run_columns!(), " FROM runs
+         WHERE account_id = $1
+           AND ($2 IS NULL OR phlo_id = $2)
+           AND ($3 IS NULL OR status = $3)
+           AND ($4 IS NULL OR trigger_type = $4)
+           AND ($5 IS NULL OR created_at >= $5)
+           AND ($6 IS NULL OR created_at < $6)
+           AND ($7 IS NULL OR from_number = $7 OR to_number = $7)
+           AND ($8 IS NULL OR trigger LIKE $8 ESCAPE '\\'
+                OR EXISTS (SELECT 1 FROM steps s WHERE s.run_id = runs.id
+                                                   AND s.variables LIKE $8 ESCAPE '\\'))
+           AND ($9 IS NULL OR (created_at, id) < ($9, $10))
+         ORDER BY created_at DESC, id DESC LIMIT $11"),
+    )))
     .bind(f.account_id)
     .bind(f.phlo_id)
     .bind(&f.status)
@@ -181,7 +211,8 @@ pub async fn list(conn: &mut Conn, f: &Filter) -> Result<Vec<Run>> {
     .bind(before_id)
     .bind(f.limit)
     .fetch_all(&mut *db)
-    .await)?)
+    .await
+    })?)
 }
 
 /// Active runs started before `cutoff`: candidates for the lifetime guard.
@@ -190,32 +221,38 @@ pub async fn active_before(
     cutoff: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<Uuid>> {
-    let rows: Vec<(Uuid,)> =
-        crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("SELECT id FROM runs WHERE status = 'active' AND created_at < $1 ORDER BY created_at LIMIT $2"))
+    let rows: Vec<(Uuid,)> = crate::on!(conn, |db, dialect| {
+        sqlx::query_as(dialect.sql("SELECT id FROM runs WHERE status = 'active' AND created_at < $1 ORDER BY created_at LIMIT $2"))
             .bind(cutoff)
             .bind(limit)
             .fetch_all(&mut *db)
-            .await)?;
+            .await
+    })?;
     Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 
 /// Records why a token stopped; the run ends `failed` with it once its last token ends.
 pub async fn set_error(conn: &mut Conn, id: Uuid, error: &str) -> Result<()> {
-    crate::on!(conn, |db, dialect| sqlx::query(dialect.sql("UPDATE runs SET error = coalesce(error, $2), updated_at = now() WHERE id = $1"))
-        .bind(id)
-        .bind(error)
-        .execute(&mut *db)
-        .await.map(|r| r.rows_affected()))?;
+    crate::on!(conn, |db, dialect| sqlx::query(dialect.sql(
+        "UPDATE runs SET error = coalesce(error, $2), updated_at = now() WHERE id = $1"
+    ))
+    .bind(id)
+    .bind(error)
+    .execute(&mut *db)
+    .await
+    .map(|r| r.rows_affected()))?;
     Ok(())
 }
 
 /// A run by id alone, for carrier webhooks (which carry no account).
 pub async fn find(conn: &mut Conn, id: Uuid) -> Result<Option<Run>> {
-    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql(concat!(
-        "SELECT ",
-        run_columns!(),
-        " FROM runs WHERE id = $1"
-    )))
+    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(
+        dialect.sql(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM runs WHERE id = $1"
+        ))
+    )
     .bind(id)
     .fetch_optional(&mut *db)
     .await)?)

@@ -1,0 +1,855 @@
+//! Every store function that the modules' own tests do not reach, on both backends: each runs its
+//! statements on Postgres and on SQLite (`phlo dev`), and the two must agree.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use chrono::{DateTime, Duration, SubsecRound, Utc};
+use phlo_flow::{Context, Trigger, Wait, WaitOn};
+use serde_json::json;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use crate::testing::on_both;
+use crate::{Conn, Pool};
+
+async fn c(pool: &Pool) -> Conn {
+    pool.acquire().await.unwrap()
+}
+
+fn api_trigger(params: serde_json::Value) -> Trigger {
+    Trigger::Api {
+        request_uuid: "req-1".into(),
+        params: params.as_object().cloned().unwrap_or_default(),
+    }
+}
+
+async fn new_run(conn: &mut Conn, account: Uuid, phlo: Uuid, status: &str, text: &str) -> Uuid {
+    let id = Uuid::now_v7();
+    crate::runs::create(
+        conn,
+        &crate::runs::NewRun {
+            id,
+            account_id: account,
+            phlo_id: phlo,
+            revision: 1,
+            trigger_type: "api",
+            trigger: &api_trigger(json!({ "text": text })),
+            from_number: Some("+15550001"),
+            to_number: Some("+15550002"),
+            status,
+        },
+    )
+    .await
+    .unwrap();
+    id
+}
+
+/// The migration applies, and a time bound by sqlx compares with the SQL `now()` (timers and leases
+/// compare the two).
+#[tokio::test]
+async fn bound_times_and_sql_now_compare_in_time_order() {
+    on_both(|pool| async move {
+        let mut conn = c(&pool).await;
+        let now = Utc::now();
+        for (bound, earlier) in [
+            (now - Duration::seconds(2), true),
+            (now - Duration::milliseconds(1500), true),
+            (now + Duration::seconds(2), false),
+            (now + Duration::milliseconds(1500), false),
+            // Whole seconds are written without a fraction.
+            (
+                DateTime::from_timestamp(now.timestamp() - 2, 0).unwrap(),
+                true,
+            ),
+            (
+                DateTime::from_timestamp(now.timestamp() + 2, 0).unwrap(),
+                false,
+            ),
+        ] {
+            let (before_now, sorts_first): (bool, bool) = crate::on!(&mut conn, |db, dialect| {
+                sqlx::query_as(dialect.sql(
+                    "SELECT $1::timestamptz < now(),
+                            (SELECT min(t) FROM (SELECT $1::timestamptz AS t UNION ALL SELECT now()) x)
+                                = $1::timestamptz",
+                ))
+                .bind(bound)
+                .fetch_one(&mut *db)
+                .await
+            })
+            .unwrap();
+            assert_eq!((before_now, sorts_first), (earlier, earlier), "{bound}");
+        }
+        // A timestamp written by `now()` reads back as a time close to the clock's.
+        let (read,): (DateTime<Utc>,) =
+            crate::on!(&mut conn, |db, dialect| sqlx::query_as(dialect.sql(
+                "SELECT now() + make_interval(secs => $1)"
+            ))
+            .bind(60.0)
+            .fetch_one(&mut *db)
+            .await)
+            .unwrap();
+        let off = (read - Utc::now() - Duration::seconds(60)).num_milliseconds().abs();
+        assert!(off < 5_000, "{read}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn accounts_phlos_and_revisions() {
+    on_both(|pool| async move {
+        let mut conn = c(&pool).await;
+        let account = crate::accounts::create(&mut conn, Uuid::now_v7(), "MA1", b"hash", "Acme")
+            .await
+            .unwrap();
+        let found = crate::accounts::find_by_auth_id(&mut conn, "MA1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (found.id, found.token_hash, found.name),
+            (account.id, b"hash".to_vec(), "Acme".into())
+        );
+        assert!(
+            crate::accounts::find_by_auth_id(&mut conn, "nope")
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        let def = json!({ "nodes": [] });
+        let a = crate::phlos::create(&mut conn, Uuid::now_v7(), account.id, "a", &def)
+            .await
+            .unwrap();
+        let b = crate::phlos::create(&mut conn, Uuid::now_v7(), account.id, "b", &def)
+            .await
+            .unwrap();
+        assert_eq!((a.revision, a.latest_revision), (1, 1));
+        let got = crate::phlos::get(&mut conn, account.id, a.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.name, "a");
+        assert!(
+            crate::phlos::get(&mut conn, Uuid::now_v7(), a.id)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let all: Vec<Uuid> = crate::phlos::list(&mut conn, account.id, 10, None)
+            .await
+            .unwrap()
+            .iter()
+            .map(|p| p.id)
+            .collect();
+        assert_eq!(all, [b.id, a.id], "newest first");
+        let page: Vec<Uuid> =
+            crate::phlos::list(&mut conn, account.id, 10, Some((b.created_at, b.id)))
+                .await
+                .unwrap()
+                .iter()
+                .map(|p| p.id)
+                .collect();
+        assert_eq!(page, [a.id], "after the cursor");
+
+        let v2 = json!({ "nodes": [1] });
+        let updated = crate::phlos::update(&mut conn, account.id, a.id, "a2", &v2)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (
+                updated.revision,
+                updated.latest_revision,
+                updated.name.as_str()
+            ),
+            (2, 2, "a2")
+        );
+        assert!(
+            crate::phlos::update(&mut conn, Uuid::now_v7(), a.id, "x", &v2)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let back = crate::phlos::set_revision(&mut conn, account.id, a.id, 1, "a1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((back.revision, back.latest_revision), (1, 2));
+        assert!(
+            crate::phlos::set_revision(&mut conn, account.id, a.id, 7, "x")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let r2 = crate::phlos::revision(&mut conn, a.id, 2)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r2.definition.0, v2);
+        let revs: Vec<i32> = crate::phlos::revisions(&mut conn, a.id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.revision)
+            .collect();
+        assert_eq!(revs, [2, 1]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn runs_tokens_steps_and_their_listings() {
+    on_both(|pool| async move {
+        let mut conn = c(&pool).await;
+        let (account, phlo) = crate::testing::account_and_phlo(&mut conn).await.unwrap();
+        let first = new_run(&mut conn, account, phlo, "active", "hello 50%_off").await;
+        let second = new_run(&mut conn, account, phlo, "queued", "plain").await;
+
+        let run = crate::runs::get(&mut conn, account, first)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (run.status.as_str(), run.steps, run.next_token),
+            ("active", 0, 1)
+        );
+        assert_eq!(
+            run.trigger.0,
+            api_trigger(json!({ "text": "hello 50%_off" }))
+        );
+        assert!(
+            crate::runs::get(&mut conn, Uuid::now_v7(), first)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // One connection at a time: a SQLite pool holds one.
+        drop(conn);
+        let mut tx = pool.begin().await.unwrap();
+        assert!(crate::runs::lock(&mut tx, first).await.unwrap().is_some());
+        crate::runs::record_steps(&mut tx, first, 3).await.unwrap();
+        assert_eq!(
+            crate::runs::allocate_tokens(&mut tx, first, 2)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            crate::runs::allocate_tokens(&mut tx, first, 1)
+                .await
+                .unwrap(),
+            3
+        );
+        crate::runs::set_error(&mut tx, first, "boom")
+            .await
+            .unwrap();
+        crate::runs::set_error(&mut tx, first, "later")
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let mut conn = c(&pool).await;
+        let run = crate::runs::find(&mut conn, first).await.unwrap().unwrap();
+        assert_eq!(
+            (run.steps, run.next_token, run.error.as_deref()),
+            (3, 4, Some("boom"))
+        );
+
+        // Listings: filters, the text search (LIKE wildcards are literal), the cursor.
+        let filter = |f: crate::runs::Filter| crate::runs::Filter {
+            account_id: account,
+            limit: 10,
+            ..f
+        };
+        let ids = |runs: Vec<crate::runs::Run>| runs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        let all = ids(crate::runs::list(&mut conn, &filter(Default::default()))
+            .await
+            .unwrap());
+        assert_eq!(all, [second, first]);
+        let queued = filter(crate::runs::Filter {
+            status: Some("queued".into()),
+            phlo_id: Some(phlo),
+            trigger_type: Some("api".into()),
+            phone_number: Some("+15550002".into()),
+            created_after: Some(Utc::now() - Duration::hours(1)),
+            created_before: Some(Utc::now() + Duration::hours(1)),
+            ..Default::default()
+        });
+        assert_eq!(
+            ids(crate::runs::list(&mut conn, &queued).await.unwrap()),
+            [second]
+        );
+        for (text, expected) in [
+            ("HELLO", vec![first]),
+            ("50%_off", vec![first]),
+            ("0%_o", vec![first]),
+            ("5_%", vec![]),
+            ("%", vec![first]),
+            ("plain", vec![second]),
+        ] {
+            let f = filter(crate::runs::Filter {
+                text: Some(text.into()),
+                ..Default::default()
+            });
+            assert_eq!(
+                ids(crate::runs::list(&mut conn, &f).await.unwrap()),
+                expected,
+                "{text}"
+            );
+        }
+        let newest = crate::runs::get(&mut conn, account, second)
+            .await
+            .unwrap()
+            .unwrap();
+        let f = filter(crate::runs::Filter {
+            before: Some((newest.created_at, newest.id)),
+            ..Default::default()
+        });
+        assert_eq!(
+            ids(crate::runs::list(&mut conn, &f).await.unwrap()),
+            [first]
+        );
+        let cutoff = Utc::now() + Duration::seconds(5);
+        assert_eq!(
+            crate::runs::active_before(&mut conn, cutoff, 10)
+                .await
+                .unwrap(),
+            [first]
+        );
+        assert!(
+            crate::runs::active_before(&mut conn, Utc::now() - Duration::hours(1), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // Tokens.
+        let token = |n: i32, status: &str| crate::tokens::Token {
+            run_id: first,
+            token: n,
+            node_id: Uuid::now_v7(),
+            status: status.into(),
+            seq: 1,
+            wait_id: (status == "waiting").then_some(7),
+            wait: (status == "waiting").then(|| {
+                Json(Wait {
+                    on: WaitOn::Digits,
+                    timeout_secs: 5,
+                    variables: Default::default(),
+                })
+            }),
+            context: Json(Context::default()),
+            repeats: 0,
+            ended_reason: None,
+            updated_at: Utc::now(),
+        };
+        crate::tokens::save(&mut conn, &token(1, "ready"))
+            .await
+            .unwrap();
+        crate::tokens::save(&mut conn, &token(2, "waiting"))
+            .await
+            .unwrap();
+        let mut moved = token(1, "ready");
+        moved.seq = 2;
+        crate::tokens::save(&mut conn, &moved).await.unwrap();
+        let t1 = crate::tokens::get(&mut conn, first, 1)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((t1.seq, t1.node_id), (2, moved.node_id));
+        let t2 = crate::tokens::get(&mut conn, first, 2)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (t2.wait_id, t2.wait.map(|w| w.0.on)),
+            (Some(7), Some(WaitOn::Digits))
+        );
+        assert_eq!(
+            crate::tokens::list(&mut conn, first).await.unwrap().len(),
+            2
+        );
+        assert_eq!(
+            crate::tokens::live_count(&mut conn, first).await.unwrap(),
+            2
+        );
+        let later = Utc::now() + Duration::seconds(5);
+        assert_eq!(
+            crate::tokens::stale_ready(&mut conn, later, 10)
+                .await
+                .unwrap(),
+            [(first, 1, 2)]
+        );
+        assert!(
+            crate::tokens::stale_ready(&mut conn, Utc::now() - Duration::hours(1), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        crate::tokens::touch(&mut conn, first, 1).await.unwrap();
+        assert_eq!(
+            crate::tokens::end_all(&mut conn, first, "cancelled")
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            crate::tokens::live_count(&mut conn, first).await.unwrap(),
+            0
+        );
+
+        // Steps.
+        let started = Utc::now();
+        for seq in [1, 2] {
+            crate::steps::insert(
+                &mut conn,
+                &crate::steps::Step {
+                    run_id: first,
+                    token: 1,
+                    seq,
+                    node_id: Uuid::nil(),
+                    node_name: "Start".into(),
+                    node_type: "start".into(),
+                    event: "enter".into(),
+                    outcome: "done".into(),
+                    state: None,
+                    variables: Json(json!({ "secret": "needle" })),
+                    effects: Json(json!([])),
+                    error: None,
+                    started_at: started,
+                    finished_at: started + Duration::milliseconds(i64::from(seq)),
+                },
+            )
+            .await
+            .unwrap();
+        }
+        let steps = crate::steps::list(&mut conn, first).await.unwrap();
+        assert_eq!(steps.iter().map(|s| s.seq).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(steps[0].variables.0, json!({ "secret": "needle" }));
+        let f = filter(crate::runs::Filter {
+            text: Some("NEEDLE".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            ids(crate::runs::list(&mut conn, &f).await.unwrap()),
+            [first],
+            "in step variables"
+        );
+
+        assert_eq!(
+            crate::runs::finish(&mut conn, first, "cancelled", None)
+                .await
+                .unwrap(),
+            Some(account)
+        );
+        assert_eq!(
+            crate::runs::finish(&mut conn, first, "failed", None)
+                .await
+                .unwrap(),
+            None
+        );
+        let run = crate::runs::find(&mut conn, first).await.unwrap().unwrap();
+        assert_eq!(run.status, "cancelled");
+        assert!(run.ended_at.is_some());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn timers_outbox_and_counters() {
+    on_both(|pool| async move {
+        let mut conn = c(&pool).await;
+        let (account, phlo) = crate::testing::account_and_phlo(&mut conn).await.unwrap();
+        let run = new_run(&mut conn, account, phlo, "active", "").await;
+
+        // Postgres keeps microseconds.
+        let now = Utc::now().trunc_subsecs(6);
+        let timer = |token: i32, wait_id: i32, secs: i64| crate::timers::Timer {
+            run_id: run,
+            token,
+            wait_id,
+            fire_at: now + Duration::seconds(secs),
+        };
+        crate::timers::set(&mut conn, &timer(1, 1, 100))
+            .await
+            .unwrap();
+        crate::timers::set(&mut conn, &timer(1, 1, -2))
+            .await
+            .unwrap(); // moved earlier
+        crate::timers::set(&mut conn, &timer(2, 1, -1))
+            .await
+            .unwrap();
+        crate::timers::set(&mut conn, &timer(3, 1, 60))
+            .await
+            .unwrap();
+        crate::timers::set(&mut conn, &timer(4, 1, -1))
+            .await
+            .unwrap();
+        crate::timers::clear(&mut conn, run, 4, 1).await.unwrap();
+        let due = crate::timers::take_due(&mut conn, now, 1).await.unwrap();
+        assert_eq!(due, [timer(1, 1, -2)], "the earliest, no more than asked");
+        let due = crate::timers::take_due(&mut conn, now, 10).await.unwrap();
+        assert_eq!(due, [timer(2, 1, -1)]);
+        assert!(
+            crate::timers::take_due(&mut conn, now, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        crate::timers::clear_run(&mut conn, run).await.unwrap();
+        let far = now + Duration::days(1);
+        assert!(
+            crate::timers::take_due(&mut conn, far, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        let a = crate::outbox::insert(&mut conn, "s.a", "m-a", b"one", Some("tp"))
+            .await
+            .unwrap();
+        let b = crate::outbox::insert(&mut conn, "s.b", "m-b", b"two", None)
+            .await
+            .unwrap();
+        let c3 = crate::outbox::insert(&mut conn, "s.c", "m-c", b"three", None)
+            .await
+            .unwrap();
+        assert!(a < b && b < c3);
+        assert_eq!(crate::outbox::backlog(&mut conn).await.unwrap(), 3);
+        assert!(
+            crate::outbox::claim_stale(&mut conn, 60.0, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let stale = crate::outbox::claim_stale(&mut conn, 0.0, 10)
+            .await
+            .unwrap();
+        let got: Vec<_> = stale
+            .iter()
+            .map(|m| (m.id, m.subject.as_str(), m.payload.as_slice()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (a, "s.a", &b"one"[..]),
+                (b, "s.b", b"two"),
+                (c3, "s.c", b"three")
+            ]
+        );
+        assert_eq!(stale[0].traceparent.as_deref(), Some("tp"));
+        crate::outbox::delete(&mut conn, &[a, c3]).await.unwrap();
+        crate::outbox::delete(&mut conn, &[]).await.unwrap();
+        assert_eq!(crate::outbox::backlog(&mut conn).await.unwrap(), 1);
+
+        let (node, other) = (Uuid::now_v7(), Uuid::now_v7());
+        for expected in 1..=3 {
+            assert_eq!(
+                crate::counters::increment(&mut conn, run, node, "run")
+                    .await
+                    .unwrap(),
+                expected
+            );
+        }
+        assert_eq!(
+            crate::counters::increment(&mut conn, run, other, "run")
+                .await
+                .unwrap(),
+            1
+        );
+        let list = crate::counters::list(&mut conn, run).await.unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list.iter().find(|c| c.node_id == node).unwrap().value, 3);
+        assert_eq!(
+            crate::counters::reset(&mut conn, run, Some(node))
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            crate::counters::reset(&mut conn, run, None).await.unwrap(),
+            1
+        );
+        assert!(
+            crate::counters::list(&mut conn, run)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn numbers_calls_rooms_and_limits() {
+    on_both(|pool| async move {
+        let mut conn = c(&pool).await;
+        let (account, phlo) = crate::testing::account_and_phlo(&mut conn).await.unwrap();
+        let (stranger, stranger_phlo) = crate::testing::account_and_phlo(&mut conn).await.unwrap();
+
+        let n = crate::numbers::attach(&mut conn, "+1555", account, phlo)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((n.account_id, n.phlo_id), (account, phlo));
+        assert!(
+            crate::numbers::attach(&mut conn, "+1555", stranger, stranger_phlo)
+                .await
+                .unwrap()
+                .is_none(),
+            "another account's number"
+        );
+        assert!(
+            crate::numbers::attach(&mut conn, "+1555", account, phlo)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        crate::numbers::attach(&mut conn, "+1444", account, phlo)
+            .await
+            .unwrap()
+            .unwrap();
+        let listed: Vec<String> = crate::numbers::list(&mut conn, account)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|n| n.number)
+            .collect();
+        assert_eq!(listed, ["+1444", "+1555"]);
+        assert_eq!(
+            crate::numbers::route(&mut conn, "+1555")
+                .await
+                .unwrap()
+                .unwrap()
+                .phlo_id,
+            phlo
+        );
+        assert!(
+            !crate::numbers::detach(&mut conn, "+1555", stranger)
+                .await
+                .unwrap()
+        );
+        assert!(
+            crate::numbers::detach(&mut conn, "+1555", account)
+                .await
+                .unwrap()
+        );
+        assert!(
+            crate::numbers::route(&mut conn, "+1555")
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        let run = new_run(&mut conn, account, phlo, "active", "").await;
+        let call = |token: i32| crate::calls::NewCall {
+            call_uuid: "call-1",
+            run_id: run,
+            token,
+            direction: "inbound",
+            from_number: "+1",
+            to_number: "+2",
+        };
+        crate::calls::upsert(&mut conn, &call(1)).await.unwrap();
+        crate::calls::upsert(&mut conn, &call(2)).await.unwrap();
+        let got = crate::calls::get(&mut conn, "call-1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((got.token, got.status.as_str()), (2, "in-progress"));
+        assert_eq!(
+            crate::calls::live_of_run(&mut conn, run).await.unwrap(),
+            ["call-1"]
+        );
+        let ended = crate::calls::end(&mut conn, "call-1", Some("NORMAL"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (ended.status.as_str(), ended.hangup_cause.as_deref()),
+            ("completed", Some("NORMAL"))
+        );
+        assert!(ended.ended_at.is_some());
+        assert!(
+            crate::calls::end(&mut conn, "call-1", None)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            crate::calls::live_of_run(&mut conn, run)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let action = json!({ "next": 1 });
+        for (version, wait_id) in [(1, Some(3)), (2, None)] {
+            let v = crate::calls::instruct(
+                &mut conn,
+                &crate::calls::NewInstruction {
+                    call_uuid: "call-1",
+                    run_id: run,
+                    token: 2,
+                    wait_id,
+                    action: Some(&action),
+                    xml: "<Response/>",
+                },
+            )
+            .await
+            .unwrap();
+            assert_eq!(v, version);
+        }
+        let i = crate::calls::instruction(&mut conn, "call-1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (i.version, i.wait_id, i.action.map(|a| a.0)),
+            (2, None, Some(action))
+        );
+        assert!(
+            crate::calls::claim_request(&mut conn, "msg-1")
+                .await
+                .unwrap()
+        );
+        assert!(
+            !crate::calls::claim_request(&mut conn, "msg-1")
+                .await
+                .unwrap()
+        );
+        crate::calls::release_request(&mut conn, "msg-1")
+            .await
+            .unwrap();
+        assert!(
+            crate::calls::claim_request(&mut conn, "msg-1")
+                .await
+                .unwrap()
+        );
+
+        let node = Uuid::now_v7();
+        let member = |address: &'static str, state: &'static str, call: Option<&'static str>| {
+            crate::rooms::NewMember {
+                phlo_id: phlo,
+                node_id: node,
+                node_type: "conference_bridge",
+                room: "room-1",
+                run_id: run,
+                address,
+                role: "participant",
+                call_uuid: call,
+                member_id: None,
+                state,
+                on_join: None,
+            }
+        };
+        let a = crate::rooms::upsert(&mut conn, &member("+1", "joining", Some("call-a")))
+            .await
+            .unwrap();
+        let again = crate::rooms::upsert(&mut conn, &member("+1", "in_call", None))
+            .await
+            .unwrap();
+        assert_eq!(
+            (again.id, again.state.as_str(), again.call_uuid.as_deref()),
+            (a.id, "in_call", Some("call-a"))
+        );
+        let b = crate::rooms::upsert(&mut conn, &member("+2", "joining", Some("call-b")))
+            .await
+            .unwrap();
+        assert_eq!(
+            crate::rooms::find(&mut conn, phlo, node, "+1")
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+            a.id
+        );
+        assert_eq!(
+            crate::rooms::by_call(&mut conn, "room-1", "call-b")
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+            b.id
+        );
+        let present: Vec<i64> = crate::rooms::present(&mut conn, "room-1")
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(present, [a.id, b.id]);
+        crate::rooms::set_state(&mut conn, a.id, "left", Some("x"))
+            .await
+            .unwrap();
+        assert!(
+            crate::rooms::find(&mut conn, phlo, node, "+1")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let c3 = crate::rooms::upsert(&mut conn, &member("+1", "joining", None))
+            .await
+            .unwrap();
+        assert_ne!(c3.id, a.id, "a new row once the old one left");
+        assert_eq!(crate::rooms::of_run(&mut conn, run).await.unwrap().len(), 3);
+
+        assert_eq!(
+            crate::limits::get(&mut conn, account).await.unwrap(),
+            Default::default()
+        );
+        let auth = account.to_string();
+        let stored = crate::limits::get_by_auth_id(&mut conn, &auth)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (stored.limits, stored.updated_at),
+            (Default::default(), None)
+        );
+        assert!(
+            crate::limits::get_by_auth_id(&mut conn, "nobody")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let limits = crate::limits::AccountLimits {
+            api_per_sec: Some(2.5),
+            api_burst: Some(5),
+            runs_per_sec: Some(0.0),
+            runs_burst: None,
+            max_active_runs: Some(3),
+        };
+        assert_eq!(
+            crate::limits::set_by_auth_id(&mut conn, &auth, &limits)
+                .await
+                .unwrap(),
+            Some(account)
+        );
+        assert_eq!(
+            crate::limits::get(&mut conn, account).await.unwrap(),
+            limits
+        );
+        let again = crate::limits::AccountLimits {
+            api_per_sec: Some(3.0),
+            ..Default::default()
+        };
+        crate::limits::set_by_auth_id(&mut conn, &auth, &again)
+            .await
+            .unwrap();
+        let stored = crate::limits::get_by_auth_id(&mut conn, &auth)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.limits, again);
+        assert!(stored.updated_at.is_some());
+        assert_eq!(
+            crate::limits::set_by_auth_id(&mut conn, "nobody", &again)
+                .await
+                .unwrap(),
+            None
+        );
+        drop(conn);
+        crate::ping(&pool).await.unwrap();
+    })
+    .await;
+}
