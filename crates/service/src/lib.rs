@@ -65,11 +65,33 @@ impl CommonConfig {
     }
 }
 
-pub fn env_or(name: &str, default: &str) -> String {
+/// Defaults a command sets for the settings the environment leaves unset (`phlo dev`: a SQLite
+/// file, the in-process queue, the simulator as carrier). The environment still wins.
+static DEFAULTS: OnceLock<std::sync::Mutex<std::collections::HashMap<String, String>>> =
+    OnceLock::new();
+
+pub fn set_default(name: &str, value: &str) {
+    let mut defaults = DEFAULTS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    defaults.insert(name.to_owned(), value.to_owned());
+}
+
+/// The setting `name`: the environment's value unless unset or empty, else the default a command
+/// set ([`set_default`]), which may be empty.
+pub fn var(name: &str) -> Option<String> {
     std::env::var(name)
         .ok()
         .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default.to_owned())
+        .or_else(|| {
+            let defaults = DEFAULTS.get()?.lock().unwrap_or_else(|e| e.into_inner());
+            defaults.get(name).cloned()
+        })
+}
+
+pub fn env_or(name: &str, default: &str) -> String {
+    var(name).unwrap_or_else(|| default.to_owned())
 }
 
 /// Parses an environment variable, or returns the default when it is unset; a bad value is an error
@@ -78,8 +100,8 @@ pub fn env_parse<T: FromStr>(name: &str, default: T) -> Result<T, String>
 where
     T::Err: std::fmt::Display,
 {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v
+    match var(name) {
+        Some(v) if !v.trim().is_empty() => v
             .trim()
             .parse()
             .map_err(|e| format!("{name}={v:?} is invalid: {e}")),
@@ -212,6 +234,31 @@ pub fn health_routes(pool: Pool, bus: Bus) -> Router {
         .route("/readyz", get(ready))
         .with_state(Health { pool, bus })
         .merge(metrics_routes())
+}
+
+/// Serves [`health_routes`] on `addr` until `shutdown`, in the background. An empty `addr` serves
+/// nothing: `phlo dev` answers health on its one port.
+pub async fn spawn_health(
+    addr: &str,
+    what: &'static str,
+    pool: Pool,
+    bus: Bus,
+    shutdown: CancellationToken,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    if addr.is_empty() {
+        return Ok(tokio::spawn(async {}));
+    }
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "{what} health endpoints listening");
+    let health = health_routes(pool, bus);
+    Ok(tokio::spawn(async move {
+        let served = axum::serve(listener, health)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::warn!(error = %e, "{what} health endpoints stopped");
+        }
+    }))
 }
 
 /// Buckets (seconds) of every latency histogram: steps take milliseconds, HTTP requests up to the

@@ -19,10 +19,7 @@ impl Secret {
 
     /// The variable's value as a secret, `None` when unset or empty.
     pub fn from_env(name: &str) -> Option<Secret> {
-        std::env::var(name)
-            .ok()
-            .filter(|v| !v.is_empty())
-            .map(Secret)
+        crate::var(name).filter(|v| !v.is_empty()).map(Secret)
     }
 }
 

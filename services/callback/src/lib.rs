@@ -102,7 +102,8 @@ impl Config {
                 ..EgressConfig::default()
             },
             shutdown_grace: env_secs("PHLO_SHUTDOWN_GRACE_SECS", 20)?,
-            secret_keys: phlo_store::sealing::Keyring::from_env().map_err(|e| e.to_string())?,
+            secret_keys: phlo_store::sealing::Keyring::from_settings(phlo_service::var)
+                .map_err(|e| e.to_string())?,
         })
     }
 }
@@ -139,15 +140,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         }),
     };
 
-    let listener = tokio::net::TcpListener::bind(&config.addr).await?;
-    tracing::info!(addr = %config.addr, "callback service health endpoints listening");
-    let health = phlo_service::health_routes(pool.clone(), bus.clone());
-    let serve_shutdown = shutdown.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, health)
-            .with_graceful_shutdown(async move { serve_shutdown.cancelled().await })
-            .await
-    });
+    let server = phlo_service::spawn_health(
+        &config.addr,
+        "callback service",
+        pool.clone(),
+        bus.clone(),
+        shutdown.clone(),
+    )
+    .await?;
 
     let consume = bus.consume(
         Queue::Callback,

@@ -53,6 +53,9 @@ pub struct Config {
     /// `PHLO_SECRET_KEY` (or `PHLO_SECRET_KEY_FILE`), `PHLO_SECRET_KEY_PREVIOUS`: the keys webhook signing
     /// secrets are sealed with at rest; required (see `phlo_store::sealing`).
     pub secret_keys: phlo_store::sealing::Keyring,
+    /// The carrier (`PHLO_CARRIER_*`): the gateway drives live calls (the multiparty trigger API)
+    /// through the same carrier as workers.
+    pub carrier: Option<phlo_carrier::PlivoConfig>,
 }
 
 impl Config {
@@ -74,7 +77,9 @@ impl Config {
             max_active_runs: phlo_service::max_active_runs(
                 RuntimeConfig::default().max_active_runs,
             )?,
-            secret_keys: phlo_store::sealing::Keyring::from_env().map_err(|e| e.to_string())?,
+            secret_keys: phlo_store::sealing::Keyring::from_settings(phlo_service::var)
+                .map_err(|e| e.to_string())?,
+            carrier: phlo_service::carrier_config()?,
         })
     }
 }
@@ -89,6 +94,11 @@ pub struct AppState {
 
 /// The whole API. Trailing slashes are trimmed before routing: the SDKs disagree about them.
 pub fn app(state: AppState) -> NormalizePath<Router> {
+    app_with(state, Router::new())
+}
+
+/// The API and `extra` routes on the same port (`phlo dev` serves the carrier simulator beside it).
+pub fn app_with(state: AppState, extra: Router) -> NormalizePath<Router> {
     let health = phlo_service::health_routes(state.pool.clone(), state.runtime.bus().clone());
     let limit = state.config.max_body_bytes;
     let router = routes::router(&state)
@@ -96,6 +106,7 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn(extract::limit_headers))
         .merge(health)
+        .merge(extra)
         .layer(axum::middleware::from_fn(http_metrics))
         // A bug must cost one request a 500, never the process.
         .layer(CatchPanicLayer::custom(
@@ -152,6 +163,16 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    run_with(config, listener, Router::new(), shutdown).await
+}
+
+/// [`run`], serving `extra` routes beside the API.
+pub async fn run_with(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    extra: Router,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let pool = phlo_store::connect(&config.common.database_url, config.common.db_pool).await?;
     if config.common.migrate {
         phlo_store::migrate(&pool).await?;
@@ -170,12 +191,7 @@ pub async fn run(
         max_active_runs: config.max_active_runs,
         ..RuntimeConfig::default()
     };
-    // The gateway drives live calls (the multiparty trigger API) through the same carrier as workers.
-    let carrier = phlo_service::carrier(
-        phlo_service::carrier_config()
-            .map_err(anyhow::Error::msg)?
-            .as_ref(),
-    )?;
+    let carrier = phlo_service::carrier(config.carrier.as_ref())?;
     let runtime = Runtime::new(pool.clone(), bus.clone(), egress, runtime_config, carrier);
     let grace = config.shutdown_grace;
     let state = AppState {
@@ -187,7 +203,7 @@ pub async fn run(
     let stop = shutdown.clone();
     let serve = axum::serve(
         listener,
-        axum::ServiceExt::<Request>::into_make_service(app(state)),
+        axum::ServiceExt::<Request>::into_make_service(app_with(state, extra)),
     )
     .with_graceful_shutdown(async move { stop.cancelled().await })
     .into_future();

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod client;
 mod commands;
+mod dev;
 mod validate;
 
 #[derive(Parser)]
@@ -39,6 +40,10 @@ enum Command {
         #[arg(required = true)]
         files: Vec<std::path::PathBuf>,
     },
+    /// Try it: the gateway, a worker, the callback service and the carrier simulator in one process
+    /// on one port, with an embedded SQLite store and an in-process queue (no Postgres, no NATS).
+    /// Creates a local account, loads the sample PHLOs and prints how to use them.
+    Dev(dev::Args),
     /// Run the gateway, a worker and the callback service in one process, against the Postgres and
     /// NATS of DATABASE_URL and NATS_URL (defaults: 127.0.0.1). Creates the database if it does not exist.
     /// NATS_URL=memory: uses an in-process queue instead of NATS (see docs/operations.md).
@@ -63,15 +68,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Validate { files } => validate::run(&files, matches!(cli.output, Output::Json)),
+        Command::Dev(args) => serve(dev::run(args)),
         Command::Serve => serve(all_in_one()),
         Command::Gateway => serve(gateway()),
         Command::Worker => serve(worker()),
         Command::Callback => serve(callback()),
         Command::Migrate => serve(migrate()),
         Command::CarrierSim => serve(carrier_sim()),
-        Command::Client(command) => {
-            commands::dispatch(command, &cli.settings, matches!(cli.output, Output::Json))
-        }
+        Command::Client(command) => commands::dispatch(
+            command,
+            &cli.settings.clone().with_dev_fallback(),
+            matches!(cli.output, Output::Json),
+        ),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

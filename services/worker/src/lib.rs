@@ -98,15 +98,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         carrier,
     );
 
-    let listener = tokio::net::TcpListener::bind(&config.addr).await?;
-    tracing::info!(addr = %config.addr, "worker health endpoints listening");
-    let health = phlo_service::health_routes(pool, bus.clone());
-    let serve_shutdown = shutdown.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, health)
-            .with_graceful_shutdown(async move { serve_shutdown.cancelled().await })
-            .await
-    });
+    let server =
+        phlo_service::spawn_health(&config.addr, "worker", pool, bus.clone(), shutdown.clone())
+            .await?;
 
     let steps = {
         let rt = runtime.clone();

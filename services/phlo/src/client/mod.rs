@@ -29,14 +29,33 @@ pub struct Settings {
     /// The account's auth token.
     #[arg(long, env = "PHLO_AUTH_TOKEN", hide_env_values = true, global = true)]
     pub auth_token: Option<String>,
-    /// The carrier simulator's base URL (`phlo call`, `phlo sms`).
-    #[arg(
-        long,
-        env = "PHLO_SIM_URL",
-        default_value = "http://127.0.0.1:8070",
-        global = true
-    )]
-    pub sim_url: String,
+    /// The carrier simulator's base URL (`phlo call`, `phlo sms`) [default: `phlo dev`'s, else
+    /// http://127.0.0.1:8070]
+    #[arg(long, env = "PHLO_SIM_URL", global = true)]
+    pub sim_url: Option<String>,
+}
+
+impl Settings {
+    /// What is not given, from the account a `phlo dev` on the same URL keeps (its data directory's
+    /// `account.json`): against a local dev server the CLI needs no flags.
+    pub fn with_dev_fallback(mut self) -> Settings {
+        let dir = std::env::var_os("PHLO_DATA_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(crate::dev::default_data_dir);
+        let dev = crate::dev::read_account(&dir).filter(|a| base(&a.url) == base(&self.url));
+        if let Some(dev) = dev {
+            if self.auth_id.is_none() && self.auth_token.is_none() {
+                self.auth_id = Some(dev.auth_id);
+                self.auth_token = Some(dev.auth_token);
+            }
+            self.sim_url.get_or_insert(dev.sim_url);
+        }
+        self
+    }
+
+    pub fn sim_url(&self) -> &str {
+        self.sim_url.as_deref().unwrap_or("http://127.0.0.1:8070")
+    }
 }
 
 /// How long one request may take. Following and tailing poll, so no request needs to be long.

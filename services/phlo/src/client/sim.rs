@@ -15,7 +15,7 @@ impl Sim {
     pub fn new(settings: &Settings) -> anyhow::Result<Sim> {
         Ok(Sim {
             http: http()?,
-            base: base(&settings.sim_url),
+            base: base(settings.sim_url()),
         })
     }
 
