@@ -1,7 +1,7 @@
 //! Accounts: created by the operator; the auth token is stored as its SHA-256 only.
 
-use chrono::{DateTime, Utc};
 use crate::Conn;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::Result;
@@ -22,8 +22,12 @@ pub async fn create(
     token_hash: &[u8],
     name: &str,
 ) -> Result<Account> {
-    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("INSERT INTO accounts (id, auth_id, token_hash, name) VALUES ($1, $2, $3, $4)
-         RETURNING id, auth_id, token_hash, name, created_at",))
+    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(
+        dialect.sql(
+            "INSERT INTO accounts (id, auth_id, token_hash, name) VALUES ($1, $2, $3, $4)
+         RETURNING id, auth_id, token_hash, name, created_at",
+        )
+    )
     .bind(id)
     .bind(auth_id)
     .bind(token_hash)
@@ -33,7 +37,11 @@ pub async fn create(
 }
 
 pub async fn find_by_auth_id(conn: &mut Conn, auth_id: &str) -> Result<Option<Account>> {
-    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("SELECT id, auth_id, token_hash, name, created_at FROM accounts WHERE auth_id = $1",))
+    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(
+        dialect.sql(
+            "SELECT id, auth_id, token_hash, name, created_at FROM accounts WHERE auth_id = $1",
+        )
+    )
     .bind(auth_id)
     .fetch_optional(&mut *db)
     .await)?)

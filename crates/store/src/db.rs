@@ -380,7 +380,9 @@ mod tests {
             "($2 IS NULL OR a = $2) AND payload LIKE $3"
         );
         assert_eq!(
-            to_sqlite("SET updated_at = now() WHERE t < now() - make_interval(secs => COALESCE($5::int, 0) / 1000.0)"),
+            to_sqlite(
+                "SET updated_at = now() WHERE t < now() - make_interval(secs => COALESCE($5::int, 0) / 1000.0)"
+            ),
             "SET updated_at = strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now') WHERE t < \
              strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now', -(COALESCE($5, 0) / 1000.0) || ' seconds')"
         );

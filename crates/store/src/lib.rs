@@ -146,6 +146,9 @@ pub async fn migrate(pool: &Pool) -> Result<()> {
 /// `SELECT 1`, for readiness probes.
 pub async fn ping(pool: &Pool) -> Result<()> {
     let mut conn = pool.acquire().await?;
-    on!(&mut conn, |c, _d| sqlx::query("SELECT 1").execute(&mut *c).await.map(|_| ()))?;
+    on!(&mut conn, |c, _d| sqlx::query("SELECT 1")
+        .execute(&mut *c)
+        .await
+        .map(|_| ()))?;
     Ok(())
 }

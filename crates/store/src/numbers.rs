@@ -1,7 +1,7 @@
 //! Phone numbers attached to PHLOs: an incoming call or SMS to a number starts its PHLO.
 
-use chrono::{DateTime, Utc};
 use crate::Conn;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::Result;
@@ -21,9 +21,13 @@ pub async fn attach(
     account_id: Uuid,
     phlo_id: Uuid,
 ) -> Result<Option<Number>> {
-    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("INSERT INTO numbers (number, account_id, phlo_id) VALUES ($1, $2, $3)
+    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(
+        dialect.sql(
+            "INSERT INTO numbers (number, account_id, phlo_id) VALUES ($1, $2, $3)
          ON CONFLICT (number) DO UPDATE SET phlo_id = $3 WHERE numbers.account_id = $2
-         RETURNING number, account_id, phlo_id, created_at",))
+         RETURNING number, account_id, phlo_id, created_at",
+        )
+    )
     .bind(number)
     .bind(account_id)
     .bind(phlo_id)
@@ -32,24 +36,32 @@ pub async fn attach(
 }
 
 pub async fn detach(conn: &mut Conn, number: &str, account_id: Uuid) -> Result<bool> {
-    let done = crate::on!(conn, |db, dialect| sqlx::query(dialect.sql("DELETE FROM numbers WHERE number = $1 AND account_id = $2"))
-        .bind(number)
-        .bind(account_id)
-        .execute(&mut *db)
-        .await.map(|r| r.rows_affected()))?;
+    let done = crate::on!(conn, |db, dialect| sqlx::query(
+        dialect.sql("DELETE FROM numbers WHERE number = $1 AND account_id = $2")
+    )
+    .bind(number)
+    .bind(account_id)
+    .execute(&mut *db)
+    .await
+    .map(|r| r.rows_affected()))?;
     Ok(done == 1)
 }
 
 pub async fn list(conn: &mut Conn, account_id: Uuid) -> Result<Vec<Number>> {
-    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("SELECT number, account_id, phlo_id, created_at FROM numbers WHERE account_id = $1 ORDER BY number",))
+    Ok(crate::on!(conn, |db, dialect| {
+        sqlx::query_as(dialect.sql("SELECT number, account_id, phlo_id, created_at FROM numbers WHERE account_id = $1 ORDER BY number",))
     .bind(account_id)
     .fetch_all(&mut *db)
-    .await)?)
+    .await
+    })?)
 }
 
 /// Who answers calls and messages to `number` (carrier webhooks carry no account).
 pub async fn route(conn: &mut Conn, number: &str) -> Result<Option<Number>> {
-    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("SELECT number, account_id, phlo_id, created_at FROM numbers WHERE number = $1",))
+    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(
+        dialect
+            .sql("SELECT number, account_id, phlo_id, created_at FROM numbers WHERE number = $1",)
+    )
     .bind(number)
     .fetch_optional(&mut *db)
     .await)?)

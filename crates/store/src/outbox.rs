@@ -21,13 +21,15 @@ pub async fn insert(
     payload: &[u8],
     traceparent: Option<&str>,
 ) -> Result<i64> {
-    let (id,): (i64,) = crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("INSERT INTO outbox (subject, msg_id, payload, traceparent) VALUES ($1, $2, $3, $4) RETURNING id",))
+    let (id,): (i64,) = crate::on!(conn, |db, dialect| {
+        sqlx::query_as(dialect.sql("INSERT INTO outbox (subject, msg_id, payload, traceparent) VALUES ($1, $2, $3, $4) RETURNING id",))
     .bind(subject)
     .bind(msg_id)
     .bind(payload)
     .bind(traceparent)
     .fetch_one(&mut *db)
-    .await)?;
+    .await
+    })?;
     Ok(id)
 }
 
@@ -54,14 +56,14 @@ pub async fn delete(conn: &mut Conn, ids: &[i64]) -> Result<()> {
 
 /// Claims messages older than `min_age_secs` that nobody published (their writer crashed or lost NATS).
 /// `SKIP LOCKED` lets every replica run a relay without two of them claiming the same rows.
-pub async fn claim_stale(
-    conn: &mut Conn,
-    min_age_secs: f64,
-    limit: i64,
-) -> Result<Vec<Message>> {
-    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("SELECT id, subject, msg_id, payload, traceparent FROM outbox
+pub async fn claim_stale(conn: &mut Conn, min_age_secs: f64, limit: i64) -> Result<Vec<Message>> {
+    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(
+        dialect.sql(
+            "SELECT id, subject, msg_id, payload, traceparent FROM outbox
          WHERE created_at < now() - make_interval(secs => $1)
-         ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",))
+         ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+        )
+    )
     .bind(min_age_secs)
     .bind(limit)
     .fetch_all(&mut *db)
@@ -70,8 +72,10 @@ pub async fn claim_stale(
 
 /// Messages waiting to be published, for the backlog gauge.
 pub async fn backlog(conn: &mut Conn) -> Result<i64> {
-    let (n,): (i64,) = crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("SELECT count(*) FROM outbox"))
-        .fetch_one(&mut *db)
-        .await)?;
+    let (n,): (i64,) = crate::on!(conn, |db, dialect| sqlx::query_as(
+        dialect.sql("SELECT count(*) FROM outbox")
+    )
+    .fetch_one(&mut *db)
+    .await)?;
     Ok(n)
 }

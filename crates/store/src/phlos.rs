@@ -1,9 +1,9 @@
 //! PHLOs and their immutable revisions. Updating a PHLO adds a revision and makes it current; rolling
 //! back makes an earlier revision current again. Runs record the revision they started on.
 
+use crate::Conn;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use crate::Conn;
 use sqlx::types::Json;
 use uuid::Uuid;
 
@@ -35,13 +35,15 @@ pub async fn create(
     name: &str,
     definition: &Value,
 ) -> Result<Phlo> {
-    let phlo: Phlo = crate::on!(&mut *conn, |db, dialect| sqlx::query_as(dialect.sql("INSERT INTO phlos (id, account_id, name, revision, latest_revision) VALUES ($1, $2, $3, 1, 1)
+    let phlo: Phlo = crate::on!(&mut *conn, |db, dialect| {
+        sqlx::query_as(dialect.sql("INSERT INTO phlos (id, account_id, name, revision, latest_revision) VALUES ($1, $2, $3, 1, 1)
          RETURNING id, account_id, name, revision, latest_revision, created_at, updated_at",))
     .bind(id)
     .bind(account_id)
     .bind(name)
     .fetch_one(&mut *db)
-    .await)?;
+    .await
+    })?;
     insert_revision(conn, id, 1, definition).await?;
     Ok(phlo)
 }
@@ -52,19 +54,26 @@ async fn insert_revision(
     revision: i32,
     definition: &Value,
 ) -> Result<()> {
-    crate::on!(conn, |db, dialect| sqlx::query(dialect.sql("INSERT INTO phlo_revisions (phlo_id, revision, definition) VALUES ($1, $2, $3)"))
-        .bind(phlo_id)
-        .bind(revision)
-        .bind(Json(definition))
-        .execute(&mut *db)
-        .await.map(|r| r.rows_affected()))?;
+    crate::on!(conn, |db, dialect| sqlx::query(dialect.sql(
+        "INSERT INTO phlo_revisions (phlo_id, revision, definition) VALUES ($1, $2, $3)"
+    ))
+    .bind(phlo_id)
+    .bind(revision)
+    .bind(Json(definition))
+    .execute(&mut *db)
+    .await
+    .map(|r| r.rows_affected()))?;
     Ok(())
 }
 
 /// A PHLO of this account; `None` for unknown ids and for other accounts' PHLOs alike.
 pub async fn get(conn: &mut Conn, account_id: Uuid, id: Uuid) -> Result<Option<Phlo>> {
-    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("SELECT id, account_id, name, revision, latest_revision, created_at, updated_at
-         FROM phlos WHERE id = $1 AND account_id = $2",))
+    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(
+        dialect.sql(
+            "SELECT id, account_id, name, revision, latest_revision, created_at, updated_at
+         FROM phlos WHERE id = $1 AND account_id = $2",
+        )
+    )
     .bind(id)
     .bind(account_id)
     .fetch_optional(&mut *db)
@@ -79,7 +88,8 @@ pub async fn list(
     before: Option<(DateTime<Utc>, Uuid)>,
 ) -> Result<Vec<Phlo>> {
     let (at, id) = before.map_or((None, None), |(a, i)| (Some(a), Some(i)));
-    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("SELECT id, account_id, name, revision, latest_revision, created_at, updated_at FROM phlos
+    Ok(crate::on!(conn, |db, dialect| {
+        sqlx::query_as(dialect.sql("SELECT id, account_id, name, revision, latest_revision, created_at, updated_at FROM phlos
          WHERE account_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
          ORDER BY created_at DESC, id DESC LIMIT $4",))
     .bind(account_id)
@@ -87,7 +97,8 @@ pub async fn list(
     .bind(id)
     .bind(limit)
     .fetch_all(&mut *db)
-    .await)?)
+    .await
+    })?)
 }
 
 /// Saves `definition` as a new revision and makes it current. Locks the PHLO row so concurrent updates
@@ -99,7 +110,9 @@ pub async fn update(
     name: &str,
     definition: &Value,
 ) -> Result<Option<Phlo>> {
-    let next: Option<(i32,)> = crate::on!(&mut *conn, |db, dialect| sqlx::query_as(dialect.sql("SELECT latest_revision + 1 FROM phlos WHERE id = $1 AND account_id = $2 FOR UPDATE",))
+    let next: Option<(i32,)> = crate::on!(&mut *conn, |db, dialect| sqlx::query_as(dialect.sql(
+        "SELECT latest_revision + 1 FROM phlos WHERE id = $1 AND account_id = $2 FOR UPDATE",
+    ))
     .bind(id)
     .bind(account_id)
     .fetch_optional(&mut *db)
@@ -108,13 +121,15 @@ pub async fn update(
         return Ok(None);
     };
     insert_revision(conn, id, revision, definition).await?;
-    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("UPDATE phlos SET name = $2, revision = $3, latest_revision = $3, updated_at = now()
+    Ok(crate::on!(conn, |db, dialect| {
+        sqlx::query_as(dialect.sql("UPDATE phlos SET name = $2, revision = $3, latest_revision = $3, updated_at = now()
          WHERE id = $1 RETURNING id, account_id, name, revision, latest_revision, created_at, updated_at",))
     .bind(id)
     .bind(name)
     .bind(revision)
     .fetch_optional(&mut *db)
-    .await)?)
+    .await
+    })?)
 }
 
 /// Makes an existing revision current again; `None` when the PHLO or the revision does not exist.
@@ -125,10 +140,14 @@ pub async fn set_revision(
     revision: i32,
     name: &str,
 ) -> Result<Option<Phlo>> {
-    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("UPDATE phlos SET revision = $3, name = $4, updated_at = now()
+    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(
+        dialect.sql(
+            "UPDATE phlos SET revision = $3, name = $4, updated_at = now()
          WHERE id = $1 AND account_id = $2
            AND EXISTS (SELECT 1 FROM phlo_revisions WHERE phlo_id = $1 AND revision = $3)
-         RETURNING id, account_id, name, revision, latest_revision, created_at, updated_at",))
+         RETURNING id, account_id, name, revision, latest_revision, created_at, updated_at",
+        )
+    )
     .bind(id)
     .bind(account_id)
     .bind(revision)
@@ -137,21 +156,21 @@ pub async fn set_revision(
     .await)?)
 }
 
-pub async fn revision(
-    conn: &mut Conn,
-    phlo_id: Uuid,
-    revision: i32,
-) -> Result<Option<Revision>> {
-    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("SELECT phlo_id, revision, definition, created_at FROM phlo_revisions WHERE phlo_id = $1 AND revision = $2",))
+pub async fn revision(conn: &mut Conn, phlo_id: Uuid, revision: i32) -> Result<Option<Revision>> {
+    Ok(crate::on!(conn, |db, dialect| {
+        sqlx::query_as(dialect.sql("SELECT phlo_id, revision, definition, created_at FROM phlo_revisions WHERE phlo_id = $1 AND revision = $2",))
     .bind(phlo_id)
     .bind(revision)
     .fetch_optional(&mut *db)
-    .await)?)
+    .await
+    })?)
 }
 
 pub async fn revisions(conn: &mut Conn, phlo_id: Uuid) -> Result<Vec<Revision>> {
-    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("SELECT phlo_id, revision, definition, created_at FROM phlo_revisions WHERE phlo_id = $1 ORDER BY revision DESC",))
+    Ok(crate::on!(conn, |db, dialect| {
+        sqlx::query_as(dialect.sql("SELECT phlo_id, revision, definition, created_at FROM phlo_revisions WHERE phlo_id = $1 ORDER BY revision DESC",))
     .bind(phlo_id)
     .fetch_all(&mut *db)
-    .await)?)
+    .await
+    })?)
 }

@@ -1,7 +1,7 @@
 //! Members of multiparty calls and conference bridges, for the trigger API.
 
-use chrono::{DateTime, Utc};
 use crate::Conn;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::Result;
@@ -45,13 +45,16 @@ pub struct NewMember<'a> {
 
 /// Records a member's latest state in a room: one row per (room, address) that is still present.
 pub async fn upsert(conn: &mut Conn, m: &NewMember<'_>) -> Result<Member> {
-    let existing: Option<(i64,)> = crate::on!(&mut *conn, |db, dialect| sqlx::query_as(dialect.sql("SELECT id FROM room_members WHERE room = $1 AND address = $2 AND state <> 'left' ORDER BY updated_at DESC LIMIT 1",))
+    let existing: Option<(i64,)> = crate::on!(&mut *conn, |db, dialect| {
+        sqlx::query_as(dialect.sql("SELECT id FROM room_members WHERE room = $1 AND address = $2 AND state <> 'left' ORDER BY updated_at DESC LIMIT 1",))
     .bind(m.room)
     .bind(m.address)
     .fetch_optional(&mut *db)
-    .await)?;
+    .await
+    })?;
     let row = match existing {
-        Some((id,)) => crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql(concat!(
+        Some((id,)) => crate::on!(conn, |db, dialect| {
+            sqlx::query_as(dialect.sql(concat!(
             "UPDATE room_members SET role = $2, call_uuid = coalesce($3, call_uuid), member_id = coalesce($4, member_id),
                  state = $5, on_join = coalesce($6, on_join), updated_at = now()
              WHERE id = $1 RETURNING ",
@@ -64,8 +67,10 @@ pub async fn upsert(conn: &mut Conn, m: &NewMember<'_>) -> Result<Member> {
         .bind(m.state)
         .bind(m.on_join)
         .fetch_one(&mut *db)
-        .await)?,
-        None => crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql(concat!(
+        .await
+        })?,
+        None => crate::on!(conn, |db, dialect| {
+            sqlx::query_as(dialect.sql(concat!(
             "INSERT INTO room_members (phlo_id, node_id, node_type, room, run_id, address, role, call_uuid, member_id, state, on_join)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING ",
             member_columns!()
@@ -82,7 +87,8 @@ pub async fn upsert(conn: &mut Conn, m: &NewMember<'_>) -> Result<Member> {
         .bind(m.state)
         .bind(m.on_join)
         .fetch_one(&mut *db)
-        .await)?,
+        .await
+        })?,
     };
     Ok(row)
 }
@@ -94,12 +100,14 @@ pub async fn find(
     node_id: Uuid,
     address: &str,
 ) -> Result<Option<Member>> {
-    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql(concat!(
+    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(
+        dialect.sql(concat!(
         "SELECT ",
         member_columns!(),
         " FROM room_members WHERE phlo_id = $1 AND node_id = $2 AND address = $3 AND state <> 'left'
          ORDER BY updated_at DESC LIMIT 1"
-    )))
+    ))
+    )
     .bind(phlo_id)
     .bind(node_id)
     .bind(address)
@@ -108,16 +116,14 @@ pub async fn find(
 }
 
 /// The member with this call in a room (carrier events name calls, not addresses).
-pub async fn by_call(
-    conn: &mut Conn,
-    room: &str,
-    call_uuid: &str,
-) -> Result<Option<Member>> {
-    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql(concat!(
-        "SELECT ",
-        member_columns!(),
-        " FROM room_members WHERE room = $1 AND call_uuid = $2 ORDER BY updated_at DESC LIMIT 1"
-    )))
+pub async fn by_call(conn: &mut Conn, room: &str, call_uuid: &str) -> Result<Option<Member>> {
+    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(
+        dialect.sql(concat!(
+            "SELECT ",
+            member_columns!(),
+            " FROM room_members WHERE room = $1 AND call_uuid = $2 ORDER BY updated_at DESC LIMIT 1"
+        ))
+    )
     .bind(room)
     .bind(call_uuid)
     .fetch_optional(&mut *db)
@@ -126,38 +132,40 @@ pub async fn by_call(
 
 /// Everyone present in a room.
 pub async fn present(conn: &mut Conn, room: &str) -> Result<Vec<Member>> {
-    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql(concat!(
-        "SELECT ",
-        member_columns!(),
-        " FROM room_members WHERE room = $1 AND state <> 'left' ORDER BY id"
-    )))
+    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(
+        dialect.sql(concat!(
+            "SELECT ",
+            member_columns!(),
+            " FROM room_members WHERE room = $1 AND state <> 'left' ORDER BY id"
+        ))
+    )
     .bind(room)
     .fetch_all(&mut *db)
     .await)?)
 }
 
-pub async fn set_state(
-    conn: &mut Conn,
-    id: i64,
-    state: &str,
-    on_join: Option<&str>,
-) -> Result<()> {
-    crate::on!(conn, |db, dialect| sqlx::query(dialect.sql("UPDATE room_members SET state = $2, on_join = $3, updated_at = now() WHERE id = $1",))
+pub async fn set_state(conn: &mut Conn, id: i64, state: &str, on_join: Option<&str>) -> Result<()> {
+    crate::on!(conn, |db, dialect| sqlx::query(dialect.sql(
+        "UPDATE room_members SET state = $2, on_join = $3, updated_at = now() WHERE id = $1",
+    ))
     .bind(id)
     .bind(state)
     .bind(on_join)
     .execute(&mut *db)
-    .await.map(|r| r.rows_affected()))?;
+    .await
+    .map(|r| r.rows_affected()))?;
     Ok(())
 }
 
 /// Every member a run's rooms have had, for the run view.
 pub async fn of_run(conn: &mut Conn, run_id: Uuid) -> Result<Vec<Member>> {
-    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql(concat!(
-        "SELECT ",
-        member_columns!(),
-        " FROM room_members WHERE run_id = $1 ORDER BY id"
-    )))
+    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(
+        dialect.sql(concat!(
+            "SELECT ",
+            member_columns!(),
+            " FROM room_members WHERE run_id = $1 ORDER BY id"
+        ))
+    )
     .bind(run_id)
     .fetch_all(&mut *db)
     .await)?)

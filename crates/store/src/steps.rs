@@ -1,9 +1,9 @@
 //! Steps: the journal of a run. One row per applied step; its primary key (run, token, seq) is what
 //! makes applying a step exactly-once.
 
+use crate::Conn;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use crate::Conn;
 use sqlx::types::Json;
 use uuid::Uuid;
 
@@ -28,7 +28,8 @@ pub struct Step {
 }
 
 pub async fn insert(conn: &mut Conn, s: &Step) -> Result<()> {
-    crate::on!(conn, |db, dialect| sqlx::query(dialect.sql("INSERT INTO steps (run_id, token, seq, node_id, node_name, node_type, event, outcome, state, variables,
+    crate::on!(conn, |db, dialect| {
+        sqlx::query(dialect.sql("INSERT INTO steps (run_id, token, seq, node_id, node_name, node_type, event, outcome, state, variables,
                             effects, error, started_at, finished_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",))
     .bind(s.run_id)
@@ -47,15 +48,18 @@ pub async fn insert(conn: &mut Conn, s: &Step) -> Result<()> {
     // Bound rather than `now()`: Postgres' now() is the transaction's start, before `started_at`.
     .bind(s.finished_at)
     .execute(&mut *db)
-    .await.map(|r| r.rows_affected()))?;
+    .await.map(|r| r.rows_affected())
+    })?;
     Ok(())
 }
 
 pub async fn list(conn: &mut Conn, run_id: Uuid) -> Result<Vec<Step>> {
-    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("SELECT run_id, token, seq, node_id, node_name, node_type, event, outcome, state, variables, effects, error,
+    Ok(crate::on!(conn, |db, dialect| {
+        sqlx::query_as(dialect.sql("SELECT run_id, token, seq, node_id, node_name, node_type, event, outcome, state, variables, effects, error,
                 started_at, finished_at
          FROM steps WHERE run_id = $1 ORDER BY finished_at, token, seq",))
     .bind(run_id)
     .fetch_all(&mut *db)
-    .await)?)
+    .await
+    })?)
 }

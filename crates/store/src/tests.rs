@@ -853,3 +853,82 @@ async fn numbers_calls_rooms_and_limits() {
     })
     .await;
 }
+
+/// A statement that is several on SQLite (`db::lite_tx`) joins the caller's transaction as a
+/// savepoint: rolled back with it, committed with it.
+#[tokio::test]
+async fn a_multi_statement_operation_joins_the_callers_transaction() {
+    use crate::callbacks::{Claim, Finish, NewDelivery};
+    on_both(|pool| async move {
+        let mut conn = c(&pool).await;
+        let (account, phlo) = crate::testing::account_and_phlo(&mut conn).await.unwrap();
+        let run = new_run(&mut conn, account, phlo, "active", "").await;
+        let id = Uuid::now_v7();
+        let delivery = NewDelivery {
+            id,
+            run_id: run,
+            node_id: Uuid::nil(),
+            node_name: "Start",
+            node_type: "start",
+            event: "api_request",
+            url: "https://example.com/",
+            method: "POST",
+            payload: "{}",
+            traceparent: None,
+        };
+        assert_eq!(
+            crate::callbacks::insert(&mut conn, &delivery)
+                .await
+                .unwrap(),
+            None
+        );
+        drop(conn);
+        let keys = crate::sealing::Keyring::new(&[1; 32]);
+        let claimed = crate::callbacks::claim(&pool, &keys, id, 30.0, 1.0)
+            .await
+            .unwrap();
+        assert!(matches!(claimed, Claim::Claimed(_)), "{claimed:?}");
+        let done = Finish {
+            outcome: "delivered",
+            status: "delivered",
+            status_code: Some(200),
+            latency_ms: Some(1),
+            error: None,
+            response: Some("ok".into()),
+            retry_in_secs: 0.0,
+            queued: false,
+        };
+        let mut tx = pool.begin().await.unwrap();
+        assert!(
+            crate::callbacks::finish(&mut tx, id, 1, &done)
+                .await
+                .unwrap()
+        );
+        tx.rollback().await.unwrap();
+        let mut tx = pool.begin().await.unwrap();
+        let d = crate::callbacks::get(&mut tx, account, id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.status, "pending", "rolled back");
+        assert!(
+            crate::callbacks::finish(&mut tx, id, 1, &done)
+                .await
+                .unwrap()
+        );
+        tx.commit().await.unwrap();
+        let mut conn = c(&pool).await;
+        let log = crate::callbacks::list_for_run(&mut conn, account, run)
+            .await
+            .unwrap();
+        assert_eq!(log[0].0.status, "delivered");
+        assert!(log[0].0.delivered_at.is_some());
+        let outcomes: Vec<&str> = log[0].1.iter().map(|a| a.outcome.as_str()).collect();
+        assert_eq!(outcomes, ["delivered"]);
+        assert_eq!(
+            crate::callbacks::count_by_status(&mut conn).await.unwrap(),
+            [("delivered".to_owned(), 1)]
+        );
+    })
+    .await;
+}

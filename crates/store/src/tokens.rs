@@ -1,9 +1,9 @@
 //! Tokens: positions in a run's graph, each with its own context (the variables it has seen and the call
 //! it is on). A token is `ready` (a step message is due), `waiting` (parked on `wait_id`) or `ended`.
 
+use crate::Conn;
 use chrono::{DateTime, Utc};
 use phlo_flow::{Context, Wait};
-use crate::Conn;
 use sqlx::types::Json;
 use uuid::Uuid;
 
@@ -32,7 +32,8 @@ macro_rules! token_columns {
 
 /// Inserts or overwrites the token: the worker computes the whole new row under the run lock.
 pub async fn save(conn: &mut Conn, t: &Token) -> Result<()> {
-    crate::on!(conn, |db, dialect| sqlx::query(dialect.sql("INSERT INTO tokens (run_id, token, node_id, status, seq, wait_id, wait, context, repeats, ended_reason)
+    crate::on!(conn, |db, dialect| {
+        sqlx::query(dialect.sql("INSERT INTO tokens (run_id, token, node_id, status, seq, wait_id, wait, context, repeats, ended_reason)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
          ON CONFLICT (run_id, token) DO UPDATE SET node_id = $3, status = $4, seq = $5, wait_id = $6, wait = $7,
              context = $8, repeats = $9, ended_reason = $10, updated_at = now()",))
@@ -47,16 +48,19 @@ pub async fn save(conn: &mut Conn, t: &Token) -> Result<()> {
     .bind(t.repeats)
     .bind(&t.ended_reason)
     .execute(&mut *db)
-    .await.map(|r| r.rows_affected()))?;
+    .await.map(|r| r.rows_affected())
+    })?;
     Ok(())
 }
 
 pub async fn get(conn: &mut Conn, run_id: Uuid, token: i32) -> Result<Option<Token>> {
-    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql(concat!(
-        "SELECT ",
-        token_columns!(),
-        " FROM tokens WHERE run_id = $1 AND token = $2"
-    )))
+    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(
+        dialect.sql(concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM tokens WHERE run_id = $1 AND token = $2"
+        ))
+    )
     .bind(run_id)
     .bind(token)
     .fetch_optional(&mut *db)
@@ -64,11 +68,13 @@ pub async fn get(conn: &mut Conn, run_id: Uuid, token: i32) -> Result<Option<Tok
 }
 
 pub async fn list(conn: &mut Conn, run_id: Uuid) -> Result<Vec<Token>> {
-    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql(concat!(
-        "SELECT ",
-        token_columns!(),
-        " FROM tokens WHERE run_id = $1 ORDER BY token"
-    )))
+    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(
+        dialect.sql(concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM tokens WHERE run_id = $1 ORDER BY token"
+        ))
+    )
     .bind(run_id)
     .fetch_all(&mut *db)
     .await)?)
@@ -76,22 +82,28 @@ pub async fn list(conn: &mut Conn, run_id: Uuid) -> Result<Vec<Token>> {
 
 /// How many tokens of the run have not ended; the run ends when this reaches zero.
 pub async fn live_count(conn: &mut Conn, run_id: Uuid) -> Result<i64> {
-    let (n,): (i64,) =
-        crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("SELECT count(*) FROM tokens WHERE run_id = $1 AND status <> 'ended'"))
-            .bind(run_id)
-            .fetch_one(&mut *db)
-            .await)?;
+    let (n,): (i64,) = crate::on!(conn, |db, dialect| sqlx::query_as(
+        dialect.sql("SELECT count(*) FROM tokens WHERE run_id = $1 AND status <> 'ended'")
+    )
+    .bind(run_id)
+    .fetch_one(&mut *db)
+    .await)?;
     Ok(n)
 }
 
 /// Ends every live token of a run (cancel, lifetime guard) and returns how many there were.
 pub async fn end_all(conn: &mut Conn, run_id: Uuid, reason: &str) -> Result<u64> {
-    let done = crate::on!(conn, |db, dialect| sqlx::query(dialect.sql("UPDATE tokens SET status = 'ended', ended_reason = $2, wait_id = NULL, updated_at = now()
-         WHERE run_id = $1 AND status <> 'ended'",))
+    let done = crate::on!(conn, |db, dialect| {
+        sqlx::query(dialect.sql(
+        "UPDATE tokens SET status = 'ended', ended_reason = $2, wait_id = NULL, updated_at = now()
+         WHERE run_id = $1 AND status <> 'ended'",
+    ))
     .bind(run_id)
     .bind(reason)
     .execute(&mut *db)
-    .await.map(|r| r.rows_affected()))?;
+    .await
+    .map(|r| r.rows_affected())
+    })?;
     Ok(done)
 }
 
@@ -102,19 +114,24 @@ pub async fn stale_ready(
     cutoff: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<(Uuid, i32, i32)>> {
-    Ok(crate::on!(conn, |db, dialect| sqlx::query_as(dialect.sql("SELECT run_id, token, seq FROM tokens WHERE status = 'ready' AND updated_at < $1 ORDER BY updated_at LIMIT $2",))
+    Ok(crate::on!(conn, |db, dialect| {
+        sqlx::query_as(dialect.sql("SELECT run_id, token, seq FROM tokens WHERE status = 'ready' AND updated_at < $1 ORDER BY updated_at LIMIT $2",))
     .bind(cutoff)
     .bind(limit)
     .fetch_all(&mut *db)
-    .await)?)
+    .await
+    })?)
 }
 
 /// Marks reconciled tokens as freshly touched so the next pass does not republish them at once.
 pub async fn touch(conn: &mut Conn, run_id: Uuid, token: i32) -> Result<()> {
-    crate::on!(conn, |db, dialect| sqlx::query(dialect.sql("UPDATE tokens SET updated_at = now() WHERE run_id = $1 AND token = $2"))
-        .bind(run_id)
-        .bind(token)
-        .execute(&mut *db)
-        .await.map(|r| r.rows_affected()))?;
+    crate::on!(conn, |db, dialect| sqlx::query(dialect.sql(
+        "UPDATE tokens SET updated_at = now() WHERE run_id = $1 AND token = $2"
+    ))
+    .bind(run_id)
+    .bind(token)
+    .execute(&mut *db)
+    .await
+    .map(|r| r.rows_affected()))?;
     Ok(())
 }
