@@ -929,6 +929,62 @@ async fn a_multi_statement_operation_joins_the_callers_transaction() {
             crate::callbacks::count_by_status(&mut conn).await.unwrap(),
             [("delivered".to_owned(), 1)]
         );
+
+        // The account listing's filters.
+        use crate::callbacks::{AccountFilter, ChangePage, ChangePosition};
+        let filter = |status: &str, page: ChangePage| AccountFilter {
+            account_id: account,
+            phlo_id: Some(phlo),
+            run_id: Some(run),
+            status: Some(status.into()),
+            changed_since: Some(Utc::now() - Duration::hours(1)),
+            page,
+            limit: 10,
+        };
+        let start = ChangePage::After(ChangePosition {
+            xid: 0,
+            id: Uuid::nil(),
+        });
+        let newest = ChangePage::Newest { before: None };
+        for (status, page, expected) in [
+            ("delivered", start, vec![id]),
+            ("delivered", newest, vec![id]),
+            ("pending", start, vec![]),
+        ] {
+            // The Postgres horizon is cluster-wide: another test's transaction may hold it back.
+            let mut listing = crate::callbacks::list_for_account(&mut conn, &filter(status, page))
+                .await
+                .unwrap();
+            for _ in 0..200 {
+                if listing.deliveries.len() >= expected.len() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                listing = crate::callbacks::list_for_account(&mut conn, &filter(status, page))
+                    .await
+                    .unwrap();
+            }
+            let ids: Vec<Uuid> = listing.deliveries.iter().map(|d| d.delivery.id).collect();
+            assert_eq!(ids, expected, "{status} {page:?}");
+            if let Some(d) = listing.deliveries.first() {
+                assert!(d.position < listing.horizon);
+                let before = ChangePage::Newest {
+                    before: Some(d.position),
+                };
+                let below = crate::callbacks::list_for_account(&mut conn, &filter(status, before))
+                    .await
+                    .unwrap();
+                assert!(below.deliveries.is_empty());
+            }
+        }
+        let later = AccountFilter {
+            changed_since: Some(Utc::now() + Duration::hours(1)),
+            ..filter("delivered", start)
+        };
+        let listing = crate::callbacks::list_for_account(&mut conn, &later)
+            .await
+            .unwrap();
+        assert!(listing.deliveries.is_empty());
     })
     .await;
 }
