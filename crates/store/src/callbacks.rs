@@ -550,8 +550,8 @@ pub struct Finish {
 
 /// Records attempt `attempt`'s result, and the delivery's new state unless a later attempt took over
 /// (this one outlived its lease). A 410 also disables the URL for the PHLO. Returns whether the
-/// delivery's state was updated. One statement, so the log row and the state go together without a
-/// transaction around it.
+/// delivery's state was updated. One statement on Postgres, so the log row and the state go together
+/// without a transaction around it; on SQLite three, in a transaction (a savepoint in the caller's).
 pub async fn finish(conn: &mut Conn, id: Uuid, attempt: i32, f: &Finish) -> Result<bool> {
     // The row is written once the attempt ends; `at` is still when it started. It replaces an
     // `interrupted` row written meanwhile by a later claim (the result is known after all).

@@ -6,7 +6,8 @@
 //! embedded SQLite file for `phlo dev`.
 //!
 //! Queries are checked at run time (`sqlx::query`), not at compile time, so building needs no database;
-//! every query is exercised by the test suites against a real Postgres.
+//! every query is exercised by the test suites against a real Postgres, and the store's own tests run
+//! each on an in-memory SQLite database too (`testing::on_both`).
 //!
 //! This crate must not call NATS or the network, and holds no business rules beyond what keeps rows
 //! consistent (e.g. a counter increments atomically).
