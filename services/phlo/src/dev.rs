@@ -143,7 +143,9 @@ const SAMPLES: &[(&str, &str, Option<&str>)] = &[
 /// The simulator's credentials: the carrier account the runner uses in dev mode.
 const SIM_AUTH_ID: &str = "MASIMULATORACCOUNT01";
 
-pub async fn run(args: Args) -> anyhow::Result<()> {
+/// Serves until SIGTERM or Ctrl-C. With `json`, the banner is one JSON line (the account and URLs),
+/// for scripts and tests.
+pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&args.addr)
         .await
         .with_context(|| {
@@ -169,7 +171,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         format!("sqlite://{}", url_path(&args.data_dir.join("phlo.db")))
     };
     let sim_token = random_token();
-    let admin_token = random_token();
     let defaults: Vec<(&str, String)> = vec![
         ("DATABASE_URL", database.clone()),
         ("NATS_URL", "memory:".to_owned()),
@@ -184,7 +185,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ("SIM_AUTH_ID", SIM_AUTH_ID.to_owned()),
         ("SIM_AUTH_TOKEN", sim_token),
         ("SIM_PUBLIC_URL", sim_url.clone()),
-        ("PHLO_ADMIN_TOKEN", admin_token.clone()),
+        ("PHLO_ADMIN_TOKEN", random_token()),
         // Local receivers (a webhook on localhost, a service in a local network) are what a
         // developer points HTTP Request nodes and callbacks at.
         (
@@ -202,6 +203,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         phlo_service::set_default("PHLO_SECRET_KEY_FILE", &key.to_string_lossy());
     }
     phlo_service::allow_in_process_queue();
+    // The environment's, when it sets one.
+    let admin_token = phlo_service::var("PHLO_ADMIN_TOKEN").unwrap_or_default();
 
     let gateway_config = phlo_gateway::Config::from_env().map_err(anyhow::Error::msg)?;
     let worker_config = phlo_worker::Config::from_env().map_err(anyhow::Error::msg)?;
@@ -226,7 +229,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let worker = phlo_worker::run(worker_config, shutdown.clone());
     let callback = phlo_callback::run(callback_config, shutdown.clone());
     let setup = async {
-        let outcome = setup(&args, &url, &sim_url, &admin_token, &database).await;
+        let outcome = setup(&args, json, &url, &sim_url, &admin_token, &database).await;
         if let Err(e) = &outcome {
             tracing::error!(error = %format!("{e:#}"), "phlo dev could not set up its account and samples");
             shutdown.cancel();
@@ -258,6 +261,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 /// banner.
 async fn setup(
     args: &Args,
+    json: bool,
     url: &str,
     sim_url: &str,
     admin_token: &str,
@@ -321,7 +325,26 @@ async fn setup(
     } else {
         load_samples(&http, &account).await?
     };
-    print_banner(args, &account, database, &samples);
+    if json {
+        let samples: Vec<Value> = samples
+            .iter()
+            .map(|s| json!({ "name": s.name, "phlo_id": s.phlo_id, "number": s.number }))
+            .collect();
+        println!(
+            "{}",
+            json!({
+                "url": account.url,
+                "sim_url": account.sim_url,
+                "auth_id": account.auth_id,
+                "auth_token": account.auth_token,
+                "admin_token": admin_token,
+                "database": database,
+                "samples": samples,
+            })
+        );
+    } else {
+        print_banner(args, &account, database, &samples);
+    }
     Ok(())
 }
 

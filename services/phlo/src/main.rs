@@ -68,7 +68,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Validate { files } => validate::run(&files, matches!(cli.output, Output::Json)),
-        Command::Dev(args) => serve(dev::run(args)),
+        Command::Dev(args) => serve(dev::run(args, matches!(cli.output, Output::Json))),
         Command::Serve => serve(all_in_one()),
         Command::Gateway => serve(gateway()),
         Command::Worker => serve(worker()),

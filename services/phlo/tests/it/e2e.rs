@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Stack, done_step, recorder};
+use crate::support::{Stack, Target, done_step, recorder};
 
 const START: &str = "e2e00000-0000-4000-8000-000000000000";
 const BRANCH_1: &str = "e2e00000-0000-4000-8000-000000000001";
@@ -59,11 +59,11 @@ pub fn order_phlo(port: u16) -> Value {
     })
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_non_voice_phlo_runs_end_to_end_across_processes() {
+crate::conformance!(a_non_voice_phlo_runs_end_to_end);
+
+async fn a_non_voice_phlo_runs_end_to_end(target: Target) {
     let server = recorder(order_api).await;
-    let mut stack = Stack::start(2).await;
-    let acct = stack.account().await;
+    let (mut stack, _sim, acct) = target.start(&[]).await;
     let phlo_id = stack
         .create_phlo(&acct, order_phlo(server.addr.port()))
         .await;

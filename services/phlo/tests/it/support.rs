@@ -34,6 +34,61 @@ pub struct Stack {
     front: &'static str,
 }
 
+/// Where a scenario of the conformance suite runs: the distributed services (a gateway, a worker and
+/// a callback service, each its own process, on Postgres and NATS, with the carrier simulator in the
+/// test's process) or `phlo dev` (one process on SQLite and the in-process queue, serving the
+/// simulator itself). [`conformance!`](crate::conformance) runs a scenario on both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Distributed,
+    Dev,
+}
+
+impl Target {
+    /// A stack on this target with the carrier simulator it uses, and an account. `env` adds or
+    /// overrides variables of every process.
+    pub async fn start(self, env: &[(&str, &str)]) -> (Stack, Sim, Account) {
+        let (stack, sim) = match self {
+            Target::Distributed => {
+                let sim = Sim::start().await;
+                let sim_env = sim.env();
+                let all: Vec<(&str, &str)> = sim_env
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .chain(env.iter().copied())
+                    .collect();
+                let mut stack = Stack::start_with(1, &all).await;
+                stack.spawn_callback(env);
+                (stack, sim)
+            }
+            Target::Dev => Stack::start_dev(env).await,
+        };
+        let acct = stack.account().await;
+        (stack, sim, acct)
+    }
+}
+
+/// One test per target for a scenario `async fn name(target: Target)`: `name::distributed` and
+/// `name::dev`.
+#[macro_export]
+macro_rules! conformance {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread")]
+                async fn distributed() {
+                    super::$name($crate::support::Target::Distributed).await
+                }
+
+                #[tokio::test(flavor = "multi_thread")]
+                async fn dev() {
+                    super::$name($crate::support::Target::Dev).await
+                }
+            }
+        )+
+    };
+}
+
 /// The callback service's settings in tests: a short retry schedule and quick re-drives.
 const CALLBACK_ENV: [(&str, &str); 4] = [
     ("PHLO_CALLBACK_ADDR", "127.0.0.1:0"),
@@ -74,6 +129,23 @@ impl Stack {
         Stack::start_inner("serve", 0, "memory:", &env, None).await
     }
 
+    /// `phlo dev --memory`: everything in one process on SQLite and the in-process queue, with the
+    /// carrier simulator under `/carrier` (time ×0.02, as [`Sim::start`]) as its carrier. Returns the
+    /// stack and the simulator it serves. `env` adds or overrides variables as in
+    /// [`Stack::start_with`].
+    pub async fn start_dev(env: &[(&str, &str)]) -> (Stack, Sim) {
+        let env: Vec<(&str, &str)> = CALLBACK_ENV
+            .iter()
+            .filter(|(k, _)| *k != "PHLO_CALLBACK_ADDR")
+            .chain(&[("SIM_TIME_SCALE", "0.02")])
+            .chain(env)
+            .copied()
+            .collect();
+        let stack = Stack::start_inner("dev", 0, "memory:", &env, None).await;
+        let sim = Sim::serving(&format!("{}/carrier", stack.gateway_url));
+        (stack, sim)
+    }
+
     /// Like [`Stack::start_with`], with each process's stdout and stderr appended to
     /// `<log_dir>/<subcommand>.log`, for the tests that read what the services log.
     pub async fn start_logged(
@@ -93,9 +165,13 @@ impl Stack {
         env: &[(&str, &str)],
         log_dir: Option<std::path::PathBuf>,
     ) -> Stack {
-        let db_url = phlo_store::testing::fresh_database()
-            .await
-            .expect("test database");
+        let db_url = if front == "dev" {
+            String::new()
+        } else {
+            phlo_store::testing::fresh_database()
+                .await
+                .expect("test database")
+        };
         let mut stack = Stack {
             db_url,
             nats_url: nats_url.to_owned(),
@@ -125,14 +201,17 @@ impl Stack {
     /// `phlo <sub>` with this stack's settings, not yet started.
     pub fn command(&self, sub: &str) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_phlo"));
-        cmd.arg(sub)
-            .env("PHLO_PUBLIC_URL", &self.gateway_url)
-            .env("DATABASE_URL", &self.db_url)
-            .env("NATS_URL", &self.nats_url)
-            .env("PHLO_NATS_PREFIX", &self.prefix)
+        cmd.arg(sub);
+        // `phlo dev` brings its own store, queue and carrier; the rest is configured alike.
+        if sub != "dev" {
+            cmd.env("DATABASE_URL", &self.db_url)
+                .env("NATS_URL", &self.nats_url)
+                .env("PHLO_NATS_PREFIX", &self.prefix)
+                .env("PHLO_WORKER_ADDR", "127.0.0.1:0");
+        }
+        cmd.env("PHLO_PUBLIC_URL", &self.gateway_url)
             .env("PHLO_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("PHLO_SECRET_KEY", SECRET_KEY)
-            .env("PHLO_WORKER_ADDR", "127.0.0.1:0")
             .env("PHLO_EGRESS_ALLOW", "127.0.0.1/32")
             .env("PHLO_POLL_INTERVAL_MS", "200")
             .env("PHLO_REDRIVE_AFTER_SECS", "3")
@@ -165,9 +244,22 @@ impl Stack {
         let port = free_port();
         // Known before the gateway starts: its own URL is what callback URLs and signatures use.
         self.gateway_url = format!("http://127.0.0.1:{port}");
-        let child = self
-            .command(self.front)
-            .env("PHLO_GATEWAY_ADDR", format!("127.0.0.1:{port}"))
+        let mut cmd = self.command(self.front);
+        if self.front == "dev" {
+            cmd.args([
+                "--memory",
+                "--no-samples",
+                "--addr",
+                &format!("127.0.0.1:{port}"),
+            ]);
+            if self.log_dir.is_none() {
+                // The banner: tests read the account from the admin API instead.
+                cmd.stdout(Stdio::null());
+            }
+        } else {
+            cmd.env("PHLO_GATEWAY_ADDR", format!("127.0.0.1:{port}"));
+        }
+        let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", self.front));
         self.gateway = Some(child);
@@ -659,6 +751,18 @@ impl Sim {
             auth_id,
             auth_token,
             stop,
+        }
+    }
+
+    /// The simulator a `phlo dev` serves at `url` (its `/carrier`).
+    pub fn serving(url: &str) -> Sim {
+        let config = phlo_carrier_sim::Config::default();
+        Sim {
+            url: url.to_owned(),
+            auth_id: config.auth_id,
+            // Random per dev process, and only the process needs it.
+            auth_token: String::new(),
+            stop: tokio_util::sync::CancellationToken::new(),
         }
     }
 
