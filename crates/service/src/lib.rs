@@ -183,11 +183,13 @@ pub fn shutdown_signal() -> CancellationToken {
     token
 }
 
-/// For `phlo serve`, which runs the gateway, a worker and the callback service in this one process:
-/// lets `NATS_URL=memory:` choose the in-process queue, which a standalone service refuses (what it
-/// published would never reach the others).
+/// For `phlo serve` and `phlo dev`, which run the gateway, a worker and the callback service in this
+/// one process: lets `NATS_URL=memory:` choose the in-process queue and `DATABASE_URL=sqlite://…` the
+/// embedded store, which a standalone service refuses (what it published would never reach the
+/// others; SQLite serialises writers only within a process).
 pub fn allow_in_process_queue() {
     phlo_bus::allow_in_memory();
+    phlo_store::db::allow_embedded();
 }
 
 #[derive(Clone)]

@@ -54,6 +54,18 @@ impl Pool {
         }
         static SHARED: OnceLock<tokio::sync::Mutex<HashMap<String, SqlitePool>>> = OnceLock::new();
         let private = url == "sqlite::memory:";
+        if !private && !EMBEDDED_ALLOWED.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(sqlx::Error::Configuration(
+                format!(
+                    "DATABASE_URL={url} (an embedded SQLite store) works only in `phlo dev` and \
+                     `phlo serve`, which run every service in one process; separate processes \
+                     cannot share it: set DATABASE_URL to a Postgres server, e.g. \
+                     postgres://postgres@127.0.0.1:5432/phlo"
+                )
+                .into(),
+            )
+            .into());
+        }
         let mut shared = SHARED.get_or_init(Default::default).lock().await;
         if let Some(pool) = shared.get(url).filter(|_| !private) {
             return Ok(Pool::Sqlite(pool.clone()));
@@ -127,6 +139,15 @@ impl Pool {
             Pool::Sqlite(_) => None,
         }
     }
+}
+
+static EMBEDDED_ALLOWED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Declares that this process runs every service that uses the store (`phlo dev`, `phlo serve`), so
+/// that [`Pool::connect`] accepts a SQLite file. A standalone gateway, worker or callback service must
+/// not: SQLite serialises writers within one process, not across several.
+pub fn allow_embedded() {
+    EMBEDDED_ALLOWED.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
 pub fn is_sqlite(url: &str) -> bool {
