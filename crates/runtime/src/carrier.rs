@@ -16,10 +16,14 @@ impl Runtime {
             tracing::warn!(msg_id = %msg.msg_id(), "carrier message but no carrier configured; dropped");
             return Ok(());
         };
-        let mut conn = self.pool().acquire().await?;
-        if !phlo_store::calls::claim_request(&mut conn, &msg.msg_id()).await? {
-            return Ok(());
+        {
+            let mut conn = self.pool().acquire().await?;
+            if !phlo_store::calls::claim_request(&mut conn, &msg.msg_id()).await? {
+                return Ok(());
+            }
         }
+        // No connection is held during the request: the carrier may call our webhooks before it
+        // answers, and those need the pool (an embedded store has a single connection).
         let event = match self.request(carrier.as_ref(), msg).await {
             Ok(event) => event,
             // The carrier answered that it failed (5xx, 429): it did not take the request, so giving
@@ -33,6 +37,7 @@ impl Runtime {
                     }
                 ) =>
             {
+                let mut conn = self.pool().acquire().await?;
                 phlo_store::calls::release_request(&mut conn, &msg.msg_id()).await?;
                 return Err(RuntimeError::Carrier(e.to_string()));
             }
