@@ -186,6 +186,11 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
         ("SIM_AUTH_TOKEN", sim_token),
         ("SIM_PUBLIC_URL", sim_url.clone()),
         ("PHLO_ADMIN_TOKEN", random_token()),
+        // The queue dies with the process: after a restart, what was in it is re-driven from the
+        // store within seconds rather than the minutes a NATS deployment allows.
+        ("PHLO_REDRIVE_AFTER_SECS", "5".to_owned()),
+        ("PHLO_RELAY_AFTER_SECS", "1".to_owned()),
+        ("PHLO_CALLBACK_REDRIVE_AFTER_SECS", "10".to_owned()),
         // Local receivers (a webhook on localhost, a service in a local network) are what a
         // developer points HTTP Request nodes and callbacks at.
         (
