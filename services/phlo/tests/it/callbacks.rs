@@ -1,6 +1,9 @@
 //! Event callbacks end to end: gateway, workers and callback service processes, a capturing receiver
 //! on a local port. Signatures are checked here with the algorithm docs/api.md documents, written
 //! independently of the runner's own code.
+//!
+//! Conformance scenario (dev mode and distributed):
+//! `every_callback_of_a_run_arrives_signed_with_the_nodes_variables`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -16,7 +19,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use crate::support::{Account, Stack};
+use crate::support::{Account, Stack, Target};
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
@@ -216,6 +219,8 @@ fn by_node<'a>(log: &'a [Value], name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no delivery of {name} in {log:#?}"))
 }
 
+crate::conformance!(every_callback_of_a_run_arrives_signed_with_the_nodes_variables);
+
 const START: &str = "cb000000-0000-4000-8000-000000000000";
 
 fn node_id(i: usize) -> String {
@@ -249,12 +254,10 @@ fn chain(name: &str, callbacks: &[Value]) -> Value {
     json!({ "name": name, "nodes": nodes })
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn every_callback_of_a_run_arrives_signed_with_the_nodes_variables() {
+async fn every_callback_of_a_run_arrives_signed_with_the_nodes_variables(target: Target) {
     let receiver = Receiver::start(|_, _| status(200)).await;
-    let mut stack = Stack::start(2).await;
-    stack.spawn_callback(&[]);
-    let acct = stack.account().await;
+    // A worker and a callback service (distributed), or `phlo dev`'s own.
+    let (mut stack, _sim, acct) = target.start(&[]).await;
     let secret_before = secret(&stack, &acct).await;
     assert!(secret_before.starts_with("whsec_"), "{secret_before}");
     assert_eq!(STANDARD.decode(&secret_before[6..]).unwrap().len(), 32);

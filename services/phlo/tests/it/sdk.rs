@@ -2,6 +2,8 @@
 //! once into a venv under the target directory) drives a real stack, and the request shapes of the
 //! Node, Go and Java SDKs are replayed with reqwest. The point: what an SDK sends as a run payload
 //! reaches Liquid as `{{Start.http.params.<key>}}`.
+//!
+//! Conformance scenarios (dev mode and distributed): both tests of this file.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -11,7 +13,12 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{Account, Stack, done_step};
+use crate::support::{Account, Stack, Target, done_step};
+
+crate::conformance!(
+    the_official_python_sdk_runs_a_phlo_and_its_payload_reaches_liquid,
+    the_request_shapes_of_the_node_go_and_java_sdks_are_accepted,
+);
 
 const START: &str = "5d400000-0000-4000-8000-000000000000";
 const BRANCH_ITEM: &str = "5d400000-0000-4000-8000-000000000001";
@@ -234,14 +241,12 @@ async fn assert_run(
     run
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_official_python_sdk_runs_a_phlo_and_its_payload_reaches_liquid() {
+async fn the_official_python_sdk_runs_a_phlo_and_its_payload_reaches_liquid(target: Target) {
     // Install first (minutes on a fresh machine), then start the stack.
     tokio::task::spawn_blocking(python_with_plivo)
         .await
         .expect("venv task");
-    let mut stack = Stack::start(1).await;
-    let acct = stack.account().await;
+    let (mut stack, _sim, acct) = target.start(&[]).await;
     let phlo_id = stack.create_phlo(&acct, sdk_phlo()).await;
 
     let lines = run_script(
@@ -392,10 +397,8 @@ async fn the_official_python_sdk_runs_a_phlo_and_its_payload_reaches_liquid() {
 }
 
 /// What the other SDKs put on the wire (shared/reference/plivo-api.md §1), replayed with reqwest.
-#[tokio::test(flavor = "multi_thread")]
-async fn the_request_shapes_of_the_node_go_and_java_sdks_are_accepted() {
-    let mut stack = Stack::start(1).await;
-    let acct = stack.account().await;
+async fn the_request_shapes_of_the_node_go_and_java_sdks_are_accepted(target: Target) {
+    let (mut stack, _sim, acct) = target.start(&[]).await;
     let phlo_id = stack.create_phlo(&acct, sdk_phlo()).await;
     let send = |method: Method, path: &str| {
         stack

@@ -61,12 +61,28 @@ impl Target {
                 stack.spawn_callback(env);
                 (stack, sim)
             }
-            Target::Dev => Stack::start_dev(env).await,
+            Target::Dev => {
+                // A known carrier token (instead of `phlo dev`'s random one), so that scenarios can
+                // use the simulator's REST API (`Rig::carrier`) on both targets.
+                let dev_env: Vec<(&str, &str)> = [
+                    ("SIM_AUTH_TOKEN", DEV_SIM_TOKEN),
+                    ("PHLO_CARRIER_AUTH_TOKEN", DEV_SIM_TOKEN),
+                ]
+                .into_iter()
+                .chain(env.iter().copied())
+                .collect();
+                let (stack, mut sim) = Stack::start_dev(&dev_env).await;
+                sim.auth_token = DEV_SIM_TOKEN.to_owned();
+                (stack, sim)
+            }
         };
         let acct = stack.account().await;
         (stack, sim, acct)
     }
 }
+
+/// The simulator's auth token in `phlo dev` stacks of [`Target::start`].
+const DEV_SIM_TOKEN: &str = "dev-conformance-sim-token";
 
 /// One test per target for a scenario `async fn name(target: Target)`: `name::distributed` and
 /// `name::dev`.
@@ -825,7 +841,7 @@ pub mod rig {
     use reqwest::Method;
     use serde_json::{Value, json};
 
-    use super::{Account, Sim, Stack};
+    use super::{Account, Sim, Stack, Target};
 
     /// Generous: a deadline only fails a test that hangs.
     const PATIENCE: Duration = Duration::from_secs(60);
@@ -837,6 +853,12 @@ pub mod rig {
     }
 
     impl Rig {
+        /// A simulator, a stack on `target` pointed at it (see [`Target::start`]) and an account.
+        pub async fn start_on(target: Target) -> Rig {
+            let (stack, sim, acct) = target.start(&[]).await;
+            Rig { sim, stack, acct }
+        }
+
         /// A simulator and a stack of one gateway and one worker pointed at it.
         pub async fn start() -> Rig {
             let sim = Sim::start().await;

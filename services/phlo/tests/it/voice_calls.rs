@@ -2,11 +2,20 @@
 //! the simulator's scripted parties answer (or not), and the gateway answers the calls' webhooks with
 //! the XML the PHLO says. Each test asserts the node's state, its variables (the seed's names) and what
 //! each party heard, pressed and received in the simulator's call log.
+//!
+//! Conformance scenarios (dev mode and distributed):
+//! `initiate_call_answered_then_the_callee_hears_play_audio`,
+//! `call_forward_completed_when_the_callee_hangs_up`.
 
 use serde_json::{Value, json};
 
-use crate::support::done_step;
 use crate::support::rig::{Rig, done_on, events, heard, kinds, pressed, steps, timeless};
+use crate::support::{Target, done_step};
+
+crate::conformance!(
+    initiate_call_answered_then_the_callee_hears_play_audio,
+    call_forward_completed_when_the_callee_hangs_up,
+);
 
 const START: &str = "71000000-0000-4000-8000-000000000000";
 const NODE: &str = "71000000-0000-4000-8000-000000000001";
@@ -82,9 +91,8 @@ fn unanswered_vars(to: &str, uuid: &str, cause: &str, rang: bool) -> Value {
     })
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn initiate_call_answered_then_the_callee_hears_play_audio() {
-    let rig = Rig::start().await;
+async fn initiate_call_answered_then_the_callee_hears_play_audio(target: Target) {
+    let rig = Rig::start_on(target).await;
     let phlo = rig.phlo(initiate_phlo(json!([ALICE]), json!({}))).await;
     let run = rig.finished_run(&rig.trigger(&phlo, json!({})).await).await;
     assert_eq!(run["status"], "completed", "{run:#}");
@@ -436,7 +444,16 @@ fn forward_vars(
 
 /// A rig whose number `OURS` runs `phlo`, called once by `CALLER`: (rig, caller's call uuid, run id).
 async fn forwarded(phlo: Value, scripts: &[(&str, Value)]) -> (Rig, String, String) {
-    let rig = Rig::start().await;
+    forwarded_on(Target::Distributed, phlo, scripts).await
+}
+
+/// [`forwarded`] on `target`.
+async fn forwarded_on(
+    target: Target,
+    phlo: Value,
+    scripts: &[(&str, Value)],
+) -> (Rig, String, String) {
+    let rig = Rig::start_on(target).await;
     for (number, script) in scripts {
         rig.script(number, script.clone()).await;
     }
@@ -467,9 +484,9 @@ fn dialled_and_bridged(call: &Value) -> (Vec<String>, Vec<String>) {
     (dialled, bridged)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn call_forward_completed_when_the_callee_hangs_up() {
-    let (rig, caller, run_id) = forwarded(
+async fn call_forward_completed_when_the_callee_hangs_up(target: Target) {
+    let (rig, caller, run_id) = forwarded_on(
+        target,
         forward_phlo(json!({}), true),
         &[(BOB, json!({ "talk_secs": 2 }))],
     )

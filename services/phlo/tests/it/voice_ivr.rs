@@ -3,13 +3,28 @@
 //! runs the nodes, and each test checks the node's state, its variables and what the caller heard,
 //! pressed and was hung up with. Then the waits: a caller leaving mid-menu, a no-input timer that
 //! survives every worker being restarted, and a late callback for a wait that has moved on.
+//!
+//! Conformance scenarios (dev mode and distributed): `ivr_menu_takes_each_allowed_key_to_its_own_state`,
+//! `get_input_collects_digits_up_to_the_finish_key_or_ends_in_no_input`,
+//! `play_audio_speaks_and_plays_its_prompts_then_completes`,
+//! `record_audio_delivers_recordings_with_their_variables`,
+//! `hangup_rejects_or_reports_busy_as_configured`, `start_reports_the_incoming_call`.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Sim, done_step};
+use crate::support::{Sim, Target, done_step};
 use crate::voice_support::*;
+
+crate::conformance!(
+    ivr_menu_takes_each_allowed_key_to_its_own_state,
+    get_input_collects_digits_up_to_the_finish_key_or_ends_in_no_input,
+    play_audio_speaks_and_plays_its_prompts_then_completes,
+    record_audio_delivers_recordings_with_their_variables,
+    hangup_rejects_or_reports_busy_as_configured,
+    start_reports_the_incoming_call,
+);
 
 const START: &str = "71000000-0000-4000-8000-000000000000";
 const MENU: &str = "71000000-0000-4000-8000-000000000001";
@@ -74,10 +89,8 @@ fn menu_journal(play: &str) -> Vec<(String, String)> {
     ])
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn ivr_menu_takes_each_allowed_key_to_its_own_state() {
-    let sim = Sim::start().await;
-    let (mut stack, acct) = voice_stack(&sim).await;
+async fn ivr_menu_takes_each_allowed_key_to_its_own_state(target: Target) {
+    let (mut stack, sim, acct) = voice_stack_on(target, &[]).await;
     phlo_on(&stack, &acct, NUMBER, menu_phlo()).await;
     let cases = [
         ("+14155550101", "1", "Play_Sales", "Sales, you pressed 1"),
@@ -328,10 +341,8 @@ async fn check_inputs(
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn get_input_collects_digits_up_to_the_finish_key_or_ends_in_no_input() {
-    let sim = Sim::start().await;
-    let (mut stack, acct) = voice_stack(&sim).await;
+async fn get_input_collects_digits_up_to_the_finish_key_or_ends_in_no_input(target: Target) {
+    let (mut stack, sim, acct) = voice_stack_on(target, &[]).await;
     let prompt = "Enter your account number, then hash";
     phlo_on(
         &stack,
@@ -431,10 +442,8 @@ async fn get_input_keeps_max_input_size_digits_and_ends_without_a_finish_key() {
     stack.cleanup().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn play_audio_speaks_and_plays_its_prompts_then_completes() {
-    let sim = Sim::start().await;
-    let (mut stack, acct) = voice_stack(&sim).await;
+async fn play_audio_speaks_and_plays_its_prompts_then_completes(target: Target) {
+    let (mut stack, sim, acct) = voice_stack_on(target, &[]).await;
     phlo_on(&stack, &acct, NUMBER, json!({ "name": "Welcome", "nodes": [
         start(PLAY_1),
         { "node_id": PLAY_1, "name": "Play_Audio_1", "type": "play_audio",
@@ -489,10 +498,8 @@ async fn play_audio_speaks_and_plays_its_prompts_then_completes() {
     stack.cleanup().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn record_audio_delivers_recordings_with_their_variables() {
-    let sim = Sim::start().await;
-    let (mut stack, acct) = voice_stack(&sim).await;
+async fn record_audio_delivers_recordings_with_their_variables(target: Target) {
+    let (mut stack, sim, acct) = voice_stack_on(target, &[]).await;
     phlo_on(
         &stack,
         &acct,
@@ -534,6 +541,11 @@ async fn record_audio_delivers_recordings_with_their_variables() {
         ["ringing", "heard", "recorded", "recorded", "hung_up"]
     );
     let recorded = events_of(&call, "recorded");
+    // The simulator's public URL: the in-test one's default, or where `phlo dev` serves it.
+    let recordings = match target {
+        Target::Distributed => "http://sim.local",
+        Target::Dev => sim.url.as_str(),
+    };
     let hooks = webhooks_to(&stack, &sim, "/recording").await;
     assert_eq!(hooks.len(), 2, "{hooks:?}");
     for (i, (node, secs, beep)) in [
@@ -550,7 +562,7 @@ async fn record_audio_delivers_recordings_with_their_variables() {
             "{rec:#}"
         );
         let id = rec["recording_id"].as_str().unwrap();
-        assert_eq!(rec["url"], format!("http://sim.local/recordings/{id}.mp3"));
+        assert_eq!(rec["url"], format!("{recordings}/recordings/{id}.mp3"));
         let ms = |name: &str| param(&hooks[i], name).unwrap().parse::<i64>().unwrap();
         let step = done_step(&run, node);
         assert_eq!(step["state"], "recording_completed");
@@ -558,7 +570,7 @@ async fn record_audio_delivers_recordings_with_their_variables() {
             step["variables"],
             json!({
                 "call_uuid": call_uuid,
-                "recording_url": format!("http://sim.local/recordings/{id}.mp3"),
+                "recording_url": format!("{recordings}/recordings/{id}.mp3"),
                 "recording_uuid": id,
                 "recording_duration": (secs * 1000.0) as i64,
                 "recording_start_time": ms("RecordingStartMs") / 1000,
@@ -630,10 +642,8 @@ async fn record_audio_still_completes_when_the_caller_hangs_up_mid_message() {
     stack.cleanup().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn hangup_rejects_or_reports_busy_as_configured() {
-    let sim = Sim::start().await;
-    let (mut stack, acct) = voice_stack(&sim).await;
+async fn hangup_rejects_or_reports_busy_as_configured(target: Target) {
+    let (mut stack, sim, acct) = voice_stack_on(target, &[]).await;
     let cases = [
         ("+14155550191", "rejected", "CALL_REJECTED"),
         ("+14155550192", "busy", "USER_BUSY"),
@@ -672,10 +682,8 @@ async fn hangup_rejects_or_reports_busy_as_configured() {
     stack.cleanup().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn start_reports_the_incoming_call() {
-    let sim = Sim::start().await;
-    let (mut stack, acct) = voice_stack(&sim).await;
+async fn start_reports_the_incoming_call(target: Target) {
+    let (mut stack, sim, acct) = voice_stack_on(target, &[]).await;
     phlo_on(&stack, &acct, NUMBER, json!({ "name": "Hello", "nodes": [
         start(PLAY_1),
         play(PLAY_1, "Play_Audio_1", "Hello {{Start.call.from}} from {{Start.call.from_country}} ({{Start.call.from_iso2}}), \

@@ -1,13 +1,21 @@
 //! The multiparty-call trigger API end to end: a customer calls in and joins a multiparty call; agents
 //! are called, transferred, held and hung up through the API; the simulator's room shows the result.
+//!
+//! Conformance scenarios (dev mode and distributed): `the_official_python_sdk_drives_a_multiparty_call`,
+//! `conference_bridge_member_actions`.
 
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{Account, Sim, Stack};
-use crate::voice_support::{call_in, phlo_on, run_of_call, voice_stack};
+use crate::support::{Account, Sim, Stack, Target};
+use crate::voice_support::{call_in, phlo_on, run_of_call, voice_stack, voice_stack_on};
+
+crate::conformance!(
+    the_official_python_sdk_drives_a_multiparty_call,
+    conference_bridge_member_actions,
+);
 
 const START: &str = "3c000000-0000-4000-8000-000000000000";
 pub const MPC: &str = "3c000000-0000-4000-8000-000000000001";
@@ -34,7 +42,21 @@ pub fn mpc_phlo() -> Value {
 /// A customer on the line in the multiparty call, with agents that answer and stay.
 pub async fn customer_in_room(sim: &Sim) -> (Stack, Account, String, String) {
     let (stack, acct) = voice_stack(sim).await;
-    let phlo_id = phlo_on(&stack, &acct, NUMBER, mpc_phlo()).await;
+    let (phlo_id, run_id) = customer_joins(&stack, sim, &acct).await;
+    (stack, acct, phlo_id, run_id)
+}
+
+/// [`customer_in_room`] on `target`: (stack, its simulator, account, PHLO id, run id).
+pub async fn customer_in_room_on(target: Target) -> (Stack, Sim, Account, String, String) {
+    let (stack, sim, acct) = voice_stack_on(target, &[]).await;
+    let (phlo_id, run_id) = customer_joins(&stack, &sim, &acct).await;
+    (stack, sim, acct, phlo_id, run_id)
+}
+
+/// The support PHLO on `NUMBER`, agents scripted, and the customer called in and in the room:
+/// (PHLO id, run id).
+async fn customer_joins(stack: &Stack, sim: &Sim, acct: &Account) -> (String, String) {
+    let phlo_id = phlo_on(stack, acct, NUMBER, mpc_phlo()).await;
     sim.script(&stack.http, CUSTOMER, json!({ "talk_secs": null }))
         .await;
     for agent in AGENTS {
@@ -45,10 +67,10 @@ pub async fn customer_in_room(sim: &Sim) -> (Stack, Account, String, String) {
         )
         .await;
     }
-    call_in(&stack, sim, CUSTOMER, NUMBER).await;
-    let run_id = run_of_call(&stack, &acct).await;
-    wait_member(&stack, &acct, &run_id, CUSTOMER, "in_call").await;
-    (stack, acct, phlo_id, run_id)
+    call_in(stack, sim, CUSTOMER, NUMBER).await;
+    let run_id = run_of_call(stack, acct).await;
+    wait_member(stack, acct, &run_id, CUSTOMER, "in_call").await;
+    (phlo_id, run_id)
 }
 
 /// Waits until the run's room lists `address` in `state`.
@@ -297,10 +319,8 @@ async fn every_action_moves_members_and_wrong_states_are_refused() {
 }
 
 /// The official Python SDK's multiparty and member calls, unchanged, against the gateway.
-#[tokio::test(flavor = "multi_thread")]
-async fn the_official_python_sdk_drives_a_multiparty_call() {
-    let sim = Sim::start().await;
-    let (mut stack, acct, phlo_id, run_id) = customer_in_room(&sim).await;
+async fn the_official_python_sdk_drives_a_multiparty_call(target: Target) {
+    let (mut stack, _sim, acct, phlo_id, run_id) = customer_in_room_on(target).await;
     let env = [
         ("PHLO_BASE", stack.gateway_url.as_str()),
         ("PHLO_AUTH_ID", acct.auth_id.as_str()),
@@ -349,11 +369,9 @@ async fn the_official_python_sdk_drives_a_multiparty_call() {
 
 /// Conference Bridge members take hold, unhold, mute, unmute and hangup through the same member route
 /// (Python's `client.phlo.member(...)` defaults to `conference_bridge`).
-#[tokio::test(flavor = "multi_thread")]
-async fn conference_bridge_member_actions() {
+async fn conference_bridge_member_actions(target: Target) {
     const BRIDGE: &str = "3c000000-0000-4000-8000-0000000000cb";
-    let sim = Sim::start().await;
-    let (mut stack, acct) = voice_stack(&sim).await;
+    let (mut stack, sim, acct) = voice_stack_on(target, &[]).await;
     let phlo = json!({ "name": "Bridge", "nodes": [
         { "node_id": START, "name": "Start", "type": "start", "transitions": { "incoming_call": BRIDGE } },
         { "node_id": BRIDGE, "name": "Conference_Bridge_1", "type": "conference_bridge",

@@ -2,14 +2,23 @@
 //! member events come back to the gateway, and the node completes when its caller leaves (kicked or
 //! hung up) or the room ends. Each test asserts the node's state, its variables (the seed's names),
 //! the member events the token saw, and what each caller heard in the simulator's call log.
+//!
+//! Conformance scenarios (dev mode and distributed):
+//! `conference_two_callers_meet_one_is_kicked_and_the_room_ends_for_the_other`,
+//! `multiparty_customer_completes_when_taken_out_of_the_room`.
 
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::done_step;
 use crate::support::rig::{Rig, heard, kinds, steps};
+use crate::support::{Target, done_step};
+
+crate::conformance!(
+    conference_two_callers_meet_one_is_kicked_and_the_room_ends_for_the_other,
+    multiparty_customer_completes_when_taken_out_of_the_room,
+);
 
 const START: &str = "72000000-0000-4000-8000-000000000000";
 const ROOM_NODE: &str = "72000000-0000-4000-8000-000000000001";
@@ -148,9 +157,8 @@ fn callbacks(step: &Value) -> Vec<(Value, Value)> {
 
 // ---- Conference Bridge ------------------------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread")]
-async fn conference_two_callers_meet_one_is_kicked_and_the_room_ends_for_the_other() {
-    let rig = Rig::start().await;
+async fn conference_two_callers_meet_one_is_kicked_and_the_room_ends_for_the_other(target: Target) {
+    let rig = Rig::start_on(target).await;
     let phlo = rig
         .phlo(conference_phlo(json!({ "end_on_exit": true }), true))
         .await;
@@ -399,8 +407,8 @@ fn mpc_phlo(then: bool) -> Value {
 }
 
 /// A customer (Ann) in the multiparty call: (rig, call uuid, run id, the room's uuid).
-async fn customer_in_queue(then: bool) -> (Rig, String, String, String) {
-    let rig = Rig::start().await;
+async fn customer_in_queue(target: Target, then: bool) -> (Rig, String, String, String) {
+    let rig = Rig::start_on(target).await;
     let phlo = rig.phlo(mpc_phlo(then)).await;
     rig.attach(OURS, &phlo).await;
     let ann = rig.call_in(ANN, OURS).await;
@@ -429,9 +437,8 @@ async fn customer_in_queue(then: bool) -> (Rig, String, String, String) {
     (rig, ann, run_id, room_uuid)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn multiparty_customer_completes_when_taken_out_of_the_room() {
-    let (rig, ann, run_id, room_uuid) = customer_in_queue(true).await;
+async fn multiparty_customer_completes_when_taken_out_of_the_room(target: Target) {
+    let (rig, ann, run_id, room_uuid) = customer_in_queue(target, true).await;
     let (status, body) = rig
         .carrier(
             Method::DELETE,
@@ -490,7 +497,7 @@ async fn multiparty_customer_completes_when_taken_out_of_the_room() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn multiparty_customer_completes_when_hanging_up() {
-    let (rig, ann, run_id, room_uuid) = customer_in_queue(false).await;
+    let (rig, ann, run_id, room_uuid) = customer_in_queue(Target::Distributed, false).await;
     rig.hang_up(&ann).await;
 
     let run = rig.finished_run(&run_id).await;

@@ -1,14 +1,22 @@
 //! SMS end to end: Start's incoming message through the gateway's inbound URL, and Send SMS through the
 //! carrier's Message API with the simulator's delivery reports coming back to the gateway. Each test
 //! checks the node's state and variables and the message the simulator carried.
+//!
+//! Conformance scenarios (dev mode and distributed): `send_sms_from_an_api_request_is_sent`,
+//! `an_incoming_sms_starts_the_phlo_and_the_reply_goes_to_the_sender`.
 
 use serde_json::{Value, json};
 
-use crate::support::{Account, Sim, Stack, done_step};
+use crate::support::{Account, Sim, Stack, Target, done_step};
 use crate::voice_support::*;
 
 const START: &str = "72000000-0000-4000-8000-000000000000";
 const SEND: &str = "72000000-0000-4000-8000-000000000001";
+
+crate::conformance!(
+    send_sms_from_an_api_request_is_sent,
+    an_incoming_sms_starts_the_phlo_and_the_reply_goes_to_the_sender,
+);
 
 const NUMBER: &str = "+14155550199";
 const SENDER: &str = "+14155550100";
@@ -17,6 +25,11 @@ const SENDER: &str = "+14155550100";
 /// failure) are applied in the order the gateway got them, so the first final one decides.
 async fn sms_stack(sim: &Sim) -> (Stack, Account) {
     voice_stack_with(sim, &[("PHLO_WORKER_CONCURRENCY", "1")]).await
+}
+
+/// [`sms_stack`] on `target`, with its simulator.
+async fn sms_stack_on(target: Target) -> (Stack, Sim, Account) {
+    voice_stack_on(target, &[("PHLO_WORKER_CONCURRENCY", "1")]).await
 }
 
 fn api_phlo(send: Value) -> Value {
@@ -45,10 +58,8 @@ fn sms_vars(
     })
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn send_sms_from_an_api_request_is_sent() {
-    let sim = Sim::start().await;
-    let (mut stack, acct) = sms_stack(&sim).await;
+async fn send_sms_from_an_api_request_is_sent(target: Target) {
+    let (mut stack, sim, acct) = sms_stack_on(target).await;
     let phlo_id = stack
         .create_phlo(
             &acct,
@@ -240,10 +251,8 @@ async fn send_sms_with_media_is_an_mms() {
     stack.cleanup().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_incoming_sms_starts_the_phlo_and_the_reply_goes_to_the_sender() {
-    let sim = Sim::start().await;
-    let (mut stack, acct) = sms_stack(&sim).await;
+async fn an_incoming_sms_starts_the_phlo_and_the_reply_goes_to_the_sender(target: Target) {
+    let (mut stack, sim, acct) = sms_stack_on(target).await;
     phlo_on(&stack, &acct, NUMBER, json!({ "name": "Auto reply", "nodes": [
         { "node_id": START, "name": "Start", "type": "start", "transitions": { "incoming_message": SEND } },
         { "node_id": SEND, "name": "Send_SMS_1", "type": "send_sms",

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{Account, Sim, Stack};
+use crate::support::{Account, Sim, Stack, Target};
 
 /// Generous: every wait here is a few hundred milliseconds when things work.
 pub const DEADLINE: Duration = Duration::from_secs(30);
@@ -26,6 +26,12 @@ pub async fn voice_stack_with(sim: &Sim, extra: &[(&str, &str)]) -> (Stack, Acco
     let stack = Stack::start_with(1, &env).await;
     let acct = stack.account().await;
     (stack, acct)
+}
+
+/// A stack on `target` (see [`Target::start`]) with the simulator it talks to, and an account;
+/// `extra` adds environment for every process.
+pub async fn voice_stack_on(target: Target, extra: &[(&str, &str)]) -> (Stack, Sim, Account) {
+    target.start(extra).await
 }
 
 /// Attaches `number` to the PHLO: its calls and messages start it.
