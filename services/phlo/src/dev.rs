@@ -81,7 +81,7 @@ const SAMPLES: &[(&str, &str, Option<&str>)] = &[
     (
         "counter",
         include_str!("../../../docs/examples/counter.json"),
-        None,
+        Some("+15550100010"),
     ),
     (
         "get_input",
@@ -121,7 +121,7 @@ const SAMPLES: &[(&str, &str, Option<&str>)] = &[
     (
         "multi_party_call",
         include_str!("../../../docs/examples/multi_party_call.json"),
-        None,
+        Some("+15550100011"),
     ),
     (
         "play_audio",
@@ -406,18 +406,35 @@ async fn load_samples(http: &reqwest::Client, account: &DevAccount) -> anyhow::R
                 body["phlo_id"].as_str().unwrap_or_default().to_owned()
             }
         };
-        if let Some(number) = number {
-            auth(http.put(format!("{}/v1/numbers/{number}", account.url)))
-                .json(&json!({ "phlo_id": phlo_id }))
-                .send()
-                .await?
-                .error_for_status()
-                .with_context(|| format!("routing {number} to {name}"))?;
-        }
+        let number = match number {
+            Some(number) => {
+                let answer = auth(http.put(format!("{}/v1/numbers/{number}", account.url)))
+                    .json(&json!({ "phlo_id": phlo_id }))
+                    .send()
+                    .await?;
+                if answer.status() == reqwest::StatusCode::CONFLICT {
+                    // An earlier local account of this database has it: the one of an account file
+                    // that was lost or could not be read. Starting matters more than the number.
+                    tracing::warn!(
+                        number,
+                        sample = %name,
+                        "the sample's number belongs to another account of this database (an earlier \
+                         local account): the sample has no number"
+                    );
+                    None
+                } else {
+                    answer
+                        .error_for_status()
+                        .with_context(|| format!("routing {number} to {name}"))?;
+                    Some(*number)
+                }
+            }
+            None => None,
+        };
         loaded.push(Sample {
             name,
             phlo_id,
-            number: *number,
+            number,
         });
     }
     Ok(loaded)
@@ -487,6 +504,13 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     let mut file = options
         .open(path)
         .with_context(|| format!("writing {}", path.display()))?;
+    // The mode above applies only to a file it creates: one that was there keeps its own.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("restricting {}", path.display()))?;
+    }
     file.write_all(text.as_bytes())?;
     Ok(())
 }
