@@ -8,6 +8,7 @@ mod api;
 mod callbacks;
 mod chaos;
 mod cli;
+mod dev_mode;
 mod e2e;
 mod fairness;
 mod guards;
