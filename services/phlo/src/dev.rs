@@ -373,18 +373,52 @@ struct Sample {
 }
 
 /// Creates the samples the account lacks (by name) and routes their numbers; a PHLO of the same name
-/// is left as it is, so edits made since the last start are kept.
+/// is left as it is, so edits made since the last start are kept, and so is a number the account
+/// routed elsewhere (the sample is then listed without it).
 async fn load_samples(http: &reqwest::Client, account: &DevAccount) -> anyhow::Result<Vec<Sample>> {
     let auth =
         |r: reqwest::RequestBuilder| r.basic_auth(&account.auth_id, Some(&account.auth_token));
-    let existing: Value = auth(http.get(format!("{}/v1/phlo", account.url)))
-        .query(&[("limit", "100")])
+    // Every page: an account with more than a page of PHLOs still has its samples.
+    let mut existing = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut query = vec![("limit", "100".to_owned())];
+        query.extend(cursor.take().map(|c| ("cursor", c)));
+        let page: Value = auth(http.get(format!("{}/v1/phlo", account.url)))
+            .query(&query)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        existing.extend(page["objects"].as_array().cloned().unwrap_or_default());
+        match page["meta"]["next"].as_str() {
+            Some(next) if page["objects"].as_array().is_some_and(|o| !o.is_empty()) => {
+                cursor = Some(next.to_owned());
+            }
+            _ => break,
+        }
+    }
+    // Numbers the account has routed already stay as they are: the developer may have pointed a
+    // sample's number at a PHLO of their own.
+    let numbers: Value = auth(http.get(format!("{}/v1/numbers", account.url)))
         .send()
         .await?
         .error_for_status()?
         .json()
         .await?;
-    let existing = existing["objects"].as_array().cloned().unwrap_or_default();
+    let routed: Vec<(String, String)> = numbers["objects"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|n| {
+            Some((
+                n["number"].as_str()?.to_owned(),
+                n["phlo_id"].as_str()?.to_owned(),
+            ))
+        })
+        .collect();
     let mut loaded = Vec::new();
     for (file, text, number) in SAMPLES {
         let definition: Value =
@@ -407,6 +441,10 @@ async fn load_samples(http: &reqwest::Client, account: &DevAccount) -> anyhow::R
             }
         };
         let number = match number {
+            Some(number) if routed.iter().any(|(n, _)| n == number) => routed
+                .iter()
+                .any(|(n, p)| n == number && *p == phlo_id)
+                .then_some(*number),
             Some(number) => {
                 let answer = auth(http.put(format!("{}/v1/numbers/{number}", account.url)))
                     .json(&json!({ "phlo_id": phlo_id }))
