@@ -17,6 +17,9 @@ use crate::support::{done_step, recorder_hanging};
 /// Generous: a deadline only fails a test that hangs.
 const PATIENCE: Duration = Duration::from_secs(30);
 
+/// PHLOs a user made besides the samples: more than a page of `GET /v1/phlo`.
+const EXTRA: usize = 100;
+
 const START: &str = "de000000-0000-4000-8000-000000000001";
 const BRANCH: &str = "de000000-0000-4000-8000-000000000002";
 const COUNTER: &str = "de000000-0000-4000-8000-000000000003";
@@ -198,11 +201,21 @@ impl Dev {
         answer
     }
 
-    /// The account's PHLOs (they are fewer than a page).
+    /// The account's PHLOs, every page.
     async fn phlos(&self) -> Vec<Value> {
-        let listed = self.ok(Method::GET, "/v1/phlo?limit=100", None).await;
-        assert_eq!(listed["meta"]["next"], Value::Null, "{listed}");
-        listed["objects"].as_array().expect("objects").clone()
+        let mut all = Vec::new();
+        let mut path = "/v1/phlo?limit=100".to_owned();
+        loop {
+            let page = self.ok(Method::GET, &path, None).await;
+            let objects = page["objects"].as_array().expect("objects");
+            all.extend(objects.iter().cloned());
+            match page["meta"]["next"].as_str() {
+                Some(next) if !objects.is_empty() => {
+                    path = format!("/v1/phlo?limit=100&cursor={next}");
+                }
+                _ => return all,
+            }
+        }
     }
 
     async fn create_phlo(&self, definition: Value) -> String {
@@ -501,19 +514,47 @@ async fn a_restart_keeps_the_account_the_runs_and_the_users_edits() {
         )
         .await;
     assert_eq!(edited["revision"], 2, "{edited:#}");
+    // …points the menu's number at another PHLO…
+    let block_list = first.sample_id("Block list");
+    first
+        .ok(
+            Method::PUT,
+            "/v1/numbers/+15550100005",
+            Some(json!({ "phlo_id": block_list })),
+        )
+        .await;
+    // …and has more PHLOs than a page holds (the samples, the oldest, are not on the first).
+    for i in 0..EXTRA {
+        first.create_phlo(local_phlo(&format!("Extra {i}"))).await;
+    }
     first.stop().await;
 
     let mut second = Dev::start(&scratch, &args, &[]).await;
     assert_eq!(second.auth_id, first.auth_id, "the same account");
     assert_eq!(second.token, first.token);
-    assert_eq!(second.samples(), first.samples(), "the same sample PHLOs");
+    // The same sample PHLOs, the menu without the number the user took for another.
+    let mut expected = first.samples();
+    expected.get_mut("Front desk menu").expect("menu").1 = None;
+    assert_eq!(second.samples(), expected, "the same sample PHLOs");
+    let numbers = second.ok(Method::GET, "/v1/numbers", None).await;
+    let menu_number = numbers["objects"]
+        .as_array()
+        .expect("objects")
+        .iter()
+        .find(|n| n["number"] == "+15550100005")
+        .cloned();
+    assert_eq!(
+        menu_number.map(|n| n["phlo_id"].clone()),
+        Some(json!(block_list)),
+        "the user's routing is kept: {numbers:#}"
+    );
     // The CLI's fallback follows the new port.
     assert_eq!(read_json(&data.join("account.json"))["url"], second.url);
 
     // No sample twice; the user's PHLO still there.
     let phlos = second.phlos().await;
     let names: Vec<&str> = phlos.iter().map(|p| p["name"].as_str().unwrap()).collect();
-    assert_eq!(phlos.len(), examples().len() + 1, "{names:?}");
+    assert_eq!(phlos.len(), examples().len() + 1 + EXTRA, "{names:?}");
     assert_eq!(
         names.iter().collect::<HashSet<_>>().len(),
         names.len(),
