@@ -363,7 +363,13 @@ async fn account_works(
         .basic_auth(&account.auth_id, Some(&account.auth_token))
         .send()
         .await?;
-    Ok(answer.status().is_success())
+    // Only a refusal of the credentials means a new account: any other answer (a rate limit, a
+    // failing database) must not replace the kept credentials, which would then be lost.
+    match answer.status() {
+        s if s.is_success() => Ok(true),
+        reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN => Ok(false),
+        s => anyhow::bail!("the kept account (in {ACCOUNT_FILE}) could not be checked: HTTP {s}"),
+    }
 }
 
 struct Sample {
