@@ -36,14 +36,20 @@ pub fn init_logging() -> Telemetry {
     };
     let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = Vec::new();
     let logs = filter("RUST_LOG");
+    // Logs go to stderr: stdout is a command's output (`phlo --output json dev` prints its one JSON
+    // line there).
     layers.push(
         if std::env::var("PHLO_LOG_FORMAT").as_deref() == Ok("json") {
             tracing_subscriber::fmt::layer()
                 .json()
+                .with_writer(std::io::stderr)
                 .with_filter(logs)
                 .boxed()
         } else {
-            tracing_subscriber::fmt::layer().with_filter(logs).boxed()
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(logs)
+                .boxed()
         },
     );
     if let Some(provider) = &provider {
