@@ -132,6 +132,7 @@ pub async fn node_action(
                 format!("{source} in a multiparty call of node {node_id}"),
             )
         })?;
+    drop(conn);
     if initiator.state != "in_call" {
         return Err(conflict(&initiator, &action, "in_call"));
     }
@@ -169,6 +170,7 @@ pub async fn node_action(
         .find(|(t, _)| t == &to)
         .or(added.calls.first())
         .map(|(_, c)| c.clone());
+    let mut conn = state.pool.acquire().await?;
     rooms::upsert(
         &mut conn,
         &NewMember {
@@ -186,8 +188,9 @@ pub async fn node_action(
         },
     )
     .await?;
+    drop(conn);
     match action.as_str() {
-        "warm_transfer" => rooms::set_state(&mut conn, initiator.id, "transferring", None).await?,
+        "warm_transfer" => set_member_state(&state, initiator.id, "transferring").await?,
         "cold_transfer" => {
             if let Some(member_id) = &initiator.member_id {
                 carrier
@@ -195,11 +198,19 @@ pub async fn node_action(
                     .await
                     .map_err(carrier_error)?;
             }
-            rooms::set_state(&mut conn, initiator.id, "left", None).await?;
+            set_member_state(&state, initiator.id, "left").await?;
         }
         _ => {}
     }
     Ok(created())
+}
+
+/// Moves a member to `to`, on a connection of its own: none is held while the carrier acts (its
+/// member events come back to this gateway, and an embedded store has a single connection).
+async fn set_member_state(state: &AppState, id: i64, to: &str) -> Result<(), ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    rooms::set_state(&mut conn, id, to, None).await?;
+    Ok(())
 }
 
 /// Holds (or unholds) every customer present in the room.
@@ -209,14 +220,16 @@ async fn hold_customers(
     room: &str,
     hold: bool,
 ) -> Result<(), ApiError> {
-    let mut conn = state.pool.acquire().await?;
     let (from, to, action) = if hold {
         ("in_call", "on_hold", MemberAction::Hold)
     } else {
         ("on_hold", "in_call", MemberAction::Unhold)
     };
-    for m in rooms::present(&mut conn, room)
-        .await?
+    let present = {
+        let mut conn = state.pool.acquire().await?;
+        rooms::present(&mut conn, room).await?
+    };
+    for m in present
         .into_iter()
         .filter(|m| m.role == "customer" && m.state == from)
     {
@@ -226,7 +239,7 @@ async fn hold_customers(
                 .await
                 .map_err(carrier_error)?;
         }
-        rooms::set_state(&mut conn, m.id, to, None).await?;
+        set_member_state(state, m.id, to).await?;
     }
     Ok(())
 }
@@ -298,7 +311,6 @@ pub async fn member_action(
             }
         }
     };
-    let mut conn = state.pool.acquire().await?;
     match action.as_str() {
         "hold" => {
             if member.state != "in_call" {
@@ -310,7 +322,7 @@ pub async fn member_action(
                 act(MemberAction::Mute).await?;
                 act(MemberAction::Deaf).await?
             }
-            rooms::set_state(&mut conn, member.id, "on_hold", None).await?;
+            set_member_state(&state, member.id, "on_hold").await?;
         }
         "unhold" => {
             if member.state != "on_hold" {
@@ -322,7 +334,7 @@ pub async fn member_action(
                 act(MemberAction::Unmute).await?;
                 act(MemberAction::Undeaf).await?
             }
-            rooms::set_state(&mut conn, member.id, "in_call", None).await?;
+            set_member_state(&state, member.id, "in_call").await?;
         }
         "mute" | "unmute" => {
             if !present {
@@ -349,7 +361,7 @@ pub async fn member_action(
                 }
                 _ => act(MemberAction::Kick).await?,
             }
-            rooms::set_state(&mut conn, member.id, "left", None).await?;
+            set_member_state(&state, member.id, "left").await?;
         }
         "hangup" => {
             if !present && member.state != "joining" {
@@ -361,7 +373,7 @@ pub async fn member_action(
                 MemberAction::Hangup
             })
             .await?;
-            rooms::set_state(&mut conn, member.id, "left", None).await?;
+            set_member_state(&state, member.id, "left").await?;
         }
         "resume_call" if mpc => {
             if member.state != "transferring" {
@@ -372,12 +384,15 @@ pub async fn member_action(
                 ));
             }
             hold_customers(&state, carrier.as_ref(), &member.room, false).await?;
-            rooms::set_state(&mut conn, member.id, "in_call", None).await?;
+            set_member_state(&state, member.id, "in_call").await?;
         }
         "abort_transfer" if mpc => {
             // Either side of a warm transfer may be named: the agent being added leaves, the
             // transferring agent and the customers are back together.
-            let room = rooms::present(&mut conn, &member.room).await?;
+            let room = {
+                let mut conn = state.pool.acquire().await?;
+                rooms::present(&mut conn, &member.room).await?
+            };
             let transferee = if member.state == "transferring" {
                 room.iter()
                     .filter(|m| m.role == "agent" && m.id != member.id && m.state != "transferring")
@@ -400,9 +415,9 @@ pub async fn member_action(
                     .await
                     .map_err(carrier_error)?;
             }
-            rooms::set_state(&mut conn, transferee.id, "left", None).await?;
+            set_member_state(&state, transferee.id, "left").await?;
             for m in room.iter().filter(|m| m.state == "transferring") {
-                rooms::set_state(&mut conn, m.id, "in_call", None).await?;
+                set_member_state(&state, m.id, "in_call").await?;
             }
             hold_customers(&state, carrier.as_ref(), &member.room, false).await?;
         }
@@ -474,6 +489,7 @@ async fn drop_voicemail(
         },
     )
     .await?;
+    drop(conn);
     let url = format!(
         "{}/v1/carrier/voice/continue/{call_uuid}?after={}",
         state.config.public_url.trim_end_matches('/'),
@@ -563,8 +579,7 @@ pub async fn record_event(
         if let Ok(carrier) = carrier(state) {
             hold_customers(state, carrier.as_ref(), &room, false).await?;
         }
-        let mut conn = state.pool.acquire().await?;
-        rooms::set_state(&mut conn, member.id, "in_call", None).await?;
+        set_member_state(state, member.id, "in_call").await?;
     }
     Ok(())
 }

@@ -13,7 +13,7 @@ use phlo_runtime::{StartError, StartRequest};
 use uuid::Uuid;
 
 use super::events::{self, Params};
-use super::wait::{after, next_xml, resume};
+use super::wait::{after, after_wait, next_xml, resume};
 use super::{Webhook, xml};
 use crate::AppState;
 use crate::error::ApiError;
@@ -216,7 +216,8 @@ pub async fn action(
         wait_id,
         event,
     };
-    Ok(xml(after(&state, &call, resume(&state, msg)).await?))
+    let answer = after_wait(&state, &call, (run_id, token, wait_id), resume(&state, msg)).await?;
+    Ok(xml(answer))
 }
 
 /// The voice action behind the call's current XML (sequential dials, screening, wait music).

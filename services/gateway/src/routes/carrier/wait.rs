@@ -30,6 +30,46 @@ where
     F: std::future::Future<Output = Result<(), ApiError>>,
 {
     let seen = version(state, call_uuid).await?;
+    after_seen(state, call_uuid, seen, act).await
+}
+
+/// [`after`] for a webhook of the wait `(run_id, token, wait_id)`, which the call's XML came from: the
+/// version to wait past is that wait's XML. If the token moved on between the webhook's check and now
+/// (another event resumed it) and its next XML is already there, that XML is the answer, at once;
+/// waiting past it would keep the call on hold forever.
+pub async fn after_wait<F>(
+    state: &AppState,
+    call_uuid: &str,
+    (run_id, token, wait_id): (uuid::Uuid, i32, i32),
+    act: F,
+) -> Result<String, ApiError>
+where
+    F: std::future::Future<Output = Result<(), ApiError>>,
+{
+    let mut conn = state.pool.acquire().await?;
+    let current = phlo_store::calls::instruction(&mut conn, call_uuid).await?;
+    drop(conn);
+    let seen = match current {
+        Some(i)
+            if (i.run_id, i.token) == (run_id, token) && i.wait_id.is_some_and(|w| w > wait_id) =>
+        {
+            i.version - 1
+        }
+        Some(i) => i.version,
+        None => 0,
+    };
+    after_seen(state, call_uuid, seen, act).await
+}
+
+async fn after_seen<F>(
+    state: &AppState,
+    call_uuid: &str,
+    seen: i64,
+    act: F,
+) -> Result<String, ApiError>
+where
+    F: std::future::Future<Output = Result<(), ApiError>>,
+{
     // Subscribe before acting, so the announcement cannot slip between the act and the wait.
     let subscription = state
         .runtime
