@@ -11,7 +11,7 @@
 
 use phlo_bus::StepMessage;
 use phlo_flow::Context;
-use phlo_store::{Json, Conn, admission, runs, tokens};
+use phlo_store::{Conn, Json, admission, runs, tokens};
 use uuid::Uuid;
 
 use crate::outbox::Outbox;

@@ -310,6 +310,9 @@ mod tests {
         pool: &phlo_store::Pool,
         sql: &'static str,
     ) -> Vec<(String, Option<String>)> {
-        sqlx::query_as(sql).fetch_all(pool.postgres().expect("postgres")).await.unwrap()
+        sqlx::query_as(sql)
+            .fetch_all(pool.postgres().expect("postgres"))
+            .await
+            .unwrap()
     }
 }

@@ -15,7 +15,7 @@ use phlo_bus::StepMessage;
 use phlo_flow::effect::{CounterScope, Effect};
 use phlo_flow::{CallChange, Event, Outcome, Phlo, Step, Wait, WaitOn};
 use phlo_store::tokens::Token;
-use phlo_store::{Json, Conn, counters, runs, steps, timers, tokens};
+use phlo_store::{Conn, Json, counters, runs, steps, timers, tokens};
 use serde_json::Value;
 use tracing::Instrument;
 use uuid::Uuid;

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
-use sqlx::PgPool;
 use reqwest::Method;
 use serde_json::{Value, json};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::chaos::{LOAD, fire, scalar, settle};
