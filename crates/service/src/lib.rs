@@ -198,6 +198,26 @@ struct Health {
     bus: Bus,
 }
 
+/// Runs the gateway, a worker and the callback service in one process (`phlo serve`, `phlo dev`):
+/// whichever stops first (an error, or the shutdown signal) stops the others. The first error wins.
+pub async fn run_together<E>(
+    shutdown: &CancellationToken,
+    gateway: impl Future<Output = Result<(), E>>,
+    worker: impl Future<Output = Result<(), E>>,
+    callback: impl Future<Output = Result<(), E>>,
+) -> Result<(), E> {
+    let stopping = |r: Result<(), E>| {
+        shutdown.cancel();
+        r
+    };
+    let (g, w, c) = tokio::join!(
+        async { stopping(gateway.await) },
+        async { stopping(worker.await) },
+        async { stopping(callback.await) }
+    );
+    g.and(w).and(c)
+}
+
 /// Runs `work` to its end, but once `shutdown` is cancelled gives it at most `grace` more: the drain
 /// deadline of SIGTERM. Returns `None` when the deadline cut it off (the caller logs what it released).
 pub async fn drain<F: Future>(

@@ -241,25 +241,17 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
         }
         outcome
     };
-    let (g, w, c, s) = tokio::join!(
-        async {
-            let r = gateway.await;
-            shutdown.cancel();
-            r
-        },
-        async {
-            let r = worker.await;
-            shutdown.cancel();
-            r
-        },
-        async {
-            let r = callback.await;
-            shutdown.cancel();
-            r
-        },
+    let (services, set_up) = tokio::join!(
+        // Boxed: the three services' futures are too large for the main thread's stack together.
+        phlo_service::run_together(
+            &shutdown,
+            Box::pin(gateway),
+            Box::pin(worker),
+            Box::pin(callback)
+        ),
         setup
     );
-    g.and(w).and(c).and(s)
+    services.and(set_up)
 }
 
 /// Once the gateway answers: the account (the kept one, or a new one) and the samples; then the

@@ -132,25 +132,14 @@ async fn all_in_one() -> anyhow::Result<()> {
         pool.close().await;
         phlo_callback::run(callback_config, shutdown.clone()).await
     };
-    // Whichever stops first (an error, or the shutdown signal) stops the others.
-    let (g, w, c) = tokio::join!(
-        async {
-            let r = gateway.await;
-            shutdown.cancel();
-            r
-        },
-        async {
-            let r = worker.await;
-            shutdown.cancel();
-            r
-        },
-        async {
-            let r = callback.await;
-            shutdown.cancel();
-            r
-        }
-    );
-    g.and(w).and(c)
+    // Boxed: the three services' futures are too large for the main thread's stack together.
+    phlo_service::run_together(
+        &shutdown,
+        Box::pin(gateway),
+        Box::pin(worker),
+        Box::pin(callback),
+    )
+    .await
 }
 
 async fn gateway() -> anyhow::Result<()> {
