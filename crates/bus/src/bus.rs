@@ -113,8 +113,8 @@ impl Bus {
         if config.is_in_memory() {
             if !crate::memory::allowed() {
                 return Err(BusError::Config(format!(
-                    "NATS_URL={} (the in-process queue) works only in `phlo serve`, which runs the \
-                     gateway, worker and callback service in one process; separate processes cannot \
+                    "NATS_URL={} (the in-process queue) works only in `phlo serve` and `phlo dev`, which \
+                     run the gateway, worker and callback service in one process; separate processes cannot \
                      share it: set NATS_URL to a NATS server, e.g. nats://127.0.0.1:4222",
                     config.url
                 )));

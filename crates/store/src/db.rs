@@ -18,7 +18,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool};
 
-use crate::Result;
+use crate::{Result, StoreError};
 
 /// Which database a pool talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,16 +55,12 @@ impl Pool {
         static SHARED: OnceLock<tokio::sync::Mutex<HashMap<String, SqlitePool>>> = OnceLock::new();
         let private = url == "sqlite::memory:";
         if !private && !EMBEDDED_ALLOWED.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(sqlx::Error::Configuration(
-                format!(
-                    "DATABASE_URL={url} (an embedded SQLite store) works only in `phlo dev` and \
-                     `phlo serve`, which run every service in one process; separate processes \
-                     cannot share it: set DATABASE_URL to a Postgres server, e.g. \
-                     postgres://postgres@127.0.0.1:5432/phlo"
-                )
-                .into(),
-            )
-            .into());
+            return Err(StoreError::Config(format!(
+                "DATABASE_URL={url} (an embedded SQLite store) works only in `phlo dev` and \
+                 `phlo serve`, which run every service in one process; separate processes cannot \
+                 share it: set DATABASE_URL to a Postgres server, e.g. \
+                 postgres://postgres@127.0.0.1:5432/phlo"
+            )));
         }
         let mut shared = SHARED.get_or_init(Default::default).lock().await;
         if let Some(pool) = shared.get(url).filter(|_| !private) {

@@ -58,6 +58,9 @@ pub enum StoreError {
     Json(#[from] serde_json::Error),
     #[error("sealed secret: {0}")]
     Sealing(#[from] sealing::SealError),
+    /// A setting the store cannot work with, e.g. a SQLite file for a standalone service.
+    #[error("{0}")]
+    Config(String),
 }
 
 impl StoreError {

@@ -249,3 +249,28 @@ async fn standalone_services_refuse_the_in_process_queue() {
         );
     }
 }
+
+/// Nor can they share an embedded SQLite store: SQLite serialises writers within one process only.
+#[tokio::test(flavor = "multi_thread")]
+async fn standalone_services_refuse_a_sqlite_store() {
+    let dir = std::env::temp_dir().join(format!("phlo-sqlite-{}", uuid::Uuid::new_v4().simple()));
+    let url = format!("sqlite://{}/phlo.db", dir.display());
+    let stack = Stack::start_serve(&[]).await;
+    for service in ["gateway", "worker", "callback", "migrate"] {
+        let out = stack
+            .command(service)
+            .env("DATABASE_URL", &url)
+            .env("NATS_URL", "nats://127.0.0.1:4222")
+            .env("PHLO_GATEWAY_ADDR", "127.0.0.1:0")
+            .output()
+            .expect("run the service");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{service}: {stderr}");
+        assert!(
+            stderr.contains("works only in `phlo dev` and `phlo serve`")
+                && stderr.contains("postgres://"),
+            "{service}: {stderr}"
+        );
+    }
+    assert!(!dir.join("phlo.db").exists(), "no database file was made");
+}
