@@ -988,3 +988,42 @@ async fn a_multi_statement_operation_joins_the_callers_transaction() {
     })
     .await;
 }
+
+/// The two schemas describe the same tables and columns: a Postgres migration without its SQLite
+/// counterpart (migrations/sqlite/) fails here rather than in `phlo dev`.
+#[tokio::test]
+async fn the_sqlite_schema_has_every_table_and_column_of_the_postgres_one() {
+    let postgres = crate::testing::fresh_pool().await.unwrap();
+    let sqlite = crate::testing::fresh_sqlite().await.unwrap();
+    let pg: Vec<(String, String)> = sqlx::query_as(
+        "SELECT table_name::text, column_name::text FROM information_schema.columns
+         WHERE table_schema = 'public' AND table_name NOT LIKE '\\_sqlx%'
+         ORDER BY 1, 2",
+    )
+    .fetch_all(postgres.postgres().unwrap())
+    .await
+    .unwrap();
+    let mut conn = sqlite.acquire().await.unwrap();
+    let lite: Vec<(String, String)> = crate::on!(&mut conn, |db, _dialect| sqlx::query_as(
+        "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p
+         WHERE m.type = 'table' AND m.name NOT LIKE '\\_sqlx%' ESCAPE '\\'
+           AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\'
+           -- SQLite's stand-in for Postgres transaction ids (callback listing cursor).
+           AND m.name <> 'callback_change_counter'
+         ORDER BY 1, 2",
+    )
+    .fetch_all(&mut *db)
+    .await)
+    .unwrap();
+    // Sorted here: the servers' collations may order `_` differently.
+    let sorted = |mut v: Vec<(String, String)>| {
+        v.sort();
+        v
+    };
+    let (pg, lite) = (sorted(pg), sorted(lite));
+    assert!(pg.len() > 100, "{pg:?}");
+    assert_eq!(
+        lite, pg,
+        "tables and columns: SQLite (left) vs Postgres (right)"
+    );
+}
