@@ -24,6 +24,8 @@ COPY crates ./crates
 COPY services ./services
 # Embedded into the binaries at compile time (sqlx::migrate!); the runtime image does not need them.
 COPY migrations ./migrations
+# The sample PHLOs `phlo dev` loads, embedded at compile time (include_str!).
+COPY docs/examples ./docs/examples
 # No compile-checked queries (no sqlx::query! macros), so no DATABASE_URL or .sqlx offline data is needed.
 RUN --mount=type=cache,id=phlo-cargo-registry,target=/usr/local/cargo/registry \
     --mount=type=cache,id=phlo-cargo-git,target=/usr/local/cargo/git \
