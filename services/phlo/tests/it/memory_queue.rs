@@ -235,19 +235,12 @@ async fn a_run_survives_kill_9_of_phlo_serve_mid_request() {
 async fn standalone_services_refuse_the_in_process_queue() {
     // The settings of the `phlo serve` that runs beside them, `NATS_URL=memory:` among them.
     let stack = Stack::start_serve(&[]).await;
-    for service in ["gateway", "worker", "callback"] {
-        let out = stack
-            .command(service)
-            .env("PHLO_GATEWAY_ADDR", "127.0.0.1:0")
-            .output()
-            .expect("run the service");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{service}: {stderr}");
-        assert!(
-            stderr.contains("works only in `phlo serve`") && stderr.contains("nats://"),
-            "{service}: {stderr}"
-        );
-    }
+    assert_refused(
+        &stack,
+        &["gateway", "worker", "callback"],
+        &[],
+        ["works only in `phlo serve`", "nats://"],
+    );
 }
 
 /// Nor can they share an embedded SQLite store: SQLite serialises writers within one process only.
@@ -256,21 +249,33 @@ async fn standalone_services_refuse_a_sqlite_store() {
     let dir = std::env::temp_dir().join(format!("phlo-sqlite-{}", uuid::Uuid::new_v4().simple()));
     let url = format!("sqlite://{}/phlo.db", dir.display());
     let stack = Stack::start_serve(&[]).await;
-    for service in ["gateway", "worker", "callback", "migrate"] {
+    assert_refused(
+        &stack,
+        &["gateway", "worker", "callback", "migrate"],
+        &[
+            ("DATABASE_URL", &url),
+            ("NATS_URL", "nats://127.0.0.1:4222"),
+        ],
+        ["works only in `phlo dev` and `phlo serve`", "postgres://"],
+    );
+    assert!(!dir.join("phlo.db").exists(), "no database file was made");
+}
+
+/// Each standalone `service`, with the stack's settings and `env`, exits 2 at start-up with a message
+/// holding both parts of `says` (why, and what to set instead).
+fn assert_refused(stack: &Stack, services: &[&str], env: &[(&str, &str)], says: [&str; 2]) {
+    for service in services {
         let out = stack
             .command(service)
-            .env("DATABASE_URL", &url)
-            .env("NATS_URL", "nats://127.0.0.1:4222")
+            .envs(env.iter().copied())
             .env("PHLO_GATEWAY_ADDR", "127.0.0.1:0")
             .output()
             .expect("run the service");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{service}: {stderr}");
         assert!(
-            stderr.contains("works only in `phlo dev` and `phlo serve`")
-                && stderr.contains("postgres://"),
+            says.iter().all(|part| stderr.contains(part)),
             "{service}: {stderr}"
         );
     }
-    assert!(!dir.join("phlo.db").exists(), "no database file was made");
 }
