@@ -609,7 +609,7 @@ async fn finish_lite(
     attempt: i32,
     f: &Finish,
 ) -> Result<bool> {
-    use crate::db::Dialect::Sqlite;
+    use crate::db::Backend::Sqlite;
     let mut tx = crate::db::lite_tx(db).await?;
     sqlx::query(Sqlite.sql(
         "INSERT INTO callback_attempts

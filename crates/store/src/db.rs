@@ -120,14 +120,6 @@ impl Pool {
         }
     }
 
-    /// Connections open and idle, for the pool gauges.
-    pub fn size(&self) -> (u32, usize) {
-        match self {
-            Pool::Postgres(p) => (p.size(), p.num_idle()),
-            Pool::Sqlite(p) => (p.size(), p.num_idle()),
-        }
-    }
-
     /// The Postgres pool, for tests and tools that inspect Postgres directly.
     pub fn postgres(&self) -> Option<&PgPool> {
         match self {
@@ -201,14 +193,6 @@ impl Conn {
         }
         Ok(())
     }
-
-    /// The Postgres connection, for tests and tools that inspect Postgres directly.
-    pub fn postgres(&mut self) -> Option<&mut PgConnection> {
-        match self.raw() {
-            Raw::Postgres(c) => Some(c),
-            Raw::Sqlite(_) => None,
-        }
-    }
 }
 
 /// Runs `body` against the connection's backend: `$c` is the driver connection (`&mut PgConnection`
@@ -230,14 +214,10 @@ macro_rules! on {
     };
 }
 
-/// The SQL dialect of the arm of [`on!`] being run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    Postgres,
-    Sqlite,
-}
+/// The SQL dialect of the arm of [`on!`] being run: the backend, as seen by the SQL text.
+pub type Dialect = Backend;
 
-impl Dialect {
+impl Backend {
     /// Postgres SQL as is, or translated for SQLite (once per statement; the translations are kept
     /// for the life of the process, a fixed set).
     pub fn sql(self, postgres: &'static str) -> &'static str {

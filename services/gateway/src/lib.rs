@@ -22,7 +22,7 @@ use tower::Layer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
 
-pub use auth::{hash_token, new_auth_id};
+pub use auth::{hash_token, new_auth_id, new_auth_token};
 
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -170,7 +170,7 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
         create_private_dir(&args.data_dir)?;
         format!("sqlite://{}", url_path(&args.data_dir.join("phlo.db")))
     };
-    let sim_token = random_token();
+    let sim_token = phlo_gateway::new_auth_token();
     let defaults: Vec<(&str, String)> = vec![
         ("DATABASE_URL", database.clone()),
         ("NATS_URL", "memory:".to_owned()),
@@ -185,7 +185,7 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
         ("SIM_AUTH_ID", SIM_AUTH_ID.to_owned()),
         ("SIM_AUTH_TOKEN", sim_token),
         ("SIM_PUBLIC_URL", sim_url.clone()),
-        ("PHLO_ADMIN_TOKEN", random_token()),
+        ("PHLO_ADMIN_TOKEN", phlo_gateway::new_auth_token()),
         // The queue dies with the process: after a restart, what was in it is re-driven from the
         // store within seconds rather than the minutes a NATS deployment allows.
         ("PHLO_REDRIVE_AFTER_SECS", "5".to_owned()),
@@ -202,7 +202,7 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
         phlo_service::set_default(name, value);
     }
     if args.memory {
-        phlo_service::set_default("PHLO_SECRET_KEY", &random_key());
+        phlo_service::set_default("PHLO_SECRET_KEY", &phlo_store::sealing::new_key());
     } else {
         let key = args.data_dir.join("secret-key");
         phlo_service::set_default("PHLO_SECRET_KEY_FILE", &key.to_string_lossy());
@@ -559,14 +559,4 @@ fn url_path(path: &Path) -> String {
         .replace('%', "%25")
         .replace('?', "%3F")
         .replace('#', "%23")
-}
-
-fn random_token() -> String {
-    let bytes: [u8; 24] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn random_key() -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
 }

@@ -13,7 +13,7 @@ use phlo_runtime::{StartError, StartRequest};
 use uuid::Uuid;
 
 use super::events::{self, Params};
-use super::wait::{after, after_wait, next_xml, resume};
+use super::wait::{after, after_wait, next_xml, resume, seen_by};
 use super::{Webhook, xml};
 use crate::AppState;
 use crate::error::ApiError;
@@ -198,16 +198,7 @@ pub async fn action(
         // The wait moved on (a timer won, or the callback repeats): nothing to apply. The call gets
         // whatever its token does next, or a hang-up if nothing comes; never this wait's own XML
         // again, which the call has just run (its token may not have reached its next node yet).
-        let mut conn = state.pool.acquire().await?;
-        let current = phlo_store::calls::instruction(&mut conn, &call).await?;
-        drop(conn);
-        let seen = match current {
-            Some(i) if (i.run_id, i.token, i.wait_id) == (run_id, token, Some(wait_id)) => {
-                i.version
-            }
-            Some(i) => i.version - 1,
-            None => 0,
-        };
+        let seen = seen_by(&state, &call, (run_id, token, wait_id), true).await?;
         return Ok(xml(next_xml(&state, &call, seen, None, 0).await?));
     }
     let msg = StepMessage::Resume {

@@ -33,32 +33,45 @@ where
     after_seen(state, call_uuid, seen, act).await
 }
 
-/// [`after`] for a webhook of the wait `(run_id, token, wait_id)`, which the call's XML came from: the
-/// version to wait past is that wait's XML. If the token moved on between the webhook's check and now
-/// (another event resumed it) and its next XML is already there, that XML is the answer, at once;
-/// waiting past it would keep the call on hold forever.
+/// [`after`] for a webhook of the wait `(run_id, token, wait_id)`, which the call's XML came from.
 pub async fn after_wait<F>(
     state: &AppState,
     call_uuid: &str,
-    (run_id, token, wait_id): (uuid::Uuid, i32, i32),
+    wait: (uuid::Uuid, i32, i32),
     act: F,
 ) -> Result<String, ApiError>
 where
     F: std::future::Future<Output = Result<(), ApiError>>,
 {
+    let seen = seen_by(state, call_uuid, wait, false).await?;
+    after_seen(state, call_uuid, seen, act).await
+}
+
+/// The instruction version the call ran when the wait `(run_id, token, wait_id)` sent its webhook:
+/// the answer is the first XML newer than it. That is the wait's own XML, unless the call already
+/// has XML the wait did not write: of the same token's later wait (it moved on meanwhile; waiting past
+/// that XML would keep the call on hold forever), or any when `moved_on` (the wait is gone) — then
+/// that XML is the answer, at once.
+pub async fn seen_by(
+    state: &AppState,
+    call_uuid: &str,
+    (run_id, token, wait_id): (uuid::Uuid, i32, i32),
+    moved_on: bool,
+) -> Result<i64, ApiError> {
     let mut conn = state.pool.acquire().await?;
     let current = phlo_store::calls::instruction(&mut conn, call_uuid).await?;
-    drop(conn);
-    let seen = match current {
+    Ok(match current {
+        Some(i) if (i.run_id, i.token, i.wait_id) == (run_id, token, Some(wait_id)) => i.version,
         Some(i)
-            if (i.run_id, i.token) == (run_id, token) && i.wait_id.is_some_and(|w| w > wait_id) =>
+            if moved_on
+                || ((i.run_id, i.token) == (run_id, token)
+                    && i.wait_id.is_some_and(|w| w > wait_id)) =>
         {
             i.version - 1
         }
         Some(i) => i.version,
         None => 0,
-    };
-    after_seen(state, call_uuid, seen, act).await
+    })
 }
 
 async fn after_seen<F>(
