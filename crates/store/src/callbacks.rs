@@ -354,9 +354,7 @@ const INTERRUPTED: &str =
 /// counts the attempt and leases it for `lease_secs`. An earlier attempt that never recorded its result
 /// had its process die: it is logged `interrupted` (a late [`finish`] of it still overwrites that).
 ///
-/// On Postgres the usual case is one statement, which also reads the account's secrets; only when it
-/// claims nothing does a second look (a transaction) say why. SQLite has no data-modifying CTEs: it
-/// always takes the second path, one transaction.
+/// [`claim_many`] for one id, then [`explain_claim`] when it claimed nothing.
 pub async fn claim(
     pool: &crate::Pool,
     keys: &Keyring,
@@ -364,6 +362,32 @@ pub async fn claim(
     lease_secs: f64,
     slack_secs: f64,
 ) -> Result<Claim> {
+    let first = claim_many(pool, keys, &[id], lease_secs, slack_secs)
+        .await?
+        .into_iter()
+        .next()
+        .flatten();
+    match first {
+        Some(claimed) => claimed,
+        None => explain_claim(pool, keys, id, lease_secs, slack_secs).await,
+    }
+}
+
+/// The claims of many deliveries at once (see [`claim`]): one statement and one commit on Postgres,
+/// which also reads the accounts' secrets. Per id, in order: `Some` with the claim (or the error
+/// opening its secrets; the attempt is claimed all the same and its lease must lapse), or `None` when
+/// the statement did not claim it; [`explain_claim`] then says why, one delivery at a time. An id
+/// given twice is claimed at most once (the first). `Err` when the statement failed: nothing was
+/// claimed.
+///
+/// SQLite has no data-modifying CTEs: every id is `None` there, without a statement.
+pub async fn claim_many(
+    pool: &crate::Pool,
+    keys: &Keyring,
+    ids: &[Uuid],
+    lease_secs: f64,
+    slack_secs: f64,
+) -> Result<Vec<Option<Result<Claim>>>> {
     #[derive(sqlx::FromRow)]
     struct Row {
         #[sqlx(flatten)]
@@ -373,15 +397,19 @@ pub async fn claim(
         previous_until: Option<DateTime<Utc>>,
         rotated_at: Option<DateTime<Utc>>,
     }
+    let crate::Pool::Postgres(pg) = pool else {
+        return Ok(ids.iter().map(|_| None).collect());
+    };
     // Attempt n − 1 has a log row unless its process died (results are logged by `finish`, in the
     // statement that clears the lease, so a claim finding none is the next attempt after a crash). A
     // row still `in_progress` was written by a version that logged attempts as they started.
-    let row: Option<Row> = match pool {
-        crate::Pool::Postgres(pg) => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    // Rows are locked in index order (`= ANY` on the primary key sorts the array), so two replicas'
+    // batches over the same ids wait for each other rather than deadlock.
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "WITH claimed AS (
              UPDATE callback_deliveries d SET attempts = d.attempts + 1,
                  lease_until = now() + make_interval(secs => $2), updated_at = now()
-             WHERE d.id = $1 AND d.status = 'pending'
+             WHERE d.id = ANY($1) AND d.status = 'pending'
                AND (d.lease_until IS NULL OR d.lease_until <= now())
                AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= now() + make_interval(secs => $3))
                AND NOT EXISTS (SELECT 1 FROM disabled_callback_urls x
@@ -403,36 +431,51 @@ pub async fn claim(
          FROM claimed c LEFT JOIN accounts a ON a.id = c.account_id",
         delivery = delivery_columns!(),
     )))
-    .bind(id)
+    .bind(ids)
     .bind(lease_secs)
     .bind(slack_secs)
     .bind(INTERRUPTED)
-    .fetch_optional(pg)
-    .await?,
-        crate::Pool::Sqlite(_) => None,
-    };
-    if let Some(row) = row {
-        let secrets = StoredSecrets {
-            id: row.delivery.account_id,
-            current: row.current,
-            previous: row.previous,
-            previous_until: row.previous_until,
-            rotated_at: row.rotated_at,
-        }
-        .open(keys)?;
-        return Ok(Claim::Claimed(Box::new(Claimed {
-            delivery: row.delivery,
-            secrets,
-        })));
-    }
+    .fetch_all(pg)
+    .await?;
+    let mut claimed: std::collections::HashMap<Uuid, Row> =
+        rows.into_iter().map(|r| (r.delivery.id, r)).collect();
+    Ok(ids
+        .iter()
+        .map(|id| {
+            let row = claimed.remove(id)?;
+            let secrets = StoredSecrets {
+                id: row.delivery.account_id,
+                current: row.current,
+                previous: row.previous,
+                previous_until: row.previous_until,
+                rotated_at: row.rotated_at,
+            }
+            .open(keys);
+            Some(secrets.map(|secrets| {
+                Claim::Claimed(Box::new(Claimed {
+                    delivery: row.delivery,
+                    secrets,
+                }))
+            }))
+        })
+        .collect())
+}
+
+/// Why [`claim_many`] did not claim `id` (its own transaction, locking the delivery): or the claim, if
+/// the delivery became claimable meanwhile (and always on SQLite, where this is the whole claim).
+pub async fn explain_claim(
+    pool: &crate::Pool,
+    keys: &Keyring,
+    id: Uuid,
+    lease_secs: f64,
+    slack_secs: f64,
+) -> Result<Claim> {
     let mut tx = pool.begin().await?;
     let found = claim_slowly(&mut tx, keys, id, lease_secs, slack_secs).await?;
     tx.commit().await?;
     Ok(found)
 }
-
-/// [`claim`] when its single statement claimed nothing: why not (or the claim, if the delivery became
-/// claimable meanwhile).
+/// [`explain_claim`] in the caller's transaction.
 async fn claim_slowly(
     conn: &mut Conn,
     keys: &Keyring,
@@ -550,56 +593,99 @@ pub struct Finish {
 
 /// Records attempt `attempt`'s result, and the delivery's new state unless a later attempt took over
 /// (this one outlived its lease). A 410 also disables the URL for the PHLO. Returns whether the
-/// delivery's state was updated. One statement on Postgres, so the log row and the state go together
-/// without a transaction around it; on SQLite three, in a transaction (a savepoint in the caller's).
+/// delivery's state was updated. [`finish_many`] for one result.
 pub async fn finish(conn: &mut Conn, id: Uuid, attempt: i32, f: &Finish) -> Result<bool> {
-    // The row is written once the attempt ends; `at` is still when it started. It replaces an
-    // `interrupted` row written meanwhile by a later claim (the result is known after all).
+    let updated = finish_many(conn, &[(id, attempt, f)]).await?;
+    Ok(updated.first().copied().unwrap_or(false))
+}
+
+/// [`finish`] for many attempts at once, all or none: per result, in order, whether its delivery's
+/// state was updated. One statement on Postgres, so the log rows and the states go together without a
+/// transaction around it, and many results share one commit; on SQLite three per result, in a
+/// transaction (a savepoint in the caller's). The same attempt must not be given twice (Postgres
+/// refuses to update one log row twice in a statement).
+pub async fn finish_many(conn: &mut Conn, results: &[(Uuid, i32, &Finish)]) -> Result<Vec<bool>> {
     let db = match conn.raw() {
         crate::db::Raw::Postgres(db) => db,
-        crate::db::Raw::Sqlite(db) => return finish_lite(db, id, attempt, f).await,
+        crate::db::Raw::Sqlite(db) => {
+            let mut tx = crate::db::lite_tx(db).await?;
+            let mut updated = Vec::with_capacity(results.len());
+            for (id, attempt, f) in results {
+                updated.push(finish_lite(&mut tx, *id, *attempt, f).await?);
+            }
+            tx.commit().await?;
+            return Ok(updated);
+        }
     };
-    let (updated,): (i64,) = sqlx::query_as(
-        "WITH logged AS (
+    // Sorted, so that batches touching the same deliveries lock them in the same order.
+    let mut sorted: Vec<&(Uuid, i32, &Finish)> = results.iter().collect();
+    sorted.sort_by_key(|(id, attempt, _)| (*id, *attempt));
+    let ids: Vec<Uuid> = sorted.iter().map(|r| r.0).collect();
+    let attempts: Vec<i32> = sorted.iter().map(|r| r.1).collect();
+    let outcomes: Vec<&str> = sorted.iter().map(|r| r.2.outcome).collect();
+    let codes: Vec<Option<i32>> = sorted.iter().map(|r| r.2.status_code).collect();
+    let latencies: Vec<Option<i32>> = sorted.iter().map(|r| r.2.latency_ms).collect();
+    let errors: Vec<Option<&str>> = sorted.iter().map(|r| r.2.error.as_deref()).collect();
+    let responses: Vec<Option<&str>> = sorted.iter().map(|r| r.2.response.as_deref()).collect();
+    let statuses: Vec<&str> = sorted.iter().map(|r| r.2.status).collect();
+    let retry_in: Vec<f64> = sorted.iter().map(|r| r.2.retry_in_secs).collect();
+    let queued: Vec<bool> = sorted.iter().map(|r| r.2.queued).collect();
+    // The row is written once the attempt ends; `at` is still when it started. It replaces an
+    // `interrupted` row written meanwhile by a later claim (the result is known after all).
+    let rows: Vec<(Uuid, i32)> = sqlx::query_as(
+        "WITH r AS (
+             SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::int[], $5::int[], $6::text[],
+                                  $7::text[], $8::text[], $9::float8[], $10::bool[])
+                 AS r(id, attempt, outcome, status_code, latency_ms, error, response, status,
+                      retry_in_secs, queued)
+         ), logged AS (
              INSERT INTO callback_attempts
                  (delivery_id, attempt, at, outcome, status_code, latency_ms, error, response)
-             VALUES ($1, $2, now() - make_interval(secs => COALESCE($5::int, 0) / 1000.0), $3, $4, $5,
-                     $6, $7)
+             SELECT id, attempt, now() - make_interval(secs => COALESCE(latency_ms, 0) / 1000.0),
+                    outcome, status_code, latency_ms, error, response
+             FROM r
              ON CONFLICT (delivery_id, attempt) DO UPDATE SET at = EXCLUDED.at,
                  outcome = EXCLUDED.outcome, status_code = EXCLUDED.status_code,
                  latency_ms = EXCLUDED.latency_ms, error = EXCLUDED.error, response = EXCLUDED.response
          ), updated AS (
-             UPDATE callback_deliveries SET
-                 status = $8,
-                 next_attempt_at = CASE WHEN $8 = 'pending' THEN now() + make_interval(secs => $9) END,
-                 queued = $10,
+             UPDATE callback_deliveries d SET
+                 status = r.status,
+                 next_attempt_at = CASE WHEN r.status = 'pending'
+                                        THEN now() + make_interval(secs => r.retry_in_secs) END,
+                 queued = r.queued,
                  lease_until = NULL,
-                 last_status_code = $4,
-                 last_error = $6,
-                 delivered_at = CASE WHEN $8 = 'delivered' THEN now() ELSE delivered_at END,
+                 last_status_code = r.status_code,
+                 last_error = r.error,
+                 delivered_at = CASE WHEN r.status = 'delivered' THEN now() ELSE d.delivered_at END,
                  updated_at = now()
-             WHERE id = $1 AND attempts = $2 AND status = 'pending'
-             RETURNING id
+             FROM r
+             WHERE d.id = r.id AND d.attempts = r.attempt AND d.status = 'pending'
+             RETURNING d.id, r.attempt
          ), disabled AS (
              INSERT INTO disabled_callback_urls (phlo_id, url, delivery_id)
-             SELECT phlo_id, url, id FROM callback_deliveries WHERE id = $1 AND $3 = 'disabled'
+             SELECT d.phlo_id, d.url, d.id FROM callback_deliveries d JOIN r ON r.id = d.id
+             WHERE r.outcome = 'disabled'
              ON CONFLICT (phlo_id, url) DO NOTHING
          )
-         SELECT count(*) FROM updated",
+         SELECT id, attempt FROM updated",
     )
-    .bind(id)
-    .bind(attempt)
-    .bind(f.outcome)
-    .bind(f.status_code)
-    .bind(f.latency_ms)
-    .bind(&f.error)
-    .bind(&f.response)
-    .bind(f.status)
-    .bind(f.retry_in_secs)
-    .bind(f.queued)
-    .fetch_one(&mut *db)
+    .bind(&ids)
+    .bind(&attempts)
+    .bind(&outcomes)
+    .bind(&codes)
+    .bind(&latencies)
+    .bind(&errors)
+    .bind(&responses)
+    .bind(&statuses)
+    .bind(&retry_in)
+    .bind(&queued)
+    .fetch_all(&mut *db)
     .await?;
-    Ok(updated == 1)
+    let updated: std::collections::HashSet<(Uuid, i32)> = rows.into_iter().collect();
+    Ok(results
+        .iter()
+        .map(|(id, attempt, _)| updated.contains(&(*id, *attempt)))
+        .collect())
 }
 
 /// [`finish`] on SQLite (no data-modifying CTEs): its three statements in order, atomically.
