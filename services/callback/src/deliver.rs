@@ -16,11 +16,12 @@ use serde_json::Value;
 use url::Url;
 use uuid::Uuid;
 
+use crate::batch::{Batcher, Failure};
 use crate::schedule::{Schedule, Verdict, jitter, retry_after, verdict};
 
 /// A message arriving this much before its attempt is due still counts as due (clock differences
 /// between NATS and Postgres).
-const DUE_SLACK_SECS: f64 = 1.0;
+pub const DUE_SLACK_SECS: f64 = 1.0;
 /// A message for an attempt due within this long is NAK'd until then rather than dropped: it may be the
 /// one that brings the attempt. Further off, another message (or the scheduler) will.
 const EARLY_WAIT: Duration = Duration::from_secs(5);
@@ -44,10 +45,20 @@ pub struct Settings {
     pub max_retry_after: Duration,
 }
 
-/// The delivery machinery of one process: one pool, one guarded HTTP client.
+impl Settings {
+    /// How long a claimed attempt is ours: its request's timeout and a margin.
+    pub fn lease(&self) -> Duration {
+        self.timeout + LEASE_MARGIN
+    }
+}
+
+/// The delivery machinery of one process: one pool, one guarded HTTP client, one [`Batcher`].
 #[derive(Clone)]
 pub struct Deliverer {
     pub pool: Pool,
+    /// Claims and records with the other attempts in flight; started with [`Settings::lease`] and
+    /// [`DUE_SLACK_SECS`].
+    pub batcher: Batcher,
     pub egress: Egress,
     /// Opens the accounts' sealed signing secrets.
     pub secret_keys: phlo_store::sealing::Keyring,
@@ -67,18 +78,22 @@ struct Sent {
 
 impl Deliverer {
     /// Handles one message for `delivery_id`: what to tell NATS. `Err` only for database trouble.
-    pub async fn handle(&self, delivery_id: Uuid) -> Result<Outcome, phlo_store::StoreError> {
-        let lease = self.settings.timeout + LEASE_MARGIN;
+    pub async fn handle(&self, delivery_id: Uuid) -> Result<Outcome, Failure> {
         let keys = &self.secret_keys;
         // No transaction is held across the request.
-        let claim = callbacks::claim(
-            &self.pool,
-            keys,
-            delivery_id,
-            lease.as_secs_f64(),
-            DUE_SLACK_SECS,
-        )
-        .await?;
+        let claim = match self.batcher.claim(delivery_id).await? {
+            Some(claim) => claim,
+            None => {
+                callbacks::explain_claim(
+                    &self.pool,
+                    keys,
+                    delivery_id,
+                    self.settings.lease().as_secs_f64(),
+                    DUE_SLACK_SECS,
+                )
+                .await?
+            }
+        };
         let Claimed { delivery, secrets } = match claim {
             Claim::Claimed(c) => *c,
             Claim::Missing => {
@@ -123,13 +138,12 @@ impl Deliverer {
         // The result must be recorded; a short database hiccup should not cost a duplicate attempt.
         let mut tries = 0;
         loop {
-            // One statement: the attempt's log row and the delivery's state change together.
-            let recorded = async {
-                let mut conn = self.pool.acquire().await?;
-                callbacks::finish(&mut conn, delivery.id, delivery.attempts, &finish).await?;
-                Ok::<_, phlo_store::StoreError>(())
-            };
-            match recorded.await {
+            // With the results of the other attempts ending now: one statement, one commit.
+            match self
+                .batcher
+                .finish(delivery.id, delivery.attempts, finish.clone())
+                .await
+            {
                 Ok(_) => return Ok(outcome),
                 Err(e) if tries < 3 && e.is_transient() => {
                     tries += 1;

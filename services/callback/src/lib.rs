@@ -5,7 +5,8 @@
 //! Per message, one attempt ([`deliver`]): claim it in Postgres (a lease, so two copies of a message
 //! never attempt at once), send it through the one SSRF-guarded client with Standard Webhooks headers,
 //! record the result, and on a retryable failure set the next attempt's time and NAK the message with
-//! that delay (long delays park the delivery in Postgres instead, see [`Config::nak_max`]).
+//! that delay (long delays park the delivery in Postgres instead, see [`Config::nak_max`]). The claims
+//! and results of the attempts in flight together share statements and commits ([`batch`]).
 //!
 //! A scheduler loop ([`schedule_once`]) on every replica publishes deliveries whose next attempt is due
 //! but that have no message in NATS: parked ones, and ones whose message was lost or whose attempt's
@@ -13,6 +14,7 @@
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod batch;
 pub mod deliver;
 pub mod schedule;
 
@@ -26,7 +28,8 @@ use phlo_service::{CommonConfig, env_parse, env_secs};
 use phlo_store::Pool;
 use tokio_util::sync::CancellationToken;
 
-use crate::deliver::{Deliverer, Settings};
+use crate::batch::Batcher;
+use crate::deliver::{DUE_SLACK_SECS, Deliverer, Settings};
 use crate::schedule::{DEFAULT_SCHEDULE, Schedule};
 
 #[derive(Debug, Clone)]
@@ -126,18 +129,25 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         ..Default::default()
     })
     .await?;
+    let settings = Arc::new(Settings {
+        schedule: config.schedule.clone(),
+        jitter: config.jitter,
+        timeout: config.timeout,
+        max_response_bytes: config.max_response_bytes,
+        nak_max: config.nak_max,
+        max_retry_after: config.max_retry_after,
+    });
     let deliverer = Deliverer {
         pool: pool.clone(),
+        batcher: Batcher::start(
+            pool.clone(),
+            config.secret_keys.clone(),
+            settings.lease().as_secs_f64(),
+            DUE_SLACK_SECS,
+        ),
         egress: Egress::new(config.egress.clone())?,
         secret_keys: config.secret_keys.clone(),
-        settings: Arc::new(Settings {
-            schedule: config.schedule.clone(),
-            jitter: config.jitter,
-            timeout: config.timeout,
-            max_response_bytes: config.max_response_bytes,
-            nak_max: config.nak_max,
-            max_retry_after: config.max_retry_after,
-        }),
+        settings,
     };
 
     let server = phlo_service::spawn_health(
