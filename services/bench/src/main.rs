@@ -93,7 +93,26 @@ struct ScenarioReport {
     bench_cpu_window_s: f64,
     /// All CPU (services + Postgres + NATS) per step finished in the window, ms.
     cpu_ms_per_step: f64,
+    /// Scenario c only: the callback service draining a standing backlog, as ref2 does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    drain: Option<DrainReport>,
     errors: BTreeMap<String, u64>,
+}
+
+/// The callback service alone with a backlog: the same load ran while it was stopped, then it started
+/// on the deliveries waiting (their messages queued in NATS), as ref2's feeder keeps messages queued.
+#[derive(Debug, Serialize)]
+struct DrainReport {
+    /// Deliveries pending when the callback service started.
+    backlog: i64,
+    delivered: i64,
+    /// The middle 80 % of the backlog's `delivered_at` (see `load::delivery_rate`).
+    callbacks_per_s: f64,
+    /// From the start of the callback process until nothing was pending.
+    drain_s: f64,
+    callback_cpu_s: f64,
+    postgres_cpu_s: f64,
+    nats_cpu_s: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -246,7 +265,6 @@ async fn run_on(
             .or_default() += 1;
     }
     let measured = load::measure(&pool, &phlo_id, &fired, start, end).await?;
-    pool.close().await;
     for e in stack.exited() {
         *errors.entry(e).or_default() += 1;
     }
@@ -281,6 +299,25 @@ async fn run_on(
             }
         })
         .collect();
+    let drain = if sc.callback {
+        match drain_backlog(stack, &pool, &target, sc.mode, duration, drain_for).await {
+            Ok(d) => {
+                if d.delivered < d.backlog {
+                    *errors
+                        .entry("drain: callbacks still pending".into())
+                        .or_default() += 1;
+                }
+                Some(d)
+            }
+            Err(e) => {
+                *errors.entry(format!("drain failed: {e:#}")).or_default() += 1;
+                None
+            }
+        }
+    } else {
+        None
+    };
+    pool.close().await;
     let services_cpu: f64 = processes.iter().map(|p| p.cpu_window_s).sum();
     let steps_in_window = measured.steps_per_s * measured.window_s;
     Ok(ScenarioReport {
@@ -298,7 +335,44 @@ async fn run_on(
         postgres_cpu_window_s: cpu.pg_s,
         nats_cpu_window_s: cpu.nats_s,
         bench_cpu_window_s: cpu.me_s,
+        drain,
         errors,
+    })
+}
+
+/// Runs the load for `duration` with the callback service stopped, waits for the runs to end, then
+/// starts it on the backlog and waits until it is delivered.
+async fn drain_backlog(
+    stack: &mut Stack,
+    pool: &sqlx::PgPool,
+    target: &Target,
+    mode: Mode,
+    duration: Duration,
+    timeout: Duration,
+) -> anyhow::Result<DrainReport> {
+    stack.kill("callback");
+    let since = load::server_now(pool).await?;
+    load::drive(stack, pool, target, mode, duration).await?;
+    if !load::drain(pool, timeout).await? {
+        anyhow::bail!("runs still active before the drain");
+    }
+    let backlog = load::pending_callbacks(pool).await?;
+    let cpu = reference::CpuWindow::begin();
+    let started = std::time::Instant::now();
+    let pid = stack.start_callback()?;
+    load::drain_callbacks(pool, timeout).await?;
+    let drain_s = started.elapsed().as_secs_f64();
+    let callback_cpu_s = stack::sample(pid).unwrap_or_default().cpu_s;
+    let cpu = cpu.end();
+    let (delivered, callbacks_per_s) = load::delivery_rate(pool, since).await?;
+    Ok(DrainReport {
+        backlog,
+        delivered,
+        callbacks_per_s,
+        drain_s,
+        callback_cpu_s,
+        postgres_cpu_s: cpu.pg_s,
+        nats_cpu_s: cpu.nats_s,
     })
 }
 
@@ -486,6 +560,12 @@ async fn main() -> anyhow::Result<()> {
             "c callbacks/s ÷ ref2".into(),
             c.measured.callbacks_per_s / ref2,
         );
+        if let Some(drain) = &c.drain {
+            report.ratios.insert(
+                "c drain callbacks/s ÷ ref2".into(),
+                drain.callbacks_per_s / ref2,
+            );
+        }
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -554,6 +634,21 @@ fn print_table(r: &Report) {
             m.step_gap_ms,
             errors
         );
+    }
+    for s in &r.scenarios {
+        if let Some(d) = &s.drain {
+            println!(
+                "{:<5} drain: {} callbacks waiting, {:.1} callbacks/s (middle 80 % of delivered_at), \
+                 all delivered after {:.1} s; CPU s: callback {:.2}, postgres {:.2}, nats {:.2}",
+                s.name,
+                d.backlog,
+                d.callbacks_per_s,
+                d.drain_s,
+                d.callback_cpu_s,
+                d.postgres_cpu_s,
+                d.nats_cpu_s
+            );
+        }
     }
     println!(
         "\n(latencies in ms, server-side: steps.finished_at / runs.ended_at − runs.created_at; cpu/st = CPU ms \

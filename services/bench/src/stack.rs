@@ -165,17 +165,33 @@ impl Stack {
             });
         }
         if callback {
-            let child = stack
-                .command("callback")
-                .env("PHLO_CALLBACK_ADDR", "127.0.0.1:0")
-                .spawn()
-                .context("spawn callback")?;
-            stack.procs.push(Proc {
-                name: "callback".into(),
-                child,
-            });
+            stack.start_callback()?;
         }
         Ok(stack)
+    }
+
+    /// Starts a callback service process; returns its pid.
+    pub fn start_callback(&mut self) -> anyhow::Result<u32> {
+        let child = self
+            .command("callback")
+            .env("PHLO_CALLBACK_ADDR", "127.0.0.1:0")
+            .spawn()
+            .context("spawn callback")?;
+        let pid = child.id();
+        self.procs.push(Proc {
+            name: "callback".into(),
+            child,
+        });
+        Ok(pid)
+    }
+
+    /// Kills the processes called `name`; they are not reported as having exited.
+    pub fn kill(&mut self, name: &str) {
+        for p in self.procs.iter_mut().filter(|p| p.name == name) {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+        }
+        self.procs.retain(|p| p.name != name);
     }
 
     fn command(&self, sub: &str) -> Command {
