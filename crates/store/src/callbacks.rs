@@ -1349,6 +1349,82 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_batch_claims_what_it_can_and_each_of_the_rest_is_explained() {
+        crate::testing::on_both(|pool| async move {
+            let keys = test_keys();
+            let (_, _, run) = fixture(&mut c(&pool).await).await;
+            let (claimable, _) = new(&mut c(&pool).await, run, "https://example.com/a").await;
+            let (leased, _) = new(&mut c(&pool).await, run, "https://example.com/b").await;
+            let (done, _) = new(&mut c(&pool).await, run, "https://example.com/c").await;
+            let (later, _) = new(&mut c(&pool).await, run, "https://example.com/d").await;
+            for id in [leased, done, later] {
+                claimed(&pool, id).await;
+            }
+            let delivered = Finish {
+                outcome: "delivered",
+                status: "delivered",
+                status_code: Some(200),
+                error: None,
+                ..retry(0.0, false)
+            };
+            let results = [(done, 1, &delivered), (later, 1, &retry(100.0, false))];
+            assert_eq!(
+                finish_many(&mut c(&pool).await, &results).await.unwrap(),
+                [true, true]
+            );
+            let missing = Uuid::now_v7();
+            // `claimable` twice: a duplicate message in the same batch.
+            let ids = [claimable, leased, missing, claimable, done, later];
+            let batch = claim_many(&pool, &keys, &ids, 30.0, 1.0).await.unwrap();
+            assert_eq!(batch.len(), ids.len());
+            let explain = |id| explain_claim(&pool, &keys, id, 30.0, 1.0);
+            if pool.backend() == crate::Backend::Postgres {
+                match &batch[0] {
+                    Some(Ok(Claim::Claimed(c))) => assert_eq!(c.delivery.attempts, 1),
+                    other => panic!("{other:?}"),
+                }
+                assert!(batch[1..].iter().all(Option::is_none), "{batch:?}");
+            } else {
+                // No batch statement: each delivery on its own.
+                assert!(batch.iter().all(Option::is_none), "{batch:?}");
+                assert!(matches!(
+                    explain(claimable).await.unwrap(),
+                    Claim::Claimed(_)
+                ));
+            }
+            assert!(matches!(
+                explain(claimable).await.unwrap(),
+                Claim::Leased(_)
+            ));
+            assert!(matches!(explain(leased).await.unwrap(), Claim::Leased(_)));
+            assert!(matches!(explain(missing).await.unwrap(), Claim::Missing));
+            assert!(matches!(explain(done).await.unwrap(), Claim::Finished));
+            match explain(later).await.unwrap() {
+                Claim::NotDue(left) => assert!(left.as_secs() > 90, "{left:?}"),
+                other => panic!("{other:?}"),
+            }
+            let attempts = |id| {
+                let pool = pool.clone();
+                async move {
+                    let mut conn = c(&pool).await;
+                    let (n,): (i32,) = crate::on!(&mut conn, |db, dialect| sqlx::query_as(
+                        dialect.sql("SELECT attempts FROM callback_deliveries WHERE id = $1")
+                    )
+                    .bind(id)
+                    .fetch_one(&mut *db)
+                    .await)
+                    .unwrap();
+                    n
+                }
+            };
+            for id in [claimable, leased, done, later] {
+                assert_eq!(attempts(id).await, 1, "one attempt counted");
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test]
     async fn a_claim_brings_the_secrets_and_logs_an_older_versions_in_progress_row_interrupted() {
         crate::testing::on_both(|pool| async move {
         let keys = test_keys();
