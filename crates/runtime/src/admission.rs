@@ -74,35 +74,39 @@ impl Runtime {
         phlo_id: Uuid,
         start: Uuid,
     ) -> Result<(), RuntimeError> {
-        let context = Context {
+        tokens::save(conn, &first_token(run_id, phlo_id, start)).await?;
+        outbox.step(self, conn, &first_message(run_id)).await
+    }
+}
+
+/// A run's first token: ready at Start, nothing seen yet.
+pub(crate) fn first_token(run_id: Uuid, phlo_id: Uuid, start: Uuid) -> tokens::Token {
+    tokens::Token {
+        run_id,
+        token: 0,
+        node_id: start,
+        status: "ready".into(),
+        seq: 0,
+        wait_id: None,
+        wait: None,
+        context: Json(Context {
             phlo_id: phlo_id.to_string(),
             run_id: run_id.to_string(),
             vars: Default::default(),
             call: None,
             parked: Default::default(),
-        };
-        tokens::save(
-            conn,
-            &tokens::Token {
-                run_id,
-                token: 0,
-                node_id: start,
-                status: "ready".into(),
-                seq: 0,
-                wait_id: None,
-                wait: None,
-                context: Json(context),
-                repeats: 0,
-                ended_reason: None,
-                updated_at: chrono::Utc::now(),
-            },
-        )
-        .await?;
-        let msg = StepMessage::Advance {
-            run_id,
-            token: 0,
-            seq: 0,
-        };
-        outbox.step(self, conn, &msg).await
+        }),
+        repeats: 0,
+        ended_reason: None,
+        updated_at: chrono::Utc::now(),
+    }
+}
+
+/// The step message that moves a run's first token.
+pub(crate) fn first_message(run_id: Uuid) -> StepMessage {
+    StepMessage::Advance {
+        run_id,
+        token: 0,
+        seq: 0,
     }
 }

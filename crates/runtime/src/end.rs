@@ -1,6 +1,6 @@
 //! Ending a run early (cancel, guards, lifetime): every live token ends, timers go, live calls are hung up.
-//! Every ending goes through [`Runtime::finish_run`], which hands the freed slot to the account's oldest
-//! queued run in the same transaction.
+//! Every ending hands the freed slot to the account's oldest queued run in the same transaction: these
+//! through [`Runtime::finish_run`], a run whose last token ended through the step's `runs::settle`.
 
 use phlo_store::{Conn, runs, timers, tokens};
 use uuid::Uuid;

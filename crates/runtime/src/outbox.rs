@@ -7,7 +7,8 @@ use tokio::sync::mpsc;
 
 use crate::{Runtime, RuntimeError};
 
-struct Row {
+/// An outbox message; `id` is its row's once written.
+pub(crate) struct Row {
     id: i64,
     subject: String,
     msg_id: String,
@@ -94,19 +95,54 @@ impl Outbox {
         msg_id: String,
         payload: Vec<u8>,
     ) -> Result<(), RuntimeError> {
-        // The step's trace continues in whoever consumes this message.
-        let traceparent = phlo_bus::trace::current_traceparent();
-        let id =
-            phlo_store::outbox::insert(conn, &subject, &msg_id, &payload, traceparent.as_deref())
-                .await?;
-        self.rows.push(Row {
-            id,
+        let mut row = Row::new(subject, msg_id, payload);
+        row.id = phlo_store::outbox::insert(
+            conn,
+            &row.subject,
+            &row.msg_id,
+            &row.payload,
+            row.traceparent.as_deref(),
+        )
+        .await?;
+        self.rows.push(row);
+        Ok(())
+    }
+
+    /// A step message for a statement that writes it beside other rows; [`Self::written`] once it has.
+    pub fn unwritten_step(rt: &Runtime, msg: &StepMessage) -> Row {
+        Row::new(
+            rt.bus().subject(Queue::Step),
+            msg.msg_id(),
+            msg.to_bytes().to_vec(),
+        )
+    }
+
+    /// Records a row the caller wrote, as outbox row `id`.
+    pub fn written(&mut self, id: i64, mut row: Row) {
+        row.id = id;
+        self.rows.push(row);
+    }
+}
+
+impl Row {
+    fn new(subject: String, msg_id: String, payload: Vec<u8>) -> Self {
+        Row {
+            id: 0,
             subject,
             msg_id,
             payload,
-            traceparent,
-        });
-        Ok(())
+            // The step's trace continues in whoever consumes this message.
+            traceparent: phlo_bus::trace::current_traceparent(),
+        }
+    }
+
+    pub fn as_new(&self) -> phlo_store::outbox::NewMessage<'_> {
+        phlo_store::outbox::NewMessage {
+            subject: &self.subject,
+            msg_id: &self.msg_id,
+            payload: &self.payload,
+            traceparent: self.traceparent.as_deref(),
+        }
     }
 }
 

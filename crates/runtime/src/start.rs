@@ -1,11 +1,12 @@
-//! Starting a run: the run row, its first token at Start and the first step message, in one transaction;
-//! or, when the account has as many runs active as it may (see [`crate::admission`]), the run row alone,
+//! Starting a run: the run row, its first token at Start and the first step message, written together
+//! (one statement in the common case, a transaction otherwise); or, when the account has as many runs active as it may (see [`crate::admission`]), the run row alone,
 //! `queued`, to be admitted when one of its runs ends.
 
 use phlo_flow::Trigger;
 use phlo_store::{admission, runs};
 use uuid::Uuid;
 
+use crate::admission::{first_message, first_token};
 use crate::outbox::Outbox;
 use crate::{Runtime, RuntimeError};
 
@@ -58,9 +59,55 @@ impl Runtime {
             Trigger::Message(m) => ("sms", Some(m.from.clone()), Some(m.to.clone())),
         };
         let live_call = matches!(trigger, Trigger::Call(_));
+        let new_run = |phlo_id, revision, status| runs::NewRun {
+            id: run_id,
+            account_id: req.account_id,
+            phlo_id,
+            revision,
+            trigger_type: kind,
+            trigger: &trigger,
+            from_number: from.as_deref(),
+            to_number: to.as_deref(),
+            status,
+        };
+        let mut outbox = Outbox::default();
+        // The common case: nobody of the account ahead and a slot free, so the run starts at once in one
+        // statement (two round trips in all, no BEGIN/COMMIT). The check is not a lock, so concurrent
+        // starts may share the last free slot (see `phlo_store::admission`), as they did in a transaction.
+        if !live_call {
+            let mut conn = self.pool().begin_atomic().await?;
+            let cap = self.config().max_active_runs;
+            let Some(check) =
+                admission::check_start(&mut conn, req.account_id, req.phlo_id, cap).await?
+            else {
+                return Err(StartError::PhloNotFound(req.phlo_id));
+            };
+            if check.at_once {
+                let Some(phlo) = self
+                    .phlo_in(&mut conn, check.phlo_id, check.revision)
+                    .await?
+                else {
+                    return Err(StartError::PhloNotFound(req.phlo_id));
+                };
+                let token = first_token(run_id, check.phlo_id, phlo.start.0);
+                let message = Outbox::unwritten_step(self, &first_message(run_id));
+                let id = runs::start(
+                    &mut conn,
+                    &new_run(check.phlo_id, check.revision, "active"),
+                    &token,
+                    &message.as_new(),
+                )
+                .await?;
+                conn.commit().await?;
+                outbox.written(id, message);
+                return Ok(self.started(outbox, run_id, check.phlo_id, kind, false));
+            }
+        }
+
         let mut tx = self.pool().begin().await.map_err(RuntimeError::from)?;
-        // Nobody ahead and a slot free: the run starts at once (the common case, one write). Otherwise it
-        // joins the back of the account's queue, and admission picks the oldest for the free slots.
+        // A live call starts at once whatever the account's cap (the caller waits for its answer XML);
+        // any other run joins the back of the account's queue, and admission picks the oldest for the
+        // free slots.
         let direct = live_call
             || (!admission::has_queued(&mut tx, req.account_id).await?
                 && admission::free_slots(&mut tx, req.account_id, self.config().max_active_runs)
@@ -73,22 +120,8 @@ impl Runtime {
         let Some(phlo) = self.phlo_in(&mut tx, row.id, row.revision).await? else {
             return Err(StartError::PhloNotFound(req.phlo_id));
         };
-        runs::create(
-            &mut tx,
-            &runs::NewRun {
-                id: run_id,
-                account_id: req.account_id,
-                phlo_id: row.id,
-                revision: row.revision,
-                trigger_type: kind,
-                trigger: &trigger,
-                from_number: from.as_deref(),
-                to_number: to.as_deref(),
-                status: if direct { "active" } else { "queued" },
-            },
-        )
-        .await?;
-        let mut outbox = Outbox::default();
+        let status = if direct { "active" } else { "queued" };
+        runs::create(&mut tx, &new_run(row.id, row.revision, status)).await?;
         // A queued run is admitted at once if a slot is free after all: admission stays oldest first
         // even while the reconciler is catching up.
         let queued = if direct {
@@ -116,19 +149,30 @@ impl Runtime {
             .await?;
         }
         tx.commit().await.map_err(RuntimeError::from)?;
+        Ok(self.started(outbox, run_id, row.id, kind, queued))
+    }
+
+    /// Counts a committed start and publishes its message in the background: if NATS is down the
+    /// caller does not wait for the publish retries; the relay sends the message later.
+    fn started(
+        &self,
+        outbox: Outbox,
+        run_id: Uuid,
+        phlo_id: Uuid,
+        kind: &'static str,
+        queued: bool,
+    ) -> Started {
         metrics::counter!(
             "phlo_runs_started_total",
-            "phlo_id" => row.id.to_string(),
+            "phlo_id" => phlo_id.to_string(),
             "trigger" => kind,
         )
         .increment(1);
         if queued {
             metrics::counter!("phlo_runs_queued_total").increment(1);
         }
-        // The run is committed: answer now and publish in the background. If NATS is down the
-        // caller does not wait for the publish retries; the relay sends the message later.
         let rt = self.clone();
         tokio::spawn(async move { rt.flush(outbox).await });
-        Ok(Started { run_id, queued })
+        Started { run_id, queued }
     }
 }

@@ -69,13 +69,13 @@ impl Runtime {
             | StepMessage::Resume { run_id, token, .. } => (*run_id, *token),
         };
         let mut tx = self.pool().begin().await?;
-        let Some(mut run) = runs::lock(&mut tx, run_id).await? else {
+        let Some((mut run, token)) = runs::lock_with_token(&mut tx, run_id, token_no).await? else {
             return Ok((Applied::Ignored("unknown run"), Vec::new()));
         };
         if run.status != "active" {
             return Ok((Applied::Ignored("run ended"), Vec::new()));
         }
-        let Some(mut token) = tokens::get(&mut tx, run_id, token_no).await? else {
+        let Some(mut token) = token else {
             return Ok((Applied::Ignored("unknown token"), Vec::new()));
         };
         let phlo = match self.phlo_in(&mut tx, run.phlo_id, run.revision).await {
@@ -119,6 +119,11 @@ impl Runtime {
         };
         let mut outbox = Outbox::default();
         let mut taken: Vec<Taken> = Vec::new();
+        // A token that moved on to a ready node is written once, when this message's steps are done
+        // (only this transaction reads it meanwhile): a chain of ten nodes writes it once, not ten times.
+        let mut unsaved = false;
+        // The step rows, written in one statement when the transaction is about to commit.
+        let mut journal = Vec::new();
         // Consecutive steps of this token run in this one transaction until the token waits or ends (or
         // the inline budget is spent): the step rows, counters and outbox are exactly what one message per
         // step would have written, minus a commit and a round trip through the queue per step.
@@ -129,6 +134,10 @@ impl Runtime {
                 } else {
                     "failed"
                 };
+                if unsaved {
+                    tokens::save(&mut tx, &token).await?;
+                }
+                steps::insert(&mut tx, &journal).await?;
                 runs::record_steps(&mut tx, run_id, steps(&taken)).await?;
                 self.end_run(&mut tx, &mut outbox, run_id, status, &reason)
                     .await?;
@@ -142,6 +151,7 @@ impl Runtime {
                 .take_step(
                     &mut tx,
                     &mut outbox,
+                    &mut journal,
                     &phlo,
                     &run,
                     &mut token,
@@ -161,7 +171,8 @@ impl Runtime {
             taken.push((moved, mark.elapsed()));
             mark = Instant::now();
             run.steps += 1;
-            if token.status != "ready" {
+            unsaved = token.status == "ready";
+            if !unsaved {
                 break;
             }
             if steps(&taken) >= self.config().inline_steps {
@@ -170,16 +181,15 @@ impl Runtime {
             }
             event = Event::Enter;
         }
-        runs::record_steps(&mut tx, run_id, steps(&taken)).await?;
-        if tokens::live_count(&mut tx, run_id).await? == 0 {
-            let failed = runs::lock(&mut tx, run_id).await?.and_then(|r| r.error);
-            let status = if failed.is_some() {
-                "failed"
-            } else {
-                "completed"
-            };
-            self.finish_run(&mut tx, &mut outbox, run_id, status, failed.as_deref())
-                .await?;
+        if unsaved {
+            tokens::save(&mut tx, &token).await?;
+        }
+        steps::insert(&mut tx, &journal).await?;
+        if let Some(ended) = runs::settle(&mut tx, run_id, steps(&taken)).await? {
+            outbox.run_ended(&ended.status);
+            if ended.has_queued {
+                self.admit(&mut tx, &mut outbox, ended.account_id).await?;
+            }
         }
         tx.commit().await?;
         add_commit(&mut taken, mark);
@@ -210,6 +220,7 @@ impl Runtime {
         &self,
         conn: &mut Conn,
         outbox: &mut Outbox,
+        journal: &mut Vec<steps::Step>,
         phlo: &Phlo,
         run: &runs::Run,
         token: &mut Token,
@@ -246,7 +257,7 @@ impl Runtime {
         }
 
         let seq = token.seq;
-        record_step(conn, phlo, token, event, &step, started_at).await?;
+        journal.push(step_row(phlo, token, event, &step, started_at));
         token.seq += 1;
         let node = phlo
             .node(node_id)
@@ -289,7 +300,10 @@ impl Runtime {
                     }
                 }
                 token.context = Json(ctx);
-                tokens::save(conn, token).await?;
+                // A ready token is written by the caller once its inline steps are done.
+                if token.status != "ready" {
+                    tokens::save(conn, token).await?;
+                }
             }
             Outcome::Wait { waits } => {
                 // A node that keeps waiting for the same thing after a non-final event (a room's member
@@ -479,14 +493,13 @@ fn apply_call_change(ctx: &mut phlo_flow::Context, change: CallChange) {
     }
 }
 
-async fn record_step(
-    conn: &mut Conn,
+fn step_row(
     phlo: &Phlo,
     token: &Token,
     event: &Event,
     step: &Step,
     started_at: chrono::DateTime<Utc>,
-) -> Result<(), RuntimeError> {
+) -> steps::Step {
     let node = phlo.node(phlo_flow::NodeId(token.node_id));
     let (outcome, state, variables, error) = match &step.outcome {
         Outcome::Done {
@@ -514,27 +527,22 @@ async fn record_step(
             Some(reason.clone()),
         ),
     };
-    steps::insert(
-        conn,
-        &steps::Step {
-            run_id: token.run_id,
-            token: token.token,
-            seq: token.seq,
-            node_id: token.node_id,
-            node_name: node.map(|n| n.name.clone()).unwrap_or_default(),
-            node_type: node
-                .map(|n| n.kind().as_str().to_owned())
-                .unwrap_or_default(),
-            event: event.kind().to_owned(),
-            outcome: outcome.to_owned(),
-            state,
-            variables: Json(variables),
-            effects: Json(serde_json::to_value(&step.effects).unwrap_or(Value::Null)),
-            error,
-            started_at,
-            finished_at: Utc::now(),
-        },
-    )
-    .await?;
-    Ok(())
+    steps::Step {
+        run_id: token.run_id,
+        token: token.token,
+        seq: token.seq,
+        node_id: token.node_id,
+        node_name: node.map(|n| n.name.clone()).unwrap_or_default(),
+        node_type: node
+            .map(|n| n.kind().as_str().to_owned())
+            .unwrap_or_default(),
+        event: event.kind().to_owned(),
+        outcome: outcome.to_owned(),
+        state,
+        variables: Json(variables),
+        effects: Json(serde_json::to_value(&step.effects).unwrap_or(Value::Null)),
+        error,
+        started_at,
+        finished_at: Utc::now(),
+    }
 }

@@ -37,6 +37,43 @@ pub async fn free_slots(conn: &mut Conn, account_id: Uuid, default_cap: i64) -> 
     Ok(free)
 }
 
+/// What starting a run of a PHLO needs to know, read in one statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub struct StartCheck {
+    pub phlo_id: Uuid,
+    /// The PHLO's current revision: the one a new run executes.
+    pub revision: i32,
+    /// Nobody of the account is queued and it has a free slot ([`has_queued`], [`free_slots`]).
+    pub at_once: bool,
+}
+
+/// The PHLO's current revision and whether a new run may start at once; `None` for an unknown PHLO or
+/// another account's.
+pub async fn check_start(
+    conn: &mut Conn,
+    account_id: Uuid,
+    phlo_id: Uuid,
+    default_cap: i64,
+) -> Result<Option<StartCheck>> {
+    // The count stops at the cap, as in `free_slots`.
+    Ok(crate::on!(conn, |db, dialect| {
+        sqlx::query_as(dialect.sql(
+        "WITH c AS (SELECT coalesce((SELECT max_active_runs FROM account_limits WHERE account_id = $1)::bigint, $3) AS cap)
+         SELECT p.id AS phlo_id, p.revision,
+                (NOT EXISTS (SELECT 1 FROM runs WHERE account_id = $1 AND status = 'queued')
+                 AND (c.cap = 0
+                      OR (SELECT count(*) FROM (SELECT 1 FROM runs WHERE account_id = $1 AND status = 'active'
+                                                LIMIT (SELECT cap FROM c)) active) < c.cap)) AS at_once
+         FROM phlos p, c WHERE p.id = $2 AND p.account_id = $1",
+    ))
+    .bind(account_id)
+    .bind(phlo_id)
+    .bind(default_cap)
+    .fetch_optional(&mut *db)
+    .await
+    })?)
+}
+
 /// Whether the account has runs waiting for a slot (the partial index `runs_queued` answers it).
 pub async fn has_queued(conn: &mut Conn, account_id: Uuid) -> Result<bool> {
     let (queued,): (bool,) = crate::on!(conn, |db, dialect| sqlx::query_as(

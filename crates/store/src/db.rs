@@ -103,6 +103,16 @@ impl Pool {
         }))
     }
 
+    /// A connection on which a store call documented as one Postgres statement is atomic: a plain
+    /// Postgres connection (the statement is its own transaction, no BEGIN/COMMIT round trips) or a
+    /// SQLite transaction (where the call is several statements). [`Conn::commit`] it either way.
+    pub async fn begin_atomic(&self) -> Result<Conn> {
+        match self {
+            Pool::Postgres(_) => self.acquire().await,
+            Pool::Sqlite(_) => self.begin().await,
+        }
+    }
+
     /// A transaction: [`Conn::commit`] it, or dropping it rolls back.
     pub async fn begin(&self) -> Result<Conn> {
         Ok(Conn(match self {

@@ -14,6 +14,15 @@ pub struct Message {
     pub traceparent: Option<String>,
 }
 
+/// A message to write to the outbox, for statements that write it beside other rows.
+#[derive(Debug, Clone, Copy)]
+pub struct NewMessage<'a> {
+    pub subject: &'a str,
+    pub msg_id: &'a str,
+    pub payload: &'a [u8],
+    pub traceparent: Option<&'a str>,
+}
+
 pub async fn insert(
     conn: &mut Conn,
     subject: &str,

@@ -8,6 +8,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::Result;
+use crate::tokens::Token;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Run {
@@ -68,6 +69,63 @@ pub async fn create(conn: &mut Conn, run: &NewRun<'_>) -> Result<()> {
     Ok(())
 }
 
+/// Starts a run at once: the run (`active`), its first token and the step message that moves the token,
+/// in one statement on Postgres (one round trip, and its own transaction on a plain connection). On
+/// SQLite they are three statements: call it in a transaction ([`crate::Pool::begin_atomic`]). Returns
+/// the outbox row's id.
+pub async fn start(
+    conn: &mut Conn,
+    run: &NewRun<'_>,
+    token: &Token,
+    message: &crate::outbox::NewMessage<'_>,
+) -> Result<i64> {
+    let db = match conn.raw() {
+        crate::db::Raw::Postgres(db) => db,
+        crate::db::Raw::Sqlite(_) => {
+            create(conn, run).await?;
+            crate::tokens::save(conn, token).await?;
+            let m = message;
+            return crate::outbox::insert(conn, m.subject, m.msg_id, m.payload, m.traceparent)
+                .await;
+        }
+    };
+    let (id,): (i64,) = sqlx::query_as(
+        "WITH r AS (
+             INSERT INTO runs (id, account_id, phlo_id, revision, status, trigger_type, trigger, from_number, to_number)
+             VALUES ($1, $2, $3, $4, $9, $5, $6, $7, $8)
+         ), t AS (
+             INSERT INTO tokens (run_id, token, node_id, status, seq, wait_id, wait, context, repeats, ended_reason)
+             VALUES ($1, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+         )
+         INSERT INTO outbox (subject, msg_id, payload, traceparent) VALUES ($19, $20, $21, $22) RETURNING id",
+    )
+    .bind(run.id)
+    .bind(run.account_id)
+    .bind(run.phlo_id)
+    .bind(run.revision)
+    .bind(run.trigger_type)
+    .bind(Json(run.trigger))
+    .bind(run.from_number)
+    .bind(run.to_number)
+    .bind(run.status)
+    .bind(token.token)
+    .bind(token.node_id)
+    .bind(&token.status)
+    .bind(token.seq)
+    .bind(token.wait_id)
+    .bind(&token.wait)
+    .bind(&token.context)
+    .bind(token.repeats)
+    .bind(&token.ended_reason)
+    .bind(message.subject)
+    .bind(message.msg_id)
+    .bind(message.payload)
+    .bind(message.traceparent)
+    .fetch_one(&mut *db)
+    .await?;
+    Ok(id)
+}
+
 /// A run of this account; `None` for unknown ids and other accounts' runs alike.
 pub async fn get(conn: &mut Conn, account_id: Uuid, id: Uuid) -> Result<Option<Run>> {
     Ok(crate::on!(conn, |db, dialect| sqlx::query_as(
@@ -97,6 +155,56 @@ pub async fn lock(conn: &mut Conn, id: Uuid) -> Result<Option<Run>> {
     .await)?)
 }
 
+/// Locks the run for the rest of the transaction and reads one of its tokens, in one round trip: what
+/// every step message starts with.
+pub async fn lock_with_token(
+    conn: &mut Conn,
+    id: Uuid,
+    token: i32,
+) -> Result<Option<(Run, Option<Token>)>> {
+    use sqlx::{FromRow, Row};
+    Ok(crate::on!(conn, |db, dialect| {
+        let row = sqlx::query(dialect.sql(
+            "SELECT runs.id, runs.account_id, runs.phlo_id, runs.revision, runs.status, runs.trigger_type,
+                    runs.trigger, runs.from_number, runs.to_number, runs.error, runs.steps, runs.next_token,
+                    runs.created_at, runs.updated_at, runs.ended_at,
+               t.node_id AS t_node_id, t.status AS t_status, t.seq AS t_seq, t.wait_id AS t_wait_id,
+               t.wait AS t_wait, t.context AS t_context, t.repeats AS t_repeats,
+               t.ended_reason AS t_ended_reason, t.updated_at AS t_updated_at
+             FROM runs LEFT JOIN tokens t ON t.run_id = runs.id AND t.token = $2
+             WHERE runs.id = $1 FOR UPDATE OF runs"
+        ))
+        .bind(id)
+        .bind(token)
+        .fetch_optional(&mut *db)
+        .await?;
+        match row {
+            None => None,
+            Some(row) => {
+                let run = Run::from_row(&row)?;
+                let node_id: Option<Uuid> = row.try_get("t_node_id")?;
+                let token = match node_id {
+                    None => None,
+                    Some(node_id) => Some(Token {
+                        run_id: id,
+                        token,
+                        node_id,
+                        status: row.try_get("t_status")?,
+                        seq: row.try_get("t_seq")?,
+                        wait_id: row.try_get("t_wait_id")?,
+                        wait: row.try_get("t_wait")?,
+                        context: row.try_get("t_context")?,
+                        repeats: row.try_get("t_repeats")?,
+                        ended_reason: row.try_get("t_ended_reason")?,
+                        updated_at: row.try_get("t_updated_at")?,
+                    }),
+                };
+                Some((run, token))
+            }
+        }
+    }))
+}
+
 /// Counts `n` applied steps (a message may apply several consecutive steps of one token).
 pub async fn record_steps(conn: &mut Conn, id: Uuid, n: u32) -> Result<()> {
     crate::on!(conn, |db, dialect| sqlx::query(dialect.sql(
@@ -108,6 +216,46 @@ pub async fn record_steps(conn: &mut Conn, id: Uuid, n: u32) -> Result<()> {
     .await
     .map(|r| r.rows_affected()))?;
     Ok(())
+}
+
+/// A run that [`settle`] ended.
+#[derive(Debug, Clone)]
+pub struct Ended {
+    pub account_id: Uuid,
+    /// `completed`, or `failed` when a step recorded an error ([`set_error`]).
+    pub status: String,
+    /// Whether the account has runs queued for the slot this one freed.
+    pub has_queued: bool,
+}
+
+/// Counts `n` applied steps and, when none of the run's tokens is live any more, ends the run, in one
+/// statement: the last step of a run updates its row once, not once for the count and once for the end.
+pub async fn settle(conn: &mut Conn, id: Uuid, n: u32) -> Result<Option<Ended>> {
+    let (account_id, status, has_queued): (Uuid, String, bool) = crate::on!(
+        conn,
+        |db, dialect| {
+            sqlx::query_as(dialect.sql(
+            "UPDATE runs SET steps = steps + $2, updated_at = now(),
+                 status = CASE WHEN EXISTS (SELECT 1 FROM tokens t WHERE t.run_id = $1 AND t.status <> 'ended')
+                               THEN status WHEN error IS NULL THEN 'completed' ELSE 'failed' END,
+                 ended_at = CASE WHEN EXISTS (SELECT 1 FROM tokens t WHERE t.run_id = $1 AND t.status <> 'ended')
+                                 THEN ended_at ELSE now() END
+             WHERE id = $1
+             RETURNING account_id, status,
+                 status <> 'active'
+                     AND EXISTS (SELECT 1 FROM runs q WHERE q.account_id = runs.account_id AND q.status = 'queued')",
+        ))
+        .bind(id)
+        .bind(i32::try_from(n).unwrap_or(i32::MAX))
+        .fetch_one(&mut *db)
+        .await
+        }
+    )?;
+    Ok((status != "active").then_some(Ended {
+        account_id,
+        status,
+        has_queued,
+    }))
 }
 
 /// Reserves `n` new token numbers and returns the first.

@@ -12,6 +12,11 @@ use uuid::Uuid;
 use crate::testing::on_both;
 use crate::{Conn, Pool};
 
+async fn live(conn: &mut Conn, run_id: Uuid) -> usize {
+    let tokens = crate::tokens::list(conn, run_id).await.unwrap();
+    tokens.iter().filter(|t| t.status != "ended").count()
+}
+
 async fn c(pool: &Pool) -> Conn {
     pool.acquire().await.unwrap()
 }
@@ -368,10 +373,7 @@ async fn runs_tokens_steps_and_their_listings() {
             crate::tokens::list(&mut conn, first).await.unwrap().len(),
             2
         );
-        assert_eq!(
-            crate::tokens::live_count(&mut conn, first).await.unwrap(),
-            2
-        );
+        assert_eq!(live(&mut conn, first).await, 2);
         let later = Utc::now() + Duration::seconds(5);
         assert_eq!(
             crate::tokens::stale_ready(&mut conn, later, 10)
@@ -392,36 +394,41 @@ async fn runs_tokens_steps_and_their_listings() {
                 .unwrap(),
             2
         );
-        assert_eq!(
-            crate::tokens::live_count(&mut conn, first).await.unwrap(),
-            0
-        );
+        assert_eq!(live(&mut conn, first).await, 0);
 
-        // Steps.
+        // Steps: one message's steps in one call, and more than one statement's worth.
         let started = Utc::now();
-        for seq in [1, 2] {
-            crate::steps::insert(
-                &mut conn,
-                &crate::steps::Step {
-                    run_id: first,
-                    token: 1,
-                    seq,
-                    node_id: Uuid::nil(),
-                    node_name: "Start".into(),
-                    node_type: "start".into(),
-                    event: "enter".into(),
-                    outcome: "done".into(),
-                    state: None,
-                    variables: Json(json!({ "secret": "needle" })),
-                    effects: Json(json!([])),
-                    error: None,
-                    started_at: started,
-                    finished_at: started + Duration::milliseconds(i64::from(seq)),
-                },
-            )
+        let step = |token, seq| crate::steps::Step {
+            run_id: first,
+            token,
+            seq,
+            node_id: Uuid::nil(),
+            node_name: "Start".into(),
+            node_type: "start".into(),
+            event: "enter".into(),
+            outcome: "done".into(),
+            state: None,
+            variables: Json(json!({ "secret": "needle" })),
+            effects: Json(json!([])),
+            error: None,
+            started_at: started,
+            finished_at: started + Duration::milliseconds(i64::from(seq)),
+        };
+        crate::steps::insert(&mut conn, &[step(1, 1), step(1, 2)])
             .await
             .unwrap();
-        }
+        let many: Vec<_> = (0..300).map(|seq| step(2, seq)).collect();
+        crate::steps::insert(&mut conn, &many).await.unwrap();
+        let all = crate::steps::list(&mut conn, first).await.unwrap();
+        assert_eq!(all.iter().filter(|s| s.token == 2).count(), 300);
+        crate::on!(&mut conn, |db, dialect| sqlx::query(
+            dialect.sql("DELETE FROM steps WHERE run_id = $1 AND token = 2")
+        )
+        .bind(first)
+        .execute(&mut *db)
+        .await
+        .map(|r| r.rows_affected()))
+        .unwrap();
         let steps = crate::steps::list(&mut conn, first).await.unwrap();
         assert_eq!(steps.iter().map(|s| s.seq).collect::<Vec<_>>(), [1, 2]);
         assert_eq!(steps[0].variables.0, json!({ "secret": "needle" }));
@@ -449,6 +456,143 @@ async fn runs_tokens_steps_and_their_listings() {
         );
         let run = crate::runs::find(&mut conn, first).await.unwrap().unwrap();
         assert_eq!(run.status, "cancelled");
+        assert!(run.ended_at.is_some());
+    })
+    .await;
+}
+
+/// What a step message does to the run row: start it (one statement), lock it with its token, and
+/// count its steps, ending it once no token is live.
+#[tokio::test]
+async fn a_run_started_locked_with_its_token_and_settled() {
+    on_both(|pool| async move {
+        let mut conn = pool.begin_atomic().await.unwrap();
+        let (account, phlo) = crate::testing::account_and_phlo(&mut conn).await.unwrap();
+        conn.commit().await.unwrap();
+        new_run(&mut c(&pool).await, account, phlo, "queued", "waits").await;
+        let id = Uuid::now_v7();
+        let trigger = api_trigger(json!({ "n": 1 }));
+        let token = |n, status: &str| crate::tokens::Token {
+            run_id: id,
+            token: n,
+            node_id: Uuid::now_v7(),
+            status: status.into(),
+            seq: 0,
+            wait_id: None,
+            wait: None,
+            context: Json(Context::default()),
+            repeats: 0,
+            ended_reason: None,
+            updated_at: Utc::now(),
+        };
+        let first = token(0, "ready");
+        let mut conn = pool.begin_atomic().await.unwrap();
+        let outbox_id = crate::runs::start(
+            &mut conn,
+            &crate::runs::NewRun {
+                id,
+                account_id: account,
+                phlo_id: phlo,
+                revision: 1,
+                trigger_type: "api",
+                trigger: &trigger,
+                from_number: None,
+                to_number: None,
+                status: "active",
+            },
+            &first,
+            &crate::outbox::NewMessage {
+                subject: "s.step",
+                msg_id: "m-start",
+                payload: b"go",
+                traceparent: Some("tp"),
+            },
+        )
+        .await
+        .unwrap();
+        conn.commit().await.unwrap();
+
+        let mut conn = c(&pool).await;
+        let stale = crate::outbox::claim_stale(&mut conn, -1.0, 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            stale
+                .iter()
+                .map(|m| (
+                    m.id,
+                    m.msg_id.as_str(),
+                    m.payload.as_slice(),
+                    m.traceparent.as_deref()
+                ))
+                .collect::<Vec<_>>(),
+            [(outbox_id, "m-start", &b"go"[..], Some("tp"))]
+        );
+        let (run, t) = crate::runs::lock_with_token(&mut conn, id, 0)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((run.id, run.status.as_str(), run.steps), (id, "active", 0));
+        let t = t.unwrap();
+        assert_eq!(
+            (t.run_id, t.token, t.node_id, t.status.as_str(), t.seq),
+            (id, 0, first.node_id, "ready", 0)
+        );
+        let (_, none) = crate::runs::lock_with_token(&mut conn, id, 5)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(none.is_none(), "a run without that token");
+        assert!(
+            crate::runs::lock_with_token(&mut conn, Uuid::now_v7(), 0)
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        // A second token still live: the steps are counted, the run goes on.
+        crate::tokens::save(&mut conn, &token(1, "waiting"))
+            .await
+            .unwrap();
+        crate::tokens::save(&mut conn, &token(0, "ended"))
+            .await
+            .unwrap();
+        assert!(
+            crate::runs::settle(&mut conn, id, 3)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let run = crate::runs::get(&mut conn, account, id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (run.status.as_str(), run.steps, run.ended_at),
+            ("active", 3, None)
+        );
+
+        // The last token ended, with an error recorded: the run fails, and says the account has a queued
+        // run for the slot.
+        crate::tokens::save(&mut conn, &token(1, "ended"))
+            .await
+            .unwrap();
+        crate::runs::set_error(&mut conn, id, "Hangup: boom")
+            .await
+            .unwrap();
+        let ended = crate::runs::settle(&mut conn, id, 1)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (ended.account_id, ended.status.as_str(), ended.has_queued),
+            (account, "failed", true)
+        );
+        let run = crate::runs::get(&mut conn, account, id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((run.status.as_str(), run.steps), ("failed", 4));
         assert!(run.ended_at.is_some());
     })
     .await;

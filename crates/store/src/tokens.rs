@@ -80,17 +80,6 @@ pub async fn list(conn: &mut Conn, run_id: Uuid) -> Result<Vec<Token>> {
     .await)?)
 }
 
-/// How many tokens of the run have not ended; the run ends when this reaches zero.
-pub async fn live_count(conn: &mut Conn, run_id: Uuid) -> Result<i64> {
-    let (n,): (i64,) = crate::on!(conn, |db, dialect| sqlx::query_as(
-        dialect.sql("SELECT count(*) FROM tokens WHERE run_id = $1 AND status <> 'ended'")
-    )
-    .bind(run_id)
-    .fetch_one(&mut *db)
-    .await)?;
-    Ok(n)
-}
-
 /// Ends every live token of a run (cancel, lifetime guard) and returns how many there were.
 pub async fn end_all(conn: &mut Conn, run_id: Uuid, reason: &str) -> Result<u64> {
     let done = crate::on!(conn, |db, dialect| {

@@ -52,11 +52,21 @@ pub async fn create_database(admin_url: &str) -> anyhow::Result<(String, String)
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
         .execute(&mut conn)
         .await?;
-    let url = match admin_url.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{name}"),
-        None => format!("{admin_url}/{name}"),
+    Ok((name.clone(), database_url(admin_url, &name)))
+}
+
+/// `admin_url` naming database `name` instead, its query (`?sslmode=…`) kept.
+fn database_url(admin_url: &str, name: &str) -> String {
+    let (base, query) = match admin_url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (admin_url, String::new()),
     };
-    Ok((name, url))
+    match base.rsplit_once('/') {
+        Some((server, _)) if server.contains("://") && !server.ends_with('/') => {
+            format!("{server}/{name}{query}")
+        }
+        _ => format!("{base}/{name}{query}"),
+    }
 }
 
 pub async fn drop_database(admin_url: &str, name: &str) {
@@ -384,4 +394,28 @@ pub fn cpu_delta(before: &BTreeMap<u32, f64>, after: &BTreeMap<u32, f64>) -> f64
         .iter()
         .map(|(pid, cpu)| cpu - before.get(pid).copied().unwrap_or(0.0))
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::database_url;
+
+    #[test]
+    fn a_scenario_database_keeps_the_server_and_the_options() {
+        assert_eq!(
+            database_url(
+                "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
+                "b"
+            ),
+            "postgres://postgres@127.0.0.1:5432/b?sslmode=disable"
+        );
+        assert_eq!(
+            database_url("postgres://postgres@127.0.0.1:5432/postgres", "b"),
+            "postgres://postgres@127.0.0.1:5432/b"
+        );
+        assert_eq!(
+            database_url("postgres://postgres@127.0.0.1:5432", "b"),
+            "postgres://postgres@127.0.0.1:5432/b"
+        );
+    }
 }

@@ -46,6 +46,9 @@ pub struct Config {
     /// `PHLO_SHUTDOWN_GRACE_SECS`: after SIGTERM the gateway stops accepting connections and gives
     /// requests in flight this long to finish (default 20).
     pub shutdown_grace: std::time::Duration,
+    /// `PHLO_AUTH_CACHE_SECS`: how long a replica trusts credentials it has checked (default 60; 0 checks
+    /// every request against Postgres), see [`auth::AuthCache`].
+    pub auth_cache: std::time::Duration,
     /// Per-account rate limits (`PHLO_RATE_*`), see [`limits`].
     pub rate_limits: limits::RateConfig,
     /// `PHLO_MAX_ACTIVE_RUNS`: runs one account may have active; more are started `queued`.
@@ -73,6 +76,7 @@ impl Config {
             )?),
             webhook_secret_grace: phlo_service::env_secs("PHLO_WEBHOOK_SECRET_GRACE_SECS", 86_400)?,
             shutdown_grace: phlo_service::env_secs("PHLO_SHUTDOWN_GRACE_SECS", 20)?,
+            auth_cache: phlo_service::env_secs("PHLO_AUTH_CACHE_SECS", 60)?,
             rate_limits: limits::RateConfig::from_env()?,
             max_active_runs: phlo_service::max_active_runs(
                 RuntimeConfig::default().max_active_runs,
@@ -90,6 +94,7 @@ pub struct AppState {
     pub pool: Pool,
     pub config: Arc<Config>,
     pub limits: Arc<limits::RateLimiter>,
+    pub auth: Arc<auth::AuthCache>,
 }
 
 /// The whole API. Trailing slashes are trimmed before routing: the SDKs disagree about them.
@@ -198,6 +203,7 @@ pub async fn run_with(
         runtime,
         pool,
         limits: Arc::new(limits::RateLimiter::new(config.rate_limits.clone())),
+        auth: Arc::new(auth::AuthCache::new(config.auth_cache)),
         config: Arc::new(config),
     };
     let stop = shutdown.clone();

@@ -169,7 +169,7 @@ async fn run_starts_waiting(pool: &sqlx::PgPool) -> usize {
     let (n,): (i64,) = sqlx::query_as(
         "SELECT count(*) FROM pg_stat_activity
          WHERE datname = current_database() AND wait_event_type = 'Lock'
-           AND ltrim(query) LIKE 'INSERT INTO runs%'",
+           AND query LIKE '%INSERT INTO runs%'",
     )
     .fetch_one(pool)
     .await
