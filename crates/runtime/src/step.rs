@@ -119,8 +119,9 @@ impl Runtime {
         };
         let mut outbox = Outbox::default();
         let mut taken: Vec<Taken> = Vec::new();
-        // A token that moved on to a ready node is written once, when this message's steps are done
-        // (only this transaction reads it meanwhile): a chain of ten nodes writes it once, not ten times.
+        // A token that moved on (to the next node, or to its end) is written once, when this message's
+        // steps are done (only this transaction reads it meanwhile): a chain of ten nodes writes it once,
+        // not ten times, and in the statement that ends the message (`runs::settle`).
         let mut unsaved = false;
         // The step rows, written in one statement when the transaction is about to commit.
         let mut journal = Vec::new();
@@ -171,8 +172,9 @@ impl Runtime {
             taken.push((moved, mark.elapsed()));
             mark = Instant::now();
             run.steps += 1;
-            unsaved = token.status == "ready";
-            if !unsaved {
+            // A parked token was written with its timer; any other is written at the end.
+            unsaved = token.status != "waiting";
+            if token.status != "ready" {
                 break;
             }
             if steps(&taken) >= self.config().inline_steps {
@@ -181,11 +183,8 @@ impl Runtime {
             }
             event = Event::Enter;
         }
-        if unsaved {
-            tokens::save(&mut tx, &token).await?;
-        }
-        steps::insert(&mut tx, &journal).await?;
-        if let Some(ended) = runs::settle(&mut tx, run_id, steps(&taken)).await? {
+        let unsaved = unsaved.then_some(&token);
+        if let Some(ended) = runs::settle(&mut tx, run_id, &journal, unsaved).await? {
             outbox.run_ended(&ended.status);
             if ended.has_queued {
                 self.admit(&mut tx, &mut outbox, ended.account_id).await?;
@@ -212,9 +211,10 @@ impl Runtime {
         outbox.step(self, conn, &msg).await
     }
 
-    /// Runs the token's node on `event` and writes what follows: the step row, the counter, the
-    /// token (ready at the next node, parked, or ended) and the effects. `None` when the node does
-    /// not take the event. `resumed` is the wait the event answers, if it answers one.
+    /// Runs the token's node on `event` and writes what follows: the counter, the effects and a parked
+    /// token with its timer. The step row goes to `journal`, and a token that moved on or ended is the
+    /// caller's to write (see [`runs::settle`]). `None` when the node does not take the event.
+    /// `resumed` is the wait the event answers, if it answers one.
     #[allow(clippy::too_many_arguments)]
     async fn take_step(
         &self,
@@ -299,11 +299,8 @@ impl Runtime {
                         }
                     }
                 }
+                // Written by the caller once its inline steps are done.
                 token.context = Json(ctx);
-                // A ready token is written by the caller once its inline steps are done.
-                if token.status != "ready" {
-                    tokens::save(conn, token).await?;
-                }
             }
             Outcome::Wait { waits } => {
                 // A node that keeps waiting for the same thing after a non-final event (a room's member
@@ -321,7 +318,6 @@ impl Runtime {
                 token.wait = None;
                 token.wait_id = None;
                 token.ended_reason = Some(reason.clone());
-                tokens::save(conn, token).await?;
                 if let Some(call) = &ctx.call {
                     self.release_call(conn, outbox, &call.uuid, run_id, token_no)
                         .await?;

@@ -228,9 +228,91 @@ pub struct Ended {
     pub has_queued: bool,
 }
 
-/// Counts `n` applied steps and, when none of the run's tokens is live any more, ends the run, in one
-/// statement: the last step of a run updates its row once, not once for the count and once for the end.
-pub async fn settle(conn: &mut Conn, id: Uuid, n: u32) -> Result<Option<Ended>> {
+/// The end of a step message's transaction, in one statement on Postgres: writes its step rows and its
+/// token (when the caller has not), counts the steps on the run and, when none of the run's tokens is
+/// live any more, ends the run. The last step of a run thus updates the run row once, not once for the
+/// count and once for the end, and the whole message costs one round trip after its lock.
+pub async fn settle(
+    conn: &mut Conn,
+    id: Uuid,
+    steps: &[crate::steps::Step],
+    token: Option<&Token>,
+) -> Result<Option<Ended>> {
+    let db = match conn.raw() {
+        crate::db::Raw::Postgres(db) => db,
+        crate::db::Raw::Sqlite(_) => {
+            if let Some(token) = token {
+                crate::tokens::save(conn, token).await?;
+            }
+            crate::steps::insert(conn, steps).await?;
+            return settle_run(conn, id, steps.len()).await;
+        }
+    };
+    // Past one statement's binds, the first rows go on their own (a message applies 16 steps by default).
+    let split = steps.len().saturating_sub(crate::steps::ROWS_PER_STATEMENT);
+    let (early, last) = steps.split_at(split);
+    for chunk in early.chunks(crate::steps::ROWS_PER_STATEMENT) {
+        let mut q = sqlx::QueryBuilder::new("");
+        crate::steps::push_step_rows!(q, chunk);
+        q.build().execute(&mut *db).await?;
+    }
+    let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new("WITH ");
+    if !last.is_empty() {
+        q.push("new_steps AS (");
+        crate::steps::push_step_rows!(q, last);
+        q.push("), ");
+    }
+    // The statement's subqueries see the tables as they were before it: the token written here is
+    // judged by its new status, the run's others as they are.
+    let (number, live) = match token {
+        Some(t) => {
+            q.push(concat!(
+                "new_token AS (INSERT INTO tokens ",
+                crate::tokens::token_insert_columns!(),
+                " VALUES ("
+            ));
+            let mut v = q.separated(", ");
+            v.push_bind(t.run_id)
+                .push_bind(t.token)
+                .push_bind(t.node_id)
+                .push_bind(&t.status)
+                .push_bind(t.seq)
+                .push_bind(t.wait_id)
+                .push_bind(&t.wait)
+                .push_bind(&t.context)
+                .push_bind(t.repeats)
+                .push_bind(&t.ended_reason);
+            q.push(concat!(") ", crate::tokens::token_upsert!(), "), "));
+            (t.token, t.status != "ended")
+        }
+        None => (-1, false),
+    };
+    q.push("live AS (SELECT ")
+        .push_bind(live)
+        .push(" OR EXISTS (SELECT 1 FROM tokens t WHERE t.run_id = ")
+        .push_bind(id)
+        .push(" AND t.token <> ")
+        .push_bind(number)
+        .push(" AND t.status <> 'ended') AS some_live)
+         UPDATE runs SET steps = steps + ")
+        .push_bind(i32::try_from(steps.len()).unwrap_or(i32::MAX))
+        .push(", updated_at = now(),
+             status = CASE WHEN live.some_live THEN status WHEN error IS NULL THEN 'completed' ELSE 'failed' END,
+             ended_at = CASE WHEN live.some_live THEN ended_at ELSE now() END
+         FROM live WHERE id = ")
+        .push_bind(id)
+        .push(
+            " RETURNING account_id, status,
+             status <> 'active'
+                 AND EXISTS (SELECT 1 FROM runs q WHERE q.account_id = runs.account_id AND q.status = 'queued')",
+        );
+    let (account_id, status, has_queued): (Uuid, String, bool) =
+        q.build_query_as().fetch_one(&mut *db).await?;
+    Ok(ended(account_id, status, has_queued))
+}
+
+/// [`settle`]'s count and end, once its rows are written.
+async fn settle_run(conn: &mut Conn, id: Uuid, n: usize) -> Result<Option<Ended>> {
     let (account_id, status, has_queued): (Uuid, String, bool) = crate::on!(
         conn,
         |db, dialect| {
@@ -251,11 +333,15 @@ pub async fn settle(conn: &mut Conn, id: Uuid, n: u32) -> Result<Option<Ended>> 
         .await
         }
     )?;
-    Ok((status != "active").then_some(Ended {
+    Ok(ended(account_id, status, has_queued))
+}
+
+fn ended(account_id: Uuid, status: String, has_queued: bool) -> Option<Ended> {
+    (status != "active").then_some(Ended {
         account_id,
         status,
         has_queued,
-    }))
+    })
 }
 
 /// Reserves `n` new token numbers and returns the first.

@@ -27,33 +27,45 @@ pub struct Step {
     pub finished_at: DateTime<Utc>,
 }
 
+/// The rows one message's steps write, as `INSERT INTO steps … VALUES (…), (…)` on a `QueryBuilder`.
+macro_rules! push_step_rows {
+    ($q:expr, $steps:expr) => {{
+        $q.push(
+            "INSERT INTO steps (run_id, token, seq, node_id, node_name, node_type, event, outcome, state,
+                                variables, effects, error, started_at, finished_at) ",
+        );
+        $q.push_values($steps, |mut row, s| {
+            row.push_bind(s.run_id)
+                .push_bind(s.token)
+                .push_bind(s.seq)
+                .push_bind(s.node_id)
+                .push_bind(&s.node_name)
+                .push_bind(&s.node_type)
+                .push_bind(&s.event)
+                .push_bind(&s.outcome)
+                .push_bind(&s.state)
+                .push_bind(&s.variables)
+                .push_bind(&s.effects)
+                .push_bind(&s.error)
+                .push_bind(s.started_at)
+                // Bound rather than `now()`: Postgres' now() is the transaction's start, before
+                // `started_at`.
+                .push_bind(s.finished_at);
+        });
+    }};
+}
+pub(crate) use push_step_rows;
+
+/// Rows a statement writes at most: 14 binds a row, and Postgres takes 65,535 binds a statement,
+/// SQLite 32,766.
+pub(crate) const ROWS_PER_STATEMENT: usize = 256;
+
 /// Writes the steps one message applied, in as few statements as the bind limits allow (one, normally).
 pub async fn insert(conn: &mut Conn, steps: &[Step]) -> Result<()> {
-    // 14 binds a row: Postgres takes 65,535 binds a statement, SQLite 32,766.
-    for chunk in steps.chunks(256) {
+    for chunk in steps.chunks(ROWS_PER_STATEMENT) {
         crate::on!(&mut *conn, |db, _dialect| {
-            let mut q = sqlx::QueryBuilder::new(
-                "INSERT INTO steps (run_id, token, seq, node_id, node_name, node_type, event, outcome, state,
-                                    variables, effects, error, started_at, finished_at) ",
-            );
-            q.push_values(chunk, |mut row, s| {
-                row.push_bind(s.run_id)
-                    .push_bind(s.token)
-                    .push_bind(s.seq)
-                    .push_bind(s.node_id)
-                    .push_bind(&s.node_name)
-                    .push_bind(&s.node_type)
-                    .push_bind(&s.event)
-                    .push_bind(&s.outcome)
-                    .push_bind(&s.state)
-                    .push_bind(&s.variables)
-                    .push_bind(&s.effects)
-                    .push_bind(&s.error)
-                    .push_bind(s.started_at)
-                    // Bound rather than `now()`: Postgres' now() is the transaction's start, before
-                    // `started_at`.
-                    .push_bind(s.finished_at);
-            });
+            let mut q = sqlx::QueryBuilder::new("");
+            push_step_rows!(q, chunk);
             q.build().execute(&mut *db).await.map(|r| r.rows_affected())
         })?;
     }

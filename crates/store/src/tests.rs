@@ -550,19 +550,38 @@ async fn a_run_started_locked_with_its_token_and_settled() {
                 .is_none()
         );
 
-        // A second token still live: the steps are counted, the run goes on.
+        // The message's own token ends (written by settle with its step rows) while a second token is
+        // still parked: the steps are counted, the run goes on.
+        let step = |token, seq| crate::steps::Step {
+            run_id: id,
+            token,
+            seq,
+            node_id: Uuid::nil(),
+            node_name: "Branch".into(),
+            node_type: "branch".into(),
+            event: "enter".into(),
+            outcome: "done".into(),
+            state: Some("yes".into()),
+            variables: Json(json!({})),
+            effects: Json(json!([])),
+            error: None,
+            started_at: Utc::now(),
+            finished_at: Utc::now(),
+        };
         crate::tokens::save(&mut conn, &token(1, "waiting"))
             .await
             .unwrap();
-        crate::tokens::save(&mut conn, &token(0, "ended"))
-            .await
-            .unwrap();
-        assert!(
-            crate::runs::settle(&mut conn, id, 3)
-                .await
-                .unwrap()
-                .is_none()
-        );
+        let mut ended_token = token(0, "ended");
+        ended_token.seq = 3;
+        let settled = crate::runs::settle(
+            &mut conn,
+            id,
+            &[step(0, 0), step(0, 1), step(0, 2)],
+            Some(&ended_token),
+        )
+        .await
+        .unwrap();
+        assert!(settled.is_none());
         let run = crate::runs::get(&mut conn, account, id)
             .await
             .unwrap()
@@ -571,16 +590,23 @@ async fn a_run_started_locked_with_its_token_and_settled() {
             (run.status.as_str(), run.steps, run.ended_at),
             ("active", 3, None)
         );
+        let t0 = crate::tokens::get(&mut conn, id, 0).await.unwrap().unwrap();
+        assert_eq!((t0.status.as_str(), t0.seq), ("ended", 3));
+        assert_eq!(crate::steps::list(&mut conn, id).await.unwrap().len(), 3);
+        // Nothing written, a token still live: still nothing ends.
+        assert!(
+            crate::runs::settle(&mut conn, id, &[], None)
+                .await
+                .unwrap()
+                .is_none()
+        );
 
-        // The last token ended, with an error recorded: the run fails, and says the account has a queued
-        // run for the slot.
-        crate::tokens::save(&mut conn, &token(1, "ended"))
-            .await
-            .unwrap();
+        // The last live token ends in the statement itself (its stored row still says `waiting`), with an
+        // error recorded: the run fails, and says the account has a queued run for the slot.
         crate::runs::set_error(&mut conn, id, "Hangup: boom")
             .await
             .unwrap();
-        let ended = crate::runs::settle(&mut conn, id, 1)
+        let ended = crate::runs::settle(&mut conn, id, &[step(1, 0)], Some(&token(1, "ended")))
             .await
             .unwrap()
             .unwrap();
@@ -593,6 +619,7 @@ async fn a_run_started_locked_with_its_token_and_settled() {
             .unwrap()
             .unwrap();
         assert_eq!((run.status.as_str(), run.steps), ("failed", 4));
+        assert_eq!(live(&mut conn, id).await, 0);
         assert!(run.ended_at.is_some());
     })
     .await;

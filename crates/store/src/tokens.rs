@@ -24,6 +24,24 @@ pub struct Token {
     pub updated_at: DateTime<Utc>,
 }
 
+/// The columns a token is written with, in [`save`]'s bind order.
+macro_rules! token_insert_columns {
+    () => {
+        "(run_id, token, node_id, status, seq, wait_id, wait, context, repeats, ended_reason)"
+    };
+}
+pub(crate) use token_insert_columns;
+
+/// Saving a token overwrites the stored one.
+macro_rules! token_upsert {
+    () => {
+        "ON CONFLICT (run_id, token) DO UPDATE SET node_id = excluded.node_id, status = excluded.status,
+             seq = excluded.seq, wait_id = excluded.wait_id, wait = excluded.wait, context = excluded.context,
+             repeats = excluded.repeats, ended_reason = excluded.ended_reason, updated_at = now()"
+    };
+}
+pub(crate) use token_upsert;
+
 macro_rules! token_columns {
     () => {
         "run_id, token, node_id, status, seq, wait_id, wait, context, repeats, ended_reason, updated_at"
@@ -33,22 +51,25 @@ macro_rules! token_columns {
 /// Inserts or overwrites the token: the worker computes the whole new row under the run lock.
 pub async fn save(conn: &mut Conn, t: &Token) -> Result<()> {
     crate::on!(conn, |db, dialect| {
-        sqlx::query(dialect.sql("INSERT INTO tokens (run_id, token, node_id, status, seq, wait_id, wait, context, repeats, ended_reason)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-         ON CONFLICT (run_id, token) DO UPDATE SET node_id = $3, status = $4, seq = $5, wait_id = $6, wait = $7,
-             context = $8, repeats = $9, ended_reason = $10, updated_at = now()",))
-    .bind(t.run_id)
-    .bind(t.token)
-    .bind(t.node_id)
-    .bind(&t.status)
-    .bind(t.seq)
-    .bind(t.wait_id)
-    .bind(&t.wait)
-    .bind(&t.context)
-    .bind(t.repeats)
-    .bind(&t.ended_reason)
-    .execute(&mut *db)
-    .await.map(|r| r.rows_affected())
+        sqlx::query(dialect.sql(concat!(
+            "INSERT INTO tokens ",
+            token_insert_columns!(),
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ",
+            token_upsert!()
+        )))
+        .bind(t.run_id)
+        .bind(t.token)
+        .bind(t.node_id)
+        .bind(&t.status)
+        .bind(t.seq)
+        .bind(t.wait_id)
+        .bind(&t.wait)
+        .bind(&t.context)
+        .bind(t.repeats)
+        .bind(&t.ended_reason)
+        .execute(&mut *db)
+        .await
+        .map(|r| r.rows_affected())
     })?;
     Ok(())
 }
