@@ -408,3 +408,22 @@ pub async fn pending_callbacks(pool: &PgPool) -> anyhow::Result<i64> {
             .await?;
     Ok(n)
 }
+
+/// How late Postgres's cumulative statistics may be: a backend going idle reports what it counted
+/// within 10 s (`PGSTAT_IDLE_INTERVAL`).
+pub const STATS_LAG: Duration = Duration::from_secs(11);
+
+/// Transactions committed in this database so far, per its statistics: read it [`STATS_LAG`] after
+/// the work.
+pub async fn commits(pool: &PgPool) -> anyhow::Result<i64> {
+    // A fresh snapshot, not the one cached for this transaction.
+    sqlx::query("SELECT pg_stat_clear_snapshot()")
+        .execute(pool)
+        .await?;
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(n)
+}

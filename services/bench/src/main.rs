@@ -110,6 +110,10 @@ struct DrainReport {
     callbacks_per_s: f64,
     /// From the start of the callback process until nothing was pending.
     drain_s: f64,
+    /// Transactions committed in the bench database during the drain, per callback: the claim's and
+    /// the result's when each delivery commits its own (2), less with group commit. Includes the
+    /// bench's polling (about 20/s) and the scheduler's passes.
+    commits_per_callback: f64,
     callback_cpu_s: f64,
     postgres_cpu_s: f64,
     nats_cpu_s: f64,
@@ -357,6 +361,9 @@ async fn drain_backlog(
         anyhow::bail!("runs still active before the drain");
     }
     let backlog = load::pending_callbacks(pool).await?;
+    // Idle backends report their counts to the statistics up to 10 s late.
+    tokio::time::sleep(load::STATS_LAG).await;
+    let commits = load::commits(pool).await?;
     let cpu = reference::CpuWindow::begin();
     let started = std::time::Instant::now();
     let pid = stack.start_callback()?;
@@ -364,12 +371,15 @@ async fn drain_backlog(
     let drain_s = started.elapsed().as_secs_f64();
     let callback_cpu_s = stack::sample(pid).unwrap_or_default().cpu_s;
     let cpu = cpu.end();
+    tokio::time::sleep(load::STATS_LAG).await;
+    let commits = load::commits(pool).await? - commits;
     let (delivered, callbacks_per_s) = load::delivery_rate(pool, since).await?;
     Ok(DrainReport {
         backlog,
         delivered,
         callbacks_per_s,
         drain_s,
+        commits_per_callback: commits as f64 / delivered.max(1) as f64,
         callback_cpu_s,
         postgres_cpu_s: cpu.pg_s,
         nats_cpu_s: cpu.nats_s,
@@ -639,11 +649,13 @@ fn print_table(r: &Report) {
         if let Some(d) = &s.drain {
             println!(
                 "{:<5} drain: {} callbacks waiting, {:.1} callbacks/s (middle 80 % of delivered_at), \
-                 all delivered after {:.1} s; CPU s: callback {:.2}, postgres {:.2}, nats {:.2}",
+                 all delivered after {:.1} s, {:.2} commits per callback; CPU s: callback {:.2}, \
+                 postgres {:.2}, nats {:.2}",
                 s.name,
                 d.backlog,
                 d.callbacks_per_s,
                 d.drain_s,
+                d.commits_per_callback,
                 d.callback_cpu_s,
                 d.postgres_cpu_s,
                 d.nats_cpu_s
