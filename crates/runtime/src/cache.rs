@@ -16,6 +16,9 @@ const MAX_ENTRIES: usize = 10_000;
 #[derive(Default)]
 pub(crate) struct PhloCache {
     map: Mutex<HashMap<(Uuid, i32), Arc<Phlo>>>,
+    /// The revision each PHLO had when this process last started a run of it: a guess, which the next
+    /// start's insert checks (see `phlo_store::runs::start`), so that it needs no read before.
+    current: Mutex<HashMap<Uuid, i32>>,
 }
 
 impl PhloCache {
@@ -29,6 +32,19 @@ impl PhloCache {
                 map.clear();
             }
             map.insert((phlo_id, revision), phlo);
+        }
+    }
+
+    pub fn current(&self, phlo_id: Uuid) -> Option<i32> {
+        self.current.lock().ok()?.get(&phlo_id).copied()
+    }
+
+    pub fn set_current(&self, phlo_id: Uuid, revision: i32) {
+        if let Ok(mut map) = self.current.lock() {
+            if map.len() >= MAX_ENTRIES {
+                map.clear();
+            }
+            map.insert(phlo_id, revision);
         }
     }
 }

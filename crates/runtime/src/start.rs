@@ -72,36 +72,43 @@ impl Runtime {
         };
         let mut outbox = Outbox::default();
         // The common case: nobody of the account ahead and a slot free, so the run starts at once in one
-        // statement (two round trips in all, no BEGIN/COMMIT). The check is not a lock, so concurrent
-        // starts may share the last free slot (see `phlo_store::admission`), as they did in a transaction.
+        // statement, which checks that itself; for a PHLO this process has started before, with the
+        // revision it had then, that is the only round trip. The check is not a lock, so concurrent starts
+        // may share the last free slot (see `phlo_store::admission`), as they did in a transaction.
         if !live_call {
             let mut conn = self.pool().begin_atomic().await?;
             let cap = self.config().max_active_runs;
-            let Some(check) =
-                admission::check_start(&mut conn, req.account_id, req.phlo_id, cap).await?
-            else {
-                return Err(StartError::PhloNotFound(req.phlo_id));
-            };
-            if check.at_once {
-                let Some(phlo) = self
-                    .phlo_in(&mut conn, check.phlo_id, check.revision)
-                    .await?
+            let mut revision = self.inner.phlos.current(req.phlo_id);
+            if revision.is_none() {
+                let Some(check) =
+                    admission::check_start(&mut conn, req.account_id, req.phlo_id, cap).await?
                 else {
                     return Err(StartError::PhloNotFound(req.phlo_id));
                 };
-                let token = first_token(run_id, check.phlo_id, phlo.start.0);
+                self.inner.phlos.set_current(req.phlo_id, check.revision);
+                revision = check.at_once.then_some(check.revision);
+            }
+            if let Some(revision) = revision
+                && let Some(phlo) = self.phlo_in(&mut conn, req.phlo_id, revision).await?
+            {
+                let token = first_token(run_id, req.phlo_id, phlo.start.0);
                 let message = Outbox::unwritten_step(self, &first_message(run_id));
-                let id = runs::start(
+                let started = runs::start(
                     &mut conn,
-                    &new_run(check.phlo_id, check.revision, "active"),
+                    &new_run(req.phlo_id, revision, "active"),
                     &token,
                     &message.as_new(),
+                    cap,
                 )
                 .await?;
                 conn.commit().await?;
-                outbox.written(id, message);
-                return Ok(self.started(outbox, run_id, check.phlo_id, kind, false));
+                if let Some(id) = started {
+                    outbox.written(id, message);
+                    return Ok(self.started(outbox, run_id, req.phlo_id, kind, false));
+                }
             }
+            // Not started: a new revision, a full account or an unknown PHLO. The transaction below
+            // tells which, and starts or queues the run.
         }
 
         let mut tx = self.pool().begin().await.map_err(RuntimeError::from)?;
@@ -117,6 +124,7 @@ impl Runtime {
         let Some(row) = row else {
             return Err(StartError::PhloNotFound(req.phlo_id));
         };
+        self.inner.phlos.set_current(row.id, row.revision);
         let Some(phlo) = self.phlo_in(&mut tx, row.id, row.revision).await? else {
             return Err(StartError::PhloNotFound(req.phlo_id));
         };

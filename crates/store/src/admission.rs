@@ -47,6 +47,22 @@ pub struct StartCheck {
     pub at_once: bool,
 }
 
+/// `chk`: [`StartCheck`] of PHLO `$2` for account `$1`, whose default cap is `$3`; no row for an unknown
+/// PHLO or another account's. The count stops at the cap, as in [`free_slots`].
+macro_rules! start_check {
+    () => {
+        "WITH c AS (SELECT coalesce((SELECT max_active_runs FROM account_limits WHERE account_id = $1)::bigint, $3) AS cap),
+         chk AS (
+             SELECT p.id AS phlo_id, p.revision,
+                    (NOT EXISTS (SELECT 1 FROM runs WHERE account_id = $1 AND status = 'queued')
+                     AND (c.cap = 0
+                          OR (SELECT count(*) FROM (SELECT 1 FROM runs WHERE account_id = $1 AND status = 'active'
+                                                    LIMIT (SELECT cap FROM c)) active) < c.cap)) AS at_once
+             FROM phlos p, c WHERE p.id = $2 AND p.account_id = $1)"
+    };
+}
+pub(crate) use start_check;
+
 /// The PHLO's current revision and whether a new run may start at once; `None` for an unknown PHLO or
 /// another account's.
 pub async fn check_start(
@@ -55,22 +71,16 @@ pub async fn check_start(
     phlo_id: Uuid,
     default_cap: i64,
 ) -> Result<Option<StartCheck>> {
-    // The count stops at the cap, as in `free_slots`.
     Ok(crate::on!(conn, |db, dialect| {
-        sqlx::query_as(dialect.sql(
-        "WITH c AS (SELECT coalesce((SELECT max_active_runs FROM account_limits WHERE account_id = $1)::bigint, $3) AS cap)
-         SELECT p.id AS phlo_id, p.revision,
-                (NOT EXISTS (SELECT 1 FROM runs WHERE account_id = $1 AND status = 'queued')
-                 AND (c.cap = 0
-                      OR (SELECT count(*) FROM (SELECT 1 FROM runs WHERE account_id = $1 AND status = 'active'
-                                                LIMIT (SELECT cap FROM c)) active) < c.cap)) AS at_once
-         FROM phlos p, c WHERE p.id = $2 AND p.account_id = $1",
-    ))
-    .bind(account_id)
-    .bind(phlo_id)
-    .bind(default_cap)
-    .fetch_optional(&mut *db)
-    .await
+        sqlx::query_as(dialect.sql(concat!(
+            start_check!(),
+            " SELECT phlo_id, revision, at_once FROM chk"
+        )))
+        .bind(account_id)
+        .bind(phlo_id)
+        .bind(default_cap)
+        .fetch_optional(&mut *db)
+        .await
     })?)
 }
 

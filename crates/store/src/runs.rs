@@ -69,39 +69,53 @@ pub async fn create(conn: &mut Conn, run: &NewRun<'_>) -> Result<()> {
     Ok(())
 }
 
-/// Starts a run at once: the run (`active`), its first token and the step message that moves the token,
-/// in one statement on Postgres (one round trip, and its own transaction on a plain connection). On
-/// SQLite they are three statements: call it in a transaction ([`crate::Pool::begin_atomic`]). Returns
-/// the outbox row's id.
+/// Starts a run at once if it may: when its revision is the PHLO's current one and the account has
+/// nobody queued and a free slot ([`crate::admission::check_start`]), writes the run (`active`), its
+/// first token and the step message that moves the token. One statement on Postgres (one round trip,
+/// and its own transaction on a plain connection); on SQLite several: call it in a transaction
+/// ([`crate::Pool::begin_atomic`]). Returns the outbox row's id, `None` when the run may not start so.
 pub async fn start(
     conn: &mut Conn,
     run: &NewRun<'_>,
     token: &Token,
     message: &crate::outbox::NewMessage<'_>,
-) -> Result<i64> {
+    default_cap: i64,
+) -> Result<Option<i64>> {
     let db = match conn.raw() {
         crate::db::Raw::Postgres(db) => db,
         crate::db::Raw::Sqlite(_) => {
+            let check =
+                crate::admission::check_start(conn, run.account_id, run.phlo_id, default_cap)
+                    .await?;
+            if !check.is_some_and(|c| c.at_once && c.revision == run.revision) {
+                return Ok(None);
+            }
             create(conn, run).await?;
             crate::tokens::save(conn, token).await?;
             let m = message;
-            return crate::outbox::insert(conn, m.subject, m.msg_id, m.payload, m.traceparent)
-                .await;
+            let id =
+                crate::outbox::insert(conn, m.subject, m.msg_id, m.payload, m.traceparent).await?;
+            return Ok(Some(id));
         }
     };
-    let (id,): (i64,) = sqlx::query_as(
-        "WITH r AS (
+    let id: Option<(i64,)> = sqlx::query_as(concat!(
+        crate::admission::start_check!(),
+        ", ok AS (SELECT 1 FROM chk WHERE at_once AND revision = $5),
+         r AS (
              INSERT INTO runs (id, account_id, phlo_id, revision, status, trigger_type, trigger, from_number, to_number)
-             VALUES ($1, $2, $3, $4, $9, $5, $6, $7, $8)
+             SELECT $4, $1, $2, $5, $10, $6, $7, $8, $9 FROM ok
          ), t AS (
-             INSERT INTO tokens (run_id, token, node_id, status, seq, wait_id, wait, context, repeats, ended_reason)
-             VALUES ($1, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+             INSERT INTO tokens ",
+        crate::tokens::token_insert_columns!(),
+        " SELECT $4, $11, $12, $13, $14, $15, $16, $17, $18, $19 FROM ok
          )
-         INSERT INTO outbox (subject, msg_id, payload, traceparent) VALUES ($19, $20, $21, $22) RETURNING id",
-    )
-    .bind(run.id)
+         INSERT INTO outbox (subject, msg_id, payload, traceparent) SELECT $20, $21, $22, $23 FROM ok
+         RETURNING id"
+    ))
     .bind(run.account_id)
     .bind(run.phlo_id)
+    .bind(default_cap)
+    .bind(run.id)
     .bind(run.revision)
     .bind(run.trigger_type)
     .bind(Json(run.trigger))
@@ -121,9 +135,9 @@ pub async fn start(
     .bind(message.msg_id)
     .bind(message.payload)
     .bind(message.traceparent)
-    .fetch_one(&mut *db)
+    .fetch_optional(&mut *db)
     .await?;
-    Ok(id)
+    Ok(id.map(|(id,)| id))
 }
 
 /// A run of this account; `None` for unknown ids and other accounts' runs alike.

@@ -469,7 +469,6 @@ async fn a_run_started_locked_with_its_token_and_settled() {
         let mut conn = pool.begin_atomic().await.unwrap();
         let (account, phlo) = crate::testing::account_and_phlo(&mut conn).await.unwrap();
         conn.commit().await.unwrap();
-        new_run(&mut c(&pool).await, account, phlo, "queued", "waits").await;
         let id = Uuid::now_v7();
         let trigger = api_trigger(json!({ "n": 1 }));
         let token = |n, status: &str| crate::tokens::Token {
@@ -486,31 +485,72 @@ async fn a_run_started_locked_with_its_token_and_settled() {
             updated_at: Utc::now(),
         };
         let first = token(0, "ready");
-        let mut conn = pool.begin_atomic().await.unwrap();
-        let outbox_id = crate::runs::start(
-            &mut conn,
-            &crate::runs::NewRun {
-                id,
+        let message = crate::outbox::NewMessage {
+            subject: "s.step",
+            msg_id: "m-start",
+            payload: b"go",
+            traceparent: Some("tp"),
+        };
+        // Starts run `id` of `revision` under a default cap of `cap`, if it may.
+        let start = |id, revision, cap| {
+            let (pool, trigger, first) = (pool.clone(), trigger.clone(), first.clone());
+            async move {
+                let mut conn = pool.begin_atomic().await.unwrap();
+                let run = crate::runs::NewRun {
+                    id,
+                    account_id: account,
+                    phlo_id: phlo,
+                    revision,
+                    trigger_type: "api",
+                    trigger: &trigger,
+                    from_number: None,
+                    to_number: None,
+                    status: "active",
+                };
+                let mut first = first;
+                first.run_id = id;
+                let started = crate::runs::start(&mut conn, &run, &first, &message, cap)
+                    .await
+                    .unwrap();
+                conn.commit().await.unwrap();
+                started
+            }
+        };
+        assert_eq!(start(id, 2, 0).await, None, "not the current revision");
+        let outbox_id = start(id, 1, 0).await.expect("started");
+        assert_eq!(
+            start(Uuid::now_v7(), 1, 1).await,
+            None,
+            "the account is full"
+        );
+        assert!(
+            start(Uuid::now_v7(), 1, 2).await.is_some(),
+            "a slot is free"
+        );
+        new_run(&mut c(&pool).await, account, phlo, "queued", "waits").await;
+        assert_eq!(start(Uuid::now_v7(), 1, 0).await, None, "a run is queued");
+        let runs = crate::runs::list(
+            &mut c(&pool).await,
+            &crate::runs::Filter {
                 account_id: account,
-                phlo_id: phlo,
-                revision: 1,
-                trigger_type: "api",
-                trigger: &trigger,
-                from_number: None,
-                to_number: None,
-                status: "active",
-            },
-            &first,
-            &crate::outbox::NewMessage {
-                subject: "s.step",
-                msg_id: "m-start",
-                payload: b"go",
-                traceparent: Some("tp"),
+                limit: 10,
+                ..Default::default()
             },
         )
         .await
         .unwrap();
-        conn.commit().await.unwrap();
+        assert_eq!(
+            runs.len(),
+            3,
+            "two started, one queued; the refused wrote nothing"
+        );
+        {
+            let mut conn = c(&pool).await;
+            let messages = crate::outbox::claim_stale(&mut conn, -1.0, 10)
+                .await
+                .unwrap();
+            assert_eq!(messages.len(), 2, "a message for each started run");
+        }
 
         let mut conn = c(&pool).await;
         let stale = crate::outbox::claim_stale(&mut conn, -1.0, 10)
@@ -519,6 +559,7 @@ async fn a_run_started_locked_with_its_token_and_settled() {
         assert_eq!(
             stale
                 .iter()
+                .filter(|m| m.id == outbox_id)
                 .map(|m| (
                     m.id,
                     m.msg_id.as_str(),

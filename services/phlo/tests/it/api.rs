@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::support::{ADMIN_TOKEN, Stack};
+use crate::support::{ADMIN_TOKEN, Account, Stack};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn accounts_need_the_operator_token_and_look_like_plivos() {
@@ -99,6 +99,70 @@ async fn another_account_sees_nothing() {
         .await;
     assert_eq!(status, 200);
     stack.cleanup().await;
+}
+
+/// A run starts on the PHLO's current revision, also right after an update or a rollback through a
+/// gateway that has just started runs of the previous one (it remembers the revision it saw, and the
+/// start checks that guess against the PHLO), and its steps are that revision's nodes.
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_start_on_the_current_revision_after_an_update_or_a_rollback() {
+    let mut stack = Stack::start(1).await;
+    let a = stack.account().await;
+    let start = "11111111-0000-4000-8000-000000000000";
+    let branch = "22222222-0000-4000-8000-000000000000";
+    let v1 = json!({ "name": "versions", "nodes": [
+        { "node_id": start, "name": "Start", "type": "start" } ] });
+    let v2 = json!({ "name": "versions", "nodes": [
+        { "node_id": start, "name": "Start", "type": "start",
+          "transitions": { "api_request": branch } },
+        { "node_id": branch, "name": "Which", "type": "branch",
+          "options": { "lhs": "{{Start.http.params.x}}",
+                       "conditions": [ { "alias": "one", "operation": "equals", "rhs": "1" } ] } } ] });
+    let phlo_id = stack.create_phlo(&a, v1).await;
+    assert_eq!(
+        run_once(&stack, &a, &phlo_id).await,
+        (1, vec!["Start".to_owned()])
+    );
+    assert_eq!(
+        run_once(&stack, &a, &phlo_id).await,
+        (1, vec!["Start".to_owned()])
+    );
+
+    let path = format!("/v1/phlo/{phlo_id}");
+    let (status, body) = stack.call(&a, Method::PUT, &path, Some(v2)).await;
+    assert_eq!(status, 200, "{body}");
+    let both = vec!["Start".to_owned(), "Which".to_owned()];
+    assert_eq!(run_once(&stack, &a, &phlo_id).await, (2, both.clone()));
+    assert_eq!(run_once(&stack, &a, &phlo_id).await, (2, both));
+
+    let rollback = format!("/v1/phlo/{phlo_id}/rollback");
+    let (status, body) = stack
+        .call(&a, Method::POST, &rollback, Some(json!({ "revision": 1 })))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, phlo) = stack.call(&a, Method::GET, &path, None).await;
+    let current = phlo["revision"].as_i64().expect("revision");
+    assert_eq!(
+        run_once(&stack, &a, &phlo_id).await,
+        (current, vec!["Start".to_owned()])
+    );
+    stack.cleanup().await;
+}
+
+/// Runs `phlo_id` and returns its revision and the nodes its steps ran.
+async fn run_once(stack: &Stack, a: &Account, phlo_id: &str) -> (i64, Vec<String>) {
+    let run_id = stack.run(a, phlo_id, json!({ "x": "1" })).await;
+    let run = stack
+        .wait_run(a, &run_id, std::time::Duration::from_secs(20))
+        .await;
+    assert_eq!(run["status"], "completed", "{run:#}");
+    let nodes: Vec<String> = run["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| s["node_name"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    (run["revision"].as_i64().expect("revision"), nodes)
 }
 
 #[tokio::test(flavor = "multi_thread")]
