@@ -98,7 +98,8 @@ pub async fn start(
             return Ok(Some(id));
         }
     };
-    let id: Option<(i64,)> = sqlx::query_as(concat!(
+    let id: Option<(i64,)> = crate::tokens::bind_token!(
+        sqlx::query_as(concat!(
         crate::admission::start_check!(),
         ", ok AS (SELECT 1 FROM chk WHERE at_once AND revision = $5),
          r AS (
@@ -107,9 +108,9 @@ pub async fn start(
          ), t AS (
              INSERT INTO tokens ",
         crate::tokens::token_insert_columns!(),
-        " SELECT $4, $11, $12, $13, $14, $15, $16, $17, $18, $19 FROM ok
+        " SELECT $11, $12, $13, $14, $15, $16, $17, $18, $19, $20 FROM ok
          )
-         INSERT INTO outbox (subject, msg_id, payload, traceparent) SELECT $20, $21, $22, $23 FROM ok
+         INSERT INTO outbox (subject, msg_id, payload, traceparent) SELECT $21, $22, $23, $24 FROM ok
          RETURNING id"
     ))
     .bind(run.account_id)
@@ -121,16 +122,10 @@ pub async fn start(
     .bind(Json(run.trigger))
     .bind(run.from_number)
     .bind(run.to_number)
-    .bind(run.status)
-    .bind(token.token)
-    .bind(token.node_id)
-    .bind(&token.status)
-    .bind(token.seq)
-    .bind(token.wait_id)
-    .bind(&token.wait)
-    .bind(&token.context)
-    .bind(token.repeats)
-    .bind(&token.ended_reason)
+    .bind(run.status),
+        bind,
+        token
+    )
     .bind(message.subject)
     .bind(message.msg_id)
     .bind(message.payload)
@@ -285,17 +280,7 @@ pub async fn settle(
                 crate::tokens::token_insert_columns!(),
                 " VALUES ("
             ));
-            let mut v = q.separated(", ");
-            v.push_bind(t.run_id)
-                .push_bind(t.token)
-                .push_bind(t.node_id)
-                .push_bind(&t.status)
-                .push_bind(t.seq)
-                .push_bind(t.wait_id)
-                .push_bind(&t.wait)
-                .push_bind(&t.context)
-                .push_bind(t.repeats)
-                .push_bind(&t.ended_reason);
+            crate::tokens::bind_token!(q.separated(", "), push_bind, t);
             q.push(concat!(") ", crate::tokens::token_upsert!(), "), "));
             (t.token, t.status != "ended")
         }

@@ -32,6 +32,24 @@ macro_rules! token_insert_columns {
 }
 pub(crate) use token_insert_columns;
 
+/// Binds a token's fields in [`token_insert_columns!`]' order: `$bind` is `bind` for a query,
+/// `push_bind` for a `QueryBuilder`'s separated list.
+macro_rules! bind_token {
+    ($q:expr, $bind:ident, $t:expr) => {
+        $q.$bind($t.run_id)
+            .$bind($t.token)
+            .$bind($t.node_id)
+            .$bind(&$t.status)
+            .$bind($t.seq)
+            .$bind($t.wait_id)
+            .$bind(&$t.wait)
+            .$bind(&$t.context)
+            .$bind($t.repeats)
+            .$bind(&$t.ended_reason)
+    };
+}
+pub(crate) use bind_token;
+
 /// Saving a token overwrites the stored one.
 macro_rules! token_upsert {
     () => {
@@ -51,22 +69,16 @@ macro_rules! token_columns {
 /// Inserts or overwrites the token: the worker computes the whole new row under the run lock.
 pub async fn save(conn: &mut Conn, t: &Token) -> Result<()> {
     crate::on!(conn, |db, dialect| {
-        sqlx::query(dialect.sql(concat!(
-            "INSERT INTO tokens ",
-            token_insert_columns!(),
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ",
-            token_upsert!()
-        )))
-        .bind(t.run_id)
-        .bind(t.token)
-        .bind(t.node_id)
-        .bind(&t.status)
-        .bind(t.seq)
-        .bind(t.wait_id)
-        .bind(&t.wait)
-        .bind(&t.context)
-        .bind(t.repeats)
-        .bind(&t.ended_reason)
+        bind_token!(
+            sqlx::query(dialect.sql(concat!(
+                "INSERT INTO tokens ",
+                token_insert_columns!(),
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ",
+                token_upsert!()
+            ))),
+            bind,
+            t
+        )
         .execute(&mut *db)
         .await
         .map(|r| r.rows_affected())
