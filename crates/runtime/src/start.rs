@@ -1,6 +1,7 @@
 //! Starting a run: the run row, its first token at Start and the first step message, written together
-//! (one statement in the common case, a transaction otherwise); or, when the account has as many runs active as it may (see [`crate::admission`]), the run row alone,
-//! `queued`, to be admitted when one of its runs ends.
+//! (one statement in the common case, a transaction otherwise); or, when the account has as many runs
+//! active as it may (see [`crate::admission`]), the run row alone, `queued`, to be admitted when one of
+//! its runs ends.
 
 use phlo_flow::Trigger;
 use phlo_store::{admission, runs};
@@ -88,24 +89,22 @@ impl Runtime {
                 self.inner.phlos.set_current(req.phlo_id, check.revision);
                 revision = check.at_once.then_some(check.revision);
             }
+            let mut started = None;
             if let Some(revision) = revision
                 && let Some(phlo) = self.phlo_in(&mut conn, req.phlo_id, revision).await?
             {
                 let token = first_token(run_id, req.phlo_id, phlo.start.0);
                 let message = Outbox::unwritten_step(self, &first_message(run_id));
-                let started = runs::start(
-                    &mut conn,
-                    &new_run(req.phlo_id, revision, "active"),
-                    &token,
-                    &message.as_new(),
-                    cap,
-                )
-                .await?;
-                conn.commit().await?;
-                if let Some(id) = started {
-                    outbox.written(id, message);
-                    return Ok(self.started(outbox, run_id, req.phlo_id, kind, false));
-                }
+                let run = new_run(req.phlo_id, revision, "active");
+                started = runs::start(&mut conn, &run, &token, &message.as_new(), cap)
+                    .await?
+                    .map(|id| (id, message));
+            }
+            // Released before the transaction below: on SQLite this is the process's only connection.
+            conn.commit().await?;
+            if let Some((id, message)) = started {
+                outbox.written(id, message);
+                return Ok(self.started(outbox, run_id, req.phlo_id, kind, false));
             }
             // Not started: a new revision, a full account or an unknown PHLO. The transaction below
             // tells which, and starts or queues the run.
@@ -182,5 +181,86 @@ impl Runtime {
         let rt = self.clone();
         tokio::spawn(async move { rt.flush(outbox).await });
         Started { run_id, queued }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::time::Duration;
+
+    use phlo_bus::{Bus, BusConfig};
+    use phlo_egress::{Egress, EgressConfig};
+    use phlo_flow::Trigger;
+    use serde_json::json;
+
+    use super::*;
+    use crate::RuntimeConfig;
+
+    /// SQLite gives the process one connection: a start that falls back from the one-statement path to
+    /// the transaction (here the account is full) releases it first, and queues the run.
+    #[tokio::test]
+    async fn a_run_queued_on_sqlite_does_not_wait_for_its_own_connection() {
+        let pool = phlo_store::testing::fresh_sqlite().await.unwrap();
+        let mut conn = pool.acquire().await.unwrap();
+        let (account, phlo) = phlo_store::testing::account_and_phlo(&mut conn)
+            .await
+            .unwrap();
+        let definition = json!({ "name": "p", "nodes": [
+            { "node_id": "11111111-0000-4000-8000-000000000000", "name": "Start", "type": "start" } ] });
+        phlo_store::on!(&mut conn, |db, dialect| sqlx::query(dialect.sql(
+            "INSERT INTO phlo_revisions (phlo_id, revision, definition) VALUES ($1, 1, $2)"
+        ))
+        .bind(phlo)
+        .bind(phlo_store::Json(&definition))
+        .execute(&mut *db)
+        .await
+        .map(|r| r.rows_affected()))
+        .unwrap();
+        let trigger = Trigger::Api {
+            request_uuid: String::new(),
+            params: Default::default(),
+        };
+        let active = runs::NewRun {
+            id: Uuid::now_v7(),
+            account_id: account,
+            phlo_id: phlo,
+            revision: 1,
+            trigger_type: "api",
+            trigger: &trigger,
+            from_number: None,
+            to_number: None,
+            status: "active",
+        };
+        runs::create(&mut conn, &active).await.unwrap();
+        drop(conn);
+
+        let bus = Bus::in_memory(BusConfig {
+            url: phlo_bus::MEMORY_URL.into(),
+            prefix: format!("t{}", Uuid::new_v4().simple()),
+            ..BusConfig::default()
+        })
+        .unwrap();
+        let rt = Runtime::new(
+            pool,
+            bus,
+            Egress::new(EgressConfig::default()).unwrap(),
+            RuntimeConfig {
+                max_active_runs: 1,
+                ..RuntimeConfig::default()
+            },
+            None,
+        );
+        let request = StartRequest {
+            account_id: account,
+            phlo_id: phlo,
+            trigger,
+        };
+        let started = tokio::time::timeout(Duration::from_secs(10), rt.start(request))
+            .await
+            .expect("the start waited for its own connection")
+            .unwrap();
+        assert!(started.queued, "the account is full: the run waits");
     }
 }

@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::support::{ADMIN_TOKEN, Account, Stack};
+use crate::support::{ADMIN_TOKEN, Account, Stack, Target};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn accounts_need_the_operator_token_and_look_like_plivos() {
@@ -104,10 +104,8 @@ async fn another_account_sees_nothing() {
 /// A run starts on the PHLO's current revision, also right after an update or a rollback through a
 /// gateway that has just started runs of the previous one (it remembers the revision it saw, and the
 /// start checks that guess against the PHLO), and its steps are that revision's nodes.
-#[tokio::test(flavor = "multi_thread")]
-async fn runs_start_on_the_current_revision_after_an_update_or_a_rollback() {
-    let mut stack = Stack::start(1).await;
-    let a = stack.account().await;
+async fn runs_start_on_the_current_revision_after_an_update_or_a_rollback(target: Target) {
+    let (mut stack, _sim, a) = target.start(&[]).await;
     let start = "11111111-0000-4000-8000-000000000000";
     let branch = "22222222-0000-4000-8000-000000000000";
     let v1 = json!({ "name": "versions", "nodes": [
@@ -148,6 +146,8 @@ async fn runs_start_on_the_current_revision_after_an_update_or_a_rollback() {
     );
     stack.cleanup().await;
 }
+
+crate::conformance!(runs_start_on_the_current_revision_after_an_update_or_a_rollback);
 
 /// Runs `phlo_id` and returns its revision and the nodes its steps ran.
 async fn run_once(stack: &Stack, a: &Account, phlo_id: &str) -> (i64, Vec<String>) {
