@@ -36,6 +36,9 @@ pub struct CommonConfig {
     pub nats_prefix: String,
     /// `PHLO_DB_POOL`: connections per process.
     pub db_pool: u32,
+    /// `PHLO_DB_POOL_MIN`: connections each process keeps open even when idle. Opening one costs
+    /// Postgres a process; a burst that opens many at once stalls every commit meanwhile.
+    pub db_pool_min: u32,
     /// `PHLO_MIGRATE`: apply migrations at start-up (safe with many replicas: an advisory lock serialises them).
     pub migrate: bool,
 }
@@ -48,6 +51,7 @@ impl std::fmt::Debug for CommonConfig {
             .field("nats_url", &secret::redact_url(&self.nats_url))
             .field("nats_prefix", &self.nats_prefix)
             .field("db_pool", &self.db_pool)
+            .field("db_pool_min", &self.db_pool_min)
             .field("migrate", &self.migrate)
             .finish()
     }
@@ -55,14 +59,27 @@ impl std::fmt::Debug for CommonConfig {
 
 impl CommonConfig {
     pub fn from_env() -> Result<Self, String> {
+        let db_pool = env_positive("PHLO_DB_POOL", 20, 10_000)?;
+        let db_pool_min = env_parse("PHLO_DB_POOL_MIN", 0)?;
+        check_pool(db_pool, db_pool_min)?;
         Ok(Self {
             database_url: env_or("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/phlo"),
             nats_url: env_or("NATS_URL", "nats://127.0.0.1:4222"),
             nats_prefix: env_or("PHLO_NATS_PREFIX", "phlo"),
-            db_pool: env_parse("PHLO_DB_POOL", 20)?,
+            db_pool,
+            db_pool_min,
             migrate: env_parse("PHLO_MIGRATE", true)?,
         })
     }
+}
+
+fn check_pool(max: u32, min: u32) -> Result<(), String> {
+    if min > max {
+        return Err(format!(
+            "PHLO_DB_POOL_MIN={min} is more than PHLO_DB_POOL={max}: a pool keeps at most PHLO_DB_POOL connections"
+        ));
+    }
+    Ok(())
 }
 
 /// Defaults a command sets for the settings the environment leaves unset (`phlo dev`: a SQLite
@@ -109,8 +126,36 @@ where
     }
 }
 
+/// Like [`env_parse`], for a count or an interval that must be 1 to `max`: 0 would leave the service
+/// doing nothing (a pool or a semaphore of none) or spinning (a poll every 0 ms), and far too much
+/// overflows what it sizes (tokio's semaphores panic past 2^61 permits).
+pub fn env_positive<T>(name: &str, default: T, max: T) -> Result<T, String>
+where
+    T: FromStr + PartialOrd + Default + std::fmt::Display,
+    T::Err: std::fmt::Display,
+{
+    let value = env_parse(name, default)?;
+    if value <= T::default() || value > max {
+        return Err(format!("{name}={value} is invalid: give 1 to {max}"));
+    }
+    Ok(value)
+}
+
+/// The most handlers or requests in flight a `*_CONCURRENCY` setting allows in one process.
+pub const MAX_CONCURRENCY: usize = 100_000;
+
+/// The longest duration a `*_SECS` setting takes: ten years. Far longer ones overflowed the clock
+/// arithmetic they feed (a deadline = now + the setting).
+pub const MAX_SECS: u64 = 10 * 365 * 24 * 3600;
+
 pub fn env_secs(name: &str, default: u64) -> Result<Duration, String> {
-    env_parse(name, default).map(Duration::from_secs)
+    let secs = env_parse(name, default)?;
+    if secs > MAX_SECS {
+        return Err(format!(
+            "{name}={secs} is invalid: at most {MAX_SECS} seconds (ten years)"
+        ));
+    }
+    Ok(Duration::from_secs(secs))
 }
 
 /// `PHLO_MAX_ACTIVE_RUNS`: runs one account may have active at once (more wait as `queued`). Read by

@@ -117,7 +117,7 @@ pub async fn instruct(conn: &mut Conn, i: &NewInstruction<'_>) -> Result<i64> {
     .bind(i.run_id)
     .bind(i.token)
     .bind(i.wait_id)
-    .bind(i.action.map(Json))
+    .bind(i.action.as_ref().map(crate::stored::Stored))
     .bind(i.xml)
     .fetch_one(&mut *db)
     .await

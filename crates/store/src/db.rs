@@ -42,11 +42,15 @@ impl Pool {
     /// everything in the process that connects to the same URL (the gateway, worker and callback
     /// service of `phlo dev`), as the in-process queue is; `sqlite::memory:` is a new private database
     /// each time (tests).
-    pub async fn connect(url: &str, max_connections: u32) -> Result<Pool> {
+    ///
+    /// A Postgres pool opens connections as the load needs them, up to `max_connections`, and keeps
+    /// `min_connections` open at all times (at most `max_connections`).
+    pub async fn connect(url: &str, max_connections: u32, min_connections: u32) -> Result<Pool> {
         if !is_sqlite(url) {
             return Ok(Pool::Postgres(
                 PgPoolOptions::new()
                     .max_connections(max_connections)
+                    .min_connections(min_connections.min(max_connections))
                     .acquire_timeout(Duration::from_secs(10))
                     .connect(url)
                     .await?,

@@ -28,6 +28,7 @@ pub mod rooms;
 pub mod runs;
 pub mod sealing;
 pub mod steps;
+pub mod stored;
 pub mod timers;
 pub mod tokens;
 
@@ -94,8 +95,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// A pool to the primary (`postgres://…`), or to an embedded SQLite file (`sqlite://…`). Reads and
 /// writes go to the primary: replicas may lag or, on some managed services, violate snapshot isolation.
-pub async fn connect(url: &str, max_connections: u32) -> Result<Pool> {
-    Pool::connect(url, max_connections).await
+pub async fn connect(url: &str, max_connections: u32, min_connections: u32) -> Result<Pool> {
+    Pool::connect(url, max_connections, min_connections).await
 }
 
 /// Creates the database named in `url` if it does not exist yet, so a first start on a fresh Postgres

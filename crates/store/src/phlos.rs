@@ -59,7 +59,7 @@ async fn insert_revision(
     ))
     .bind(phlo_id)
     .bind(revision)
-    .bind(Json(definition))
+    .bind(crate::stored::Stored(definition))
     .execute(&mut *db)
     .await
     .map(|r| r.rows_affected()))?;

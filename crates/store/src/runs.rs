@@ -59,7 +59,7 @@ pub async fn create(conn: &mut Conn, run: &NewRun<'_>) -> Result<()> {
     .bind(run.phlo_id)
     .bind(run.revision)
     .bind(run.trigger_type)
-    .bind(Json(run.trigger))
+    .bind(crate::stored::Stored(&run.trigger))
     .bind(run.from_number)
     .bind(run.to_number)
     .bind(run.status)
@@ -119,7 +119,7 @@ pub async fn start(
     .bind(run.id)
     .bind(run.revision)
     .bind(run.trigger_type)
-    .bind(Json(run.trigger))
+    .bind(crate::stored::Stored(&run.trigger))
     .bind(run.from_number)
     .bind(run.to_number)
     .bind(run.status),
@@ -166,13 +166,20 @@ pub async fn lock(conn: &mut Conn, id: Uuid) -> Result<Option<Run>> {
 
 /// Locks the run for the rest of the transaction and reads one of its tokens, in one round trip: what
 /// every step message starts with.
+///
+/// The token is locked too, and that is what makes it current. A statement that waited for the run's
+/// lock sees the run as the transaction it waited for left it, but any row it only read as of when it
+/// started: a token read by a join without a lock came back a step behind after a concurrent message
+/// of the same run, and its next step row collided with the one just written (`steps_pkey`). A token
+/// that does not exist yet for this statement (another transaction added it) takes two statements:
+/// the run's lock, then a fresh read.
 pub async fn lock_with_token(
     conn: &mut Conn,
     id: Uuid,
     token: i32,
 ) -> Result<Option<(Run, Option<Token>)>> {
     use sqlx::{FromRow, Row};
-    Ok(crate::on!(conn, |db, dialect| {
+    let locked = crate::on!(&mut *conn, |db, dialect| {
         let row = sqlx::query(dialect.sql(
             "SELECT runs.id, runs.account_id, runs.phlo_id, runs.revision, runs.status, runs.trigger_type,
                     runs.trigger, runs.from_number, runs.to_number, runs.error, runs.steps, runs.next_token,
@@ -180,8 +187,8 @@ pub async fn lock_with_token(
                t.node_id AS t_node_id, t.status AS t_status, t.seq AS t_seq, t.wait_id AS t_wait_id,
                t.wait AS t_wait, t.context AS t_context, t.repeats AS t_repeats,
                t.ended_reason AS t_ended_reason, t.updated_at AS t_updated_at
-             FROM runs LEFT JOIN tokens t ON t.run_id = runs.id AND t.token = $2
-             WHERE runs.id = $1 FOR UPDATE OF runs"
+             FROM runs JOIN tokens t ON t.run_id = runs.id AND t.token = $2
+             WHERE runs.id = $1 FOR UPDATE",
         ))
         .bind(id)
         .bind(token)
@@ -189,29 +196,31 @@ pub async fn lock_with_token(
         .await?;
         match row {
             None => None,
-            Some(row) => {
-                let run = Run::from_row(&row)?;
-                let node_id: Option<Uuid> = row.try_get("t_node_id")?;
-                let token = match node_id {
-                    None => None,
-                    Some(node_id) => Some(Token {
-                        run_id: id,
-                        token,
-                        node_id,
-                        status: row.try_get("t_status")?,
-                        seq: row.try_get("t_seq")?,
-                        wait_id: row.try_get("t_wait_id")?,
-                        wait: row.try_get("t_wait")?,
-                        context: row.try_get("t_context")?,
-                        repeats: row.try_get("t_repeats")?,
-                        ended_reason: row.try_get("t_ended_reason")?,
-                        updated_at: row.try_get("t_updated_at")?,
-                    }),
-                };
-                Some((run, token))
-            }
+            Some(row) => Some((
+                Run::from_row(&row)?,
+                Token {
+                    run_id: id,
+                    token,
+                    node_id: row.try_get("t_node_id")?,
+                    status: row.try_get("t_status")?,
+                    seq: row.try_get("t_seq")?,
+                    wait_id: row.try_get("t_wait_id")?,
+                    wait: row.try_get("t_wait")?,
+                    context: row.try_get("t_context")?,
+                    repeats: row.try_get("t_repeats")?,
+                    ended_reason: row.try_get("t_ended_reason")?,
+                    updated_at: row.try_get("t_updated_at")?,
+                },
+            )),
         }
-    }))
+    });
+    if let Some((run, token)) = locked {
+        return Ok(Some((run, Some(token))));
+    }
+    let Some(run) = lock(conn, id).await? else {
+        return Ok(None);
+    };
+    Ok(Some((run, crate::tokens::get(conn, id, token).await?)))
 }
 
 /// Counts `n` applied steps (a message may apply several consecutive steps of one token).
@@ -369,7 +378,7 @@ pub async fn finish(
     ))
     .bind(id)
     .bind(status)
-    .bind(error)
+    .bind(error.map(crate::stored::text))
     .fetch_optional(&mut *db)
     .await)?;
     Ok(ended.map(|(account_id,)| account_id))
@@ -470,7 +479,7 @@ pub async fn set_error(conn: &mut Conn, id: Uuid, error: &str) -> Result<()> {
         "UPDATE runs SET error = coalesce(error, $2), updated_at = now() WHERE id = $1"
     ))
     .bind(id)
-    .bind(error)
+    .bind(crate::stored::text(error))
     .execute(&mut *db)
     .await
     .map(|r| r.rows_affected()))?;

@@ -44,9 +44,9 @@ macro_rules! push_step_rows {
                 .push_bind(&s.event)
                 .push_bind(&s.outcome)
                 .push_bind(&s.state)
-                .push_bind(&s.variables)
-                .push_bind(&s.effects)
-                .push_bind(&s.error)
+                .push_bind($crate::stored::Stored(&s.variables))
+                .push_bind($crate::stored::Stored(&s.effects))
+                .push_bind(s.error.as_deref().map($crate::stored::text))
                 .push_bind(s.started_at)
                 // Bound rather than `now()`: Postgres' now() is the transaction's start, before
                 // `started_at`.

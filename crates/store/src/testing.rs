@@ -47,7 +47,7 @@ pub async fn fresh_database() -> crate::Result<String> {
         Some((base, _)) => format!("{base}/{name}"),
         None => format!("{admin}/{name}"),
     };
-    let pool = crate::connect(&url, 2).await?;
+    let pool = crate::connect(&url, 2, 0).await?;
     crate::migrate(&pool).await?;
     pool.close().await;
     Ok(url)
@@ -56,12 +56,12 @@ pub async fn fresh_database() -> crate::Result<String> {
 /// A pool on a fresh Postgres database.
 pub async fn fresh_pool() -> crate::Result<Pool> {
     let url = fresh_database().await?;
-    crate::connect(&url, 10).await
+    crate::connect(&url, 10, 0).await
 }
 
 /// A pool on a fresh, migrated in-memory SQLite database (the `phlo dev` store).
 pub async fn fresh_sqlite() -> crate::Result<Pool> {
-    let pool = crate::connect("sqlite::memory:", 1).await?;
+    let pool = crate::connect("sqlite::memory:", 1, 0).await?;
     crate::migrate(&pool).await?;
     Ok(pool)
 }

@@ -1239,3 +1239,121 @@ async fn the_sqlite_schema_has_every_table_and_column_of_the_postgres_one() {
         "tables and columns: SQLite (left) vs Postgres (right)"
     );
 }
+
+/// Text from outside (a webhook's params, an HTTP response, an error a server sent back) is written with
+/// U+FFFD for each NUL, on both backends: Postgres refuses NUL in `jsonb` and `text`, SQLite keeps it,
+/// so a step with one failed for good on one backend and passed on the other.
+#[tokio::test]
+async fn nul_characters_are_written_as_replacement_characters() {
+    on_both(|pool| async move {
+        let mut conn = c(&pool).await;
+        let (account, phlo) = crate::testing::account_and_phlo(&mut conn).await.unwrap();
+        let run_id = new_run(&mut conn, account, phlo, "active", "trigger\u{0}text").await;
+        let now = Utc::now();
+        let step = crate::steps::Step {
+            run_id,
+            token: 1,
+            seq: 1,
+            node_id: Uuid::nil(),
+            node_name: "HTTP_Request_1".into(),
+            node_type: "http_request".into(),
+            event: "enter".into(),
+            outcome: "done".into(),
+            state: Some("failed".into()),
+            variables: Json(json!({ "response": { "body\u{0}": "a\u{0}b" } })),
+            effects: Json(json!([])),
+            error: Some("the server said: x\u{0}y".into()),
+            started_at: now,
+            finished_at: now,
+        };
+        crate::steps::insert(&mut conn, &[step]).await.unwrap();
+        crate::runs::set_error(&mut conn, run_id, "failed: x\u{0}y")
+            .await
+            .unwrap();
+
+        let run = crate::runs::find(&mut conn, run_id).await.unwrap().unwrap();
+        assert_eq!(
+            run.trigger.0,
+            api_trigger(json!({ "text": "trigger\u{FFFD}text" }))
+        );
+        assert_eq!(run.error.as_deref(), Some("failed: x\u{FFFD}y"));
+        let steps = crate::steps::list(&mut conn, run_id).await.unwrap();
+        assert_eq!(
+            steps[0].variables.0,
+            json!({ "response": { "body\u{FFFD}": "a\u{FFFD}b" } })
+        );
+        assert_eq!(
+            steps[0].error.as_deref(),
+            Some("the server said: x\u{FFFD}y")
+        );
+    })
+    .await;
+}
+
+/// Two messages of one run at once (Postgres: SQLite has one connection). The second waits for the
+/// first's run lock, and must then read each token as the first left it: it read token 0 a step behind
+/// (the join read it as of the statement's start), so its next step row collided with the first's.
+#[tokio::test]
+async fn a_step_that_waited_for_the_run_lock_reads_its_token_as_the_first_left_it() {
+    let url = crate::testing::fresh_database().await.unwrap();
+    let pool = crate::connect(&url, 4, 0).await.unwrap();
+    let probe = sqlx::PgPool::connect(&url).await.unwrap();
+    let mut conn = c(&pool).await;
+    let (account, phlo) = crate::testing::account_and_phlo(&mut conn).await.unwrap();
+    let run_id = new_run(&mut conn, account, phlo, "active", "x").await;
+    let token = |n, seq| crate::tokens::Token {
+        run_id,
+        token: n,
+        node_id: Uuid::nil(),
+        status: "waiting".into(),
+        seq,
+        wait_id: Some(2),
+        wait: None,
+        context: Json(Context::default()),
+        repeats: 0,
+        ended_reason: None,
+        updated_at: Utc::now(),
+    };
+    crate::tokens::save(&mut conn, &token(0, 3)).await.unwrap();
+    drop(conn);
+
+    let mut first = pool.begin().await.unwrap();
+    let (_, seen) = crate::runs::lock_with_token(&mut first, run_id, 0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.unwrap().seq, 3);
+    let later = |n| {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let mut tx = pool.begin().await.unwrap();
+            let (_, seen) = crate::runs::lock_with_token(&mut tx, run_id, n)
+                .await
+                .unwrap()
+                .unwrap();
+            tx.commit().await.unwrap();
+            seen.map(|t| t.seq)
+        })
+    };
+    // Token 0 moves on a step; token 1 is new (a fork), so the waiting statement cannot see it.
+    let (second, third) = (later(0), later(1));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (waiting,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&probe)
+        .await
+        .unwrap();
+        if waiting == 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{waiting} waiting");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    crate::tokens::save(&mut first, &token(0, 4)).await.unwrap();
+    crate::tokens::save(&mut first, &token(1, 1)).await.unwrap();
+    first.commit().await.unwrap();
+    assert_eq!(second.await.unwrap(), Some(4));
+    assert_eq!(third.await.unwrap(), Some(1));
+}

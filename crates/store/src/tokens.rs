@@ -42,10 +42,10 @@ macro_rules! bind_token {
             .$bind(&$t.status)
             .$bind($t.seq)
             .$bind($t.wait_id)
-            .$bind(&$t.wait)
-            .$bind(&$t.context)
+            .$bind($t.wait.as_ref().map($crate::stored::Stored))
+            .$bind($crate::stored::Stored(&$t.context))
             .$bind($t.repeats)
-            .$bind(&$t.ended_reason)
+            .$bind($t.ended_reason.as_deref().map($crate::stored::text))
     };
 }
 pub(crate) use bind_token;
@@ -121,7 +121,7 @@ pub async fn end_all(conn: &mut Conn, run_id: Uuid, reason: &str) -> Result<u64>
          WHERE run_id = $1 AND status <> 'ended'",
     ))
     .bind(run_id)
-    .bind(reason)
+    .bind(crate::stored::text(reason))
     .execute(&mut *db)
     .await
     .map(|r| r.rows_affected())

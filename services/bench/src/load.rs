@@ -56,6 +56,49 @@ pub async fn server_now(pool: &PgPool) -> anyhow::Result<f64> {
     Ok(t)
 }
 
+/// Where Postgres' write-ahead log ends, and how many segment files `pg_wal` holds.
+#[derive(Debug, Clone, Copy)]
+pub struct WalMark {
+    bytes: f64,
+    /// `None` when the bench's role may not list `pg_wal` (superuser or `pg_monitor` may).
+    files: Option<i64>,
+}
+
+/// The write-ahead log written between two marks (cluster-wide: a quiet machine is assumed).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct WalReport {
+    pub mb: f64,
+    pub bytes_per_step: f64,
+    /// Segment files added to `pg_wal`. Postgres reuses the segments a checkpoint freed; when there are
+    /// none it creates and zero-fills a new 16 MB file, and every commit waits meanwhile (the ~100 ms
+    /// stalls behind a cold cluster's p99, docs/benchmarks.md run 7).
+    pub segments_added: Option<i64>,
+}
+
+pub async fn wal_mark(pool: &PgPool) -> anyhow::Result<WalMark> {
+    let (bytes,): (f64,) =
+        sqlx::query_as("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8")
+            .fetch_one(pool)
+            .await?;
+    let files = sqlx::query_as::<_, (i64,)>("SELECT count(*) FROM pg_ls_waldir()")
+        .fetch_one(pool)
+        .await
+        .ok()
+        .map(|(n,)| n);
+    Ok(WalMark { bytes, files })
+}
+
+impl WalMark {
+    pub fn since(self, before: WalMark, steps: f64) -> WalReport {
+        let bytes = self.bytes - before.bytes;
+        WalReport {
+            mb: bytes / 1e6,
+            bytes_per_step: if steps > 0.0 { bytes / steps } else { 0.0 },
+            segments_added: self.files.zip(before.files).map(|(a, b)| (a - b).max(0)),
+        }
+    }
+}
+
 async fn active_runs(pool: &PgPool) -> anyhow::Result<i64> {
     let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM runs WHERE status = 'active'")
         .fetch_one(pool)

@@ -98,6 +98,8 @@ struct ScenarioReport {
     bench_cpu_window_s: f64,
     /// All CPU (services + Postgres + NATS) per step finished in the window, ms.
     cpu_ms_per_step: f64,
+    /// Write-ahead log written during the window.
+    wal: load::WalReport,
     /// Scenario c only: the callback service draining a standing backlog, as ref2 does.
     #[serde(skip_serializing_if = "Option::is_none")]
     drain: Option<DrainReport>,
@@ -248,18 +250,23 @@ async fn run_on(
         token: acct.1.clone(),
         payload: sc.payload.clone(),
     };
-    // Warm-up: until a few runs complete (workers connected, caches filled); not measured.
+    // Warm-up at the measured load, not measured: workers connected, caches filled, and each
+    // process's connection pool grown to the size this load needs. Warmed at a lower load, the pools
+    // grew inside the window instead: at 1,000 runs/s about 20 connections opened within 100 ms, and
+    // every run of the next 300 ms waited (p99 45-60 ms instead of 4-6, docs/benchmarks.md run 7).
     let warm = (duration / 4).max(Duration::from_millis(500));
-    let (_, _, _) = load::drive(stack, &pool, &target, Mode::Concurrency(8), warm).await?;
+    let (_, _, _) = load::drive(stack, &pool, &target, sc.mode, warm).await?;
     load::drain(&pool, Duration::from_secs(60)).await?;
     if sc.callback {
         load::drain_callbacks(&pool, Duration::from_secs(60)).await?;
     }
     let pids = stack.pids();
     let before: Vec<Option<ProcSample>> = pids.iter().map(|(_, p)| stack::sample(*p)).collect();
+    let wal_before = load::wal_mark(&pool).await?;
     let cpu = reference::CpuWindow::begin();
     let (fired, start, end) = load::drive(stack, &pool, &target, sc.mode, duration).await?;
     let cpu = cpu.end();
+    let wal_after = load::wal_mark(&pool).await?;
     let after: Vec<Option<ProcSample>> = pids.iter().map(|(_, p)| stack::sample(*p)).collect();
     let drain_for = Duration::from_secs(if args.tiny { 30 } else { 120 });
     let mut errors: BTreeMap<String, u64> = fired.errors.clone().into_iter().collect();
@@ -344,6 +351,7 @@ async fn run_on(
         postgres_cpu_window_s: cpu.pg_s,
         nats_cpu_window_s: cpu.nats_s,
         bench_cpu_window_s: cpu.me_s,
+        wal: wal_after.since(wal_before, steps_in_window),
         drain,
         errors,
     })
@@ -590,6 +598,17 @@ async fn main() -> anyhow::Result<()> {
     if failed {
         anyhow::bail!("some scenarios failed (see above)");
     }
+    // A run lost or stuck is a defect, not a figure: fail, so that CI's tiny run catches it (it once
+    // printed "runs not completed: 2" and passed, while step messages were being dropped).
+    let with_errors: Vec<String> = report
+        .scenarios
+        .iter()
+        .filter(|s| !s.errors.is_empty())
+        .map(|s| format!("{}: {:?}", s.name, s.errors))
+        .collect();
+    if !with_errors.is_empty() {
+        anyhow::bail!("scenarios with errors: {}", with_errors.join("; "));
+    }
     Ok(())
 }
 
@@ -648,6 +667,21 @@ fn print_table(r: &Report) {
             m.step_exec_ms,
             m.step_gap_ms,
             errors
+        );
+    }
+    for s in &r.scenarios {
+        let w = &s.wal;
+        let added = match w.segments_added {
+            Some(0) => "no WAL segment created".to_owned(),
+            Some(n) => format!(
+                "{n} WAL segment(s) created: every commit waited while Postgres wrote each \
+                 (a cold cluster; see docs/benchmarks.md, run 7)"
+            ),
+            None => "WAL segments not counted (pg_ls_waldir needs pg_monitor)".to_owned(),
+        };
+        println!(
+            "{:<5} wal: {:.1} MB in the window, {:.0} bytes per step, {added}",
+            s.name, w.mb, w.bytes_per_step
         );
     }
     for s in &r.scenarios {

@@ -357,11 +357,18 @@ fn log(d: &Delivery, f: &Finish) {
     }
 }
 
-/// The start of a response body as text, for the log.
+/// The start of a response body as text, for the log. NUL becomes U+FFFD: Postgres text cannot hold it.
 fn excerpt(body: &[u8]) -> String {
     String::from_utf8_lossy(body)
         .chars()
         .take(EXCERPT_CHARS)
+        .map(|c| {
+            if c == '\0' {
+                char::REPLACEMENT_CHARACTER
+            } else {
+                c
+            }
+        })
         .collect::<String>()
         .trim()
         .to_owned()

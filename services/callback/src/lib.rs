@@ -24,7 +24,7 @@ use std::time::Duration;
 use phlo_bus::{Bus, BusConfig, CallbackMessage, Delivery, Outcome, Queue};
 use phlo_egress::{Egress, EgressConfig};
 use phlo_runtime::background::retry_delay;
-use phlo_service::{CommonConfig, env_parse, env_secs};
+use phlo_service::{CommonConfig, env_parse, env_positive, env_secs};
 use phlo_store::Pool;
 use tokio_util::sync::CancellationToken;
 
@@ -89,7 +89,11 @@ impl Config {
         Ok(Self {
             common: CommonConfig::from_env()?,
             addr: phlo_service::env_or("PHLO_CALLBACK_ADDR", "0.0.0.0:9091"),
-            concurrency: env_parse("PHLO_CALLBACK_CONCURRENCY", 128)?,
+            concurrency: env_positive(
+                "PHLO_CALLBACK_CONCURRENCY",
+                128,
+                phlo_service::MAX_CONCURRENCY,
+            )?,
             schedule: Schedule::parse(&schedule)
                 .map_err(|e| format!("PHLO_CALLBACK_SCHEDULE: {e}"))?,
             jitter,
@@ -99,7 +103,11 @@ impl Config {
             nak_max: env_secs("PHLO_CALLBACK_NAK_MAX_SECS", 60)?,
             max_retry_after: env_secs("PHLO_CALLBACK_MAX_RETRY_AFTER_SECS", 86_400)?,
             redrive_after: env_secs("PHLO_CALLBACK_REDRIVE_AFTER_SECS", 300)?,
-            poll_interval: Duration::from_millis(env_parse("PHLO_POLL_INTERVAL_MS", 1000)?),
+            poll_interval: Duration::from_millis(env_positive(
+                "PHLO_POLL_INTERVAL_MS",
+                1000,
+                3_600_000,
+            )?),
             egress: EgressConfig {
                 allow: EgressConfig::parse_allow(&allow)
                     .map_err(|e| format!("PHLO_EGRESS_ALLOW: {e}"))?,
@@ -116,7 +124,12 @@ impl Config {
 /// Runs until `shutdown`, then stops taking messages and lets in-flight attempts finish (each is
 /// bounded by the attempt timeout).
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let pool = phlo_store::connect(&config.common.database_url, config.common.db_pool).await?;
+    let pool = phlo_store::connect(
+        &config.common.database_url,
+        config.common.db_pool,
+        config.common.db_pool_min,
+    )
+    .await?;
     if config.common.migrate {
         phlo_store::migrate(&pool).await?;
     }

@@ -178,7 +178,12 @@ pub async fn run_with(
     extra: Router,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let pool = phlo_store::connect(&config.common.database_url, config.common.db_pool).await?;
+    let pool = phlo_store::connect(
+        &config.common.database_url,
+        config.common.db_pool,
+        config.common.db_pool_min,
+    )
+    .await?;
     if config.common.migrate {
         phlo_store::migrate(&pool).await?;
     }

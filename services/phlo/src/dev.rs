@@ -224,7 +224,7 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
         );
     }
 
-    let pool = phlo_store::connect(&gateway_config.common.database_url, 1).await?;
+    let pool = phlo_store::connect(&gateway_config.common.database_url, 1, 0).await?;
     phlo_store::migrate(&pool).await?;
     let sim = phlo_carrier_sim::Sim::new(sim_config)?;
     let carrier = axum::Router::new().nest("/carrier", phlo_carrier_sim::app(sim));

@@ -121,13 +121,13 @@ async fn all_in_one() -> anyhow::Result<()> {
     // The gateway migrates first; the worker and the callback service start once the schema is there.
     let gateway = phlo_gateway::run(gateway_config, listener, shutdown.clone());
     let worker = async {
-        let pool = phlo_store::connect(&worker_config.common.database_url, 2).await?;
+        let pool = phlo_store::connect(&worker_config.common.database_url, 2, 0).await?;
         phlo_store::migrate(&pool).await?;
         pool.close().await;
         phlo_worker::run(worker_config, shutdown.clone()).await
     };
     let callback = async {
-        let pool = phlo_store::connect(&callback_config.common.database_url, 2).await?;
+        let pool = phlo_store::connect(&callback_config.common.database_url, 2, 0).await?;
         phlo_store::migrate(&pool).await?;
         pool.close().await;
         phlo_callback::run(callback_config, shutdown.clone()).await
@@ -169,7 +169,7 @@ async fn carrier_sim() -> anyhow::Result<()> {
 async fn migrate() -> anyhow::Result<()> {
     let config = phlo_service::CommonConfig::from_env().map_err(anyhow::Error::msg)?;
     phlo_store::ensure_database(&config.database_url).await?;
-    let pool = phlo_store::connect(&config.database_url, 2).await?;
+    let pool = phlo_store::connect(&config.database_url, 2, 0).await?;
     phlo_store::migrate(&pool).await?;
     println!("migrations applied to {}", redact(&config.database_url));
     Ok(())

@@ -12,7 +12,7 @@ use phlo_bus::{
 use phlo_egress::{Egress, EgressConfig};
 use phlo_runtime::background::retry_delay;
 use phlo_runtime::{Runtime, RuntimeConfig};
-use phlo_service::{CommonConfig, env_parse, env_secs};
+use phlo_service::{CommonConfig, env_parse, env_positive, env_secs};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone)]
@@ -43,9 +43,21 @@ impl Config {
         Ok(Self {
             common: CommonConfig::from_env()?,
             addr: phlo_service::env_or("PHLO_WORKER_ADDR", "0.0.0.0:9090"),
-            step_concurrency: env_parse("PHLO_WORKER_CONCURRENCY", 32)?,
-            http_concurrency: env_parse("PHLO_HTTP_CONCURRENCY", 64)?,
-            carrier_concurrency: env_parse("PHLO_CARRIER_CONCURRENCY", 32)?,
+            step_concurrency: env_positive(
+                "PHLO_WORKER_CONCURRENCY",
+                32,
+                phlo_service::MAX_CONCURRENCY,
+            )?,
+            http_concurrency: env_positive(
+                "PHLO_HTTP_CONCURRENCY",
+                64,
+                phlo_service::MAX_CONCURRENCY,
+            )?,
+            carrier_concurrency: env_positive(
+                "PHLO_CARRIER_CONCURRENCY",
+                32,
+                phlo_service::MAX_CONCURRENCY,
+            )?,
             carrier: phlo_service::carrier_config()?,
             egress: EgressConfig {
                 allow: EgressConfig::parse_allow(&allow)
@@ -67,7 +79,11 @@ impl Config {
                     defaults.redrive_after.as_secs(),
                 )?,
                 relay_after: env_secs("PHLO_RELAY_AFTER_SECS", defaults.relay_after.as_secs())?,
-                poll_interval: Duration::from_millis(env_parse("PHLO_POLL_INTERVAL_MS", 1000)?),
+                poll_interval: Duration::from_millis(env_positive(
+                    "PHLO_POLL_INTERVAL_MS",
+                    1000,
+                    3_600_000,
+                )?),
                 public_url: phlo_service::env_or("PHLO_PUBLIC_URL", &defaults.public_url),
             },
             shutdown_grace: env_secs("PHLO_SHUTDOWN_GRACE_SECS", 20)?,
@@ -77,7 +93,12 @@ impl Config {
 
 /// Runs until `shutdown`, then stops taking messages and lets in-flight ones finish.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let pool = phlo_store::connect(&config.common.database_url, config.common.db_pool).await?;
+    let pool = phlo_store::connect(
+        &config.common.database_url,
+        config.common.db_pool,
+        config.common.db_pool_min,
+    )
+    .await?;
     if config.common.migrate {
         phlo_store::migrate(&pool).await?;
     }

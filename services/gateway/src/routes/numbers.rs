@@ -23,6 +23,13 @@ pub async fn attach(
     body: JsonBody,
 ) -> Result<Json<Value>, ApiError> {
     phlo_flow::phone::check_address(&number).map_err(ApiError::bad_request)?;
+    // Clients disagree on whether a `%` in a path is already an escape, so the number one sent and the
+    // number attached could differ.
+    if number.contains('%') {
+        return Err(ApiError::bad_request(format!(
+            "`{number}`: a number in the path cannot hold %-escapes; attach sip:user@host with plain characters"
+        )));
+    }
     let body = body.object("the number")?;
     let raw = body.get("phlo_id").and_then(Value::as_str).ok_or_else(|| {
         ApiError::bad_request("send {\"phlo_id\": \"...\"}: the PHLO this number starts")

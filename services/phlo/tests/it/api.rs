@@ -33,7 +33,7 @@ async fn accounts_need_the_operator_token_and_look_like_plivos() {
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
     );
     // The token is stored hashed: the database never sees it.
-    let pool = phlo_store::connect(&stack.db_url, 1).await.unwrap();
+    let pool = phlo_store::connect(&stack.db_url, 1, 0).await.unwrap();
     let (hash,): (Vec<u8>,) = sqlx_query(&pool, &acct.auth_id).await;
     assert_eq!(hash.len(), 32);
     assert_ne!(hash, acct.token.as_bytes());
@@ -194,6 +194,16 @@ async fn bad_input_gets_a_clear_4xx() {
             404,
             "not found",
         ),
+        // `%25` is a `%` once decoded: some clients escape it, some send `%` as is.
+        (
+            send(
+                Method::PUT,
+                "/v1/numbers/sip:a%2541@example.com",
+                "{\"phlo_id\": \"00000000-0000-4000-8000-000000000000\"}",
+            ),
+            400,
+            "cannot hold %-escapes",
+        ),
         (
             send(
                 Method::GET,
@@ -291,5 +301,44 @@ async fn payload_numbers_at_the_limits_of_a_double_survive_the_database() {
     let (status, list) = stack.call(&acct, Method::GET, "/v1/runs", None).await;
     assert_eq!(status, 200, "{list}");
     assert_eq!(list["objects"][0]["run_id"], run_id.as_str());
+    stack.cleanup().await;
+}
+
+fn nul_in_response(_path: &str) -> (u16, &'static str, String) {
+    (
+        200,
+        "application/json",
+        json!({ "note": "a\u{0}b", "k\u{0}": 1 }).to_string(),
+    )
+}
+
+crate::conformance!(an_http_response_with_nul_characters_is_stored_with_replacement_characters);
+
+/// Postgres refuses U+0000 in `jsonb`, SQLite keeps it. The API refuses it in requests (400), but an
+/// HTTP Request node's response is not ours to refuse: it used to fail the step for good on Postgres
+/// (the run stayed active) and pass on SQLite. Both targets now store U+FFFD in its place.
+async fn an_http_response_with_nul_characters_is_stored_with_replacement_characters(
+    target: Target,
+) {
+    let server = crate::support::recorder(nul_in_response).await;
+    let (mut stack, _sim, acct) = target.start(&[]).await;
+    let phlo = json!({ "name": "nul", "nodes": [
+        { "node_id": "11111111-0000-4000-8000-000000000001", "name": "Start", "type": "start",
+          "transitions": { "api_request": "11111111-0000-4000-8000-000000000002" } },
+        { "node_id": "11111111-0000-4000-8000-000000000002", "name": "HTTP_Request_1", "type": "http_request",
+          "options": { "method": "GET", "url": format!("http://127.0.0.1:{}/x", server.addr.port()),
+                       "timeout": 5, "response": { "content_type": "application/json" } } } ] });
+    let phlo_id = stack.create_phlo(&acct, phlo).await;
+    let run_id = stack.run(&acct, &phlo_id, json!({})).await;
+    let run = stack
+        .wait_run(&acct, &run_id, std::time::Duration::from_secs(60))
+        .await;
+    assert_eq!(run["status"], "completed", "{run:#}");
+    let http = crate::support::done_step(&run, "HTTP_Request_1");
+    assert_eq!(http["state"], "success", "{http:#}");
+    assert_eq!(
+        http["variables"]["response"]["body"],
+        json!({ "note": "a\u{FFFD}b", "k\u{FFFD}": 1 })
+    );
     stack.cleanup().await;
 }

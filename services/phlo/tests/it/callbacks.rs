@@ -50,6 +50,7 @@ struct Reply {
     status: u16,
     headers: Vec<(&'static str, String)>,
     delay: Duration,
+    body: &'static str,
 }
 
 fn status(code: u16) -> Reply {
@@ -57,6 +58,7 @@ fn status(code: u16) -> Reply {
         status: code,
         headers: Vec::new(),
         delay: Duration::ZERO,
+        body: "thanks",
     }
 }
 
@@ -99,7 +101,7 @@ impl Receiver {
                     for (k, v) in reply.headers {
                         response = response.header(k, v);
                     }
-                    response.body(axum::body::Body::from("thanks")).unwrap()
+                    response.body(axum::body::Body::from(reply.body)).unwrap()
                 }
             },
         );
@@ -405,6 +407,34 @@ fn gaps(hits: &[Hit]) -> Vec<f64> {
         .collect()
 }
 
+crate::conformance!(a_response_with_a_nul_byte_is_recorded_with_a_replacement_character);
+
+/// Postgres text refuses a NUL byte. A receiver answering with one made recording the attempt fail
+/// every time on Postgres (the delivery re-driven after each lease), while SQLite kept it.
+async fn a_response_with_a_nul_byte_is_recorded_with_a_replacement_character(target: Target) {
+    let receiver = Receiver::start(|_, _| Reply {
+        body: "ok\0done",
+        ..status(200)
+    })
+    .await;
+    let (mut stack, _sim, acct) = target.start(&[]).await;
+    let definition = json!({ "name": "nul", "nodes": [
+        { "node_id": START, "name": "Start", "type": "start",
+          "callback": { "url": receiver.url("/hooks/nul") } } ] });
+    let phlo_id = stack.create_phlo(&acct, definition).await;
+    let run_id = stack.run(&acct, &phlo_id, json!({})).await;
+    let log = wait_log(&stack, &acct, &run_id, Duration::from_secs(30), |l| {
+        settled(l, 1)
+    })
+    .await;
+    let delivery = by_node(&log, "Start");
+    assert_eq!(delivery["status"], "delivered", "{delivery:#}");
+    assert_eq!(delivery["attempt_count"], 1, "{delivery:#}");
+    assert_eq!(delivery["attempts"][0]["response"], "ok\u{FFFD}done");
+    assert_eq!(receiver.hits("/hooks/nul").len(), 1);
+    stack.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn retries_follow_the_schedule_and_retry_after_and_410_disables_the_url() {
     let receiver = Receiver::start(|path, nth| match (path, nth) {
@@ -412,7 +442,7 @@ async fn retries_follow_the_schedule_and_retry_after_and_410_disables_the_url() 
         ("/busy", 0) => Reply {
             status: 503,
             headers: vec![("retry-after", "2".into())],
-            delay: Duration::ZERO,
+            ..status(503)
         },
         ("/gone", _) => status(410),
         ("/down", 0..=3) => status(502),
@@ -689,9 +719,8 @@ async fn killing_the_callback_service_during_1000_deliveries_loses_none() {
     const TOTAL: usize = RUNS * PER_RUN;
     // A little latency, so that a kill always lands on attempts in flight.
     let receiver = Receiver::start(|_, _| Reply {
-        status: 200,
-        headers: Vec::new(),
         delay: Duration::from_millis(5),
+        ..status(200)
     })
     .await;
     let mut stack = Stack::start(2).await;

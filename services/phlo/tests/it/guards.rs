@@ -130,7 +130,7 @@ async fn lingering_runs_time_out_and_waiting_runs_can_be_cancelled() {
         )
         .await;
     assert_eq!((status, body["cancelled"].clone()), (200, json!(false)));
-    let pool = phlo_store::connect(&stack2.db_url, 1).await.unwrap();
+    let pool = phlo_store::connect(&stack2.db_url, 1, 0).await.unwrap();
     let mut conn = pool.acquire().await.unwrap();
     assert_eq!(phlo_store::outbox::backlog(&mut conn).await.unwrap(), 0);
     stack.cleanup().await;

@@ -16,6 +16,7 @@ const SEND: &str = "72000000-0000-4000-8000-000000000001";
 crate::conformance!(
     send_sms_from_an_api_request_is_sent,
     an_incoming_sms_starts_the_phlo_and_the_reply_goes_to_the_sender,
+    an_incoming_sms_with_a_nul_character_runs_with_a_replacement_character,
 );
 
 const NUMBER: &str = "+14155550199";
@@ -324,6 +325,73 @@ async fn an_incoming_sms_starts_the_phlo_and_the_reply_goes_to_the_sender(target
     assert_eq!(
         run["message_uuids"],
         json!([message_uuid, reply["message_uuid"]])
+    );
+    stack.cleanup().await;
+}
+
+/// A NUL in a text (GSM 7-bit '@' is 0x00, and a careless decoder passes it on) used to make the
+/// inbound webhook fail on Postgres, whose `jsonb` refuses U+0000, so the message started no run; SQLite
+/// kept it. Both now store U+FFFD in its place, and the run goes on.
+async fn an_incoming_sms_with_a_nul_character_runs_with_a_replacement_character(target: Target) {
+    let (mut stack, sim, acct) = sms_stack_on(target).await;
+    phlo_on(&stack, &acct, NUMBER, json!({ "name": "Echo", "nodes": [
+        { "node_id": START, "name": "Start", "type": "start", "transitions": { "incoming_message": SEND } },
+        { "node_id": SEND, "name": "Send_SMS_1", "type": "send_sms",
+          "options": { "from": "{{Start.message.to}}", "to": "{{Start.message.from}}",
+                       "message": "You said {{Start.message.text}}" } },
+    ]}))
+    .await;
+    let message_uuid = text_in(&stack, &sim, SENDER, NUMBER, "meet @ 5: a\u{0}b").await;
+    let run_id = run_mentioning(&stack, &acct, &message_uuid).await;
+    let run = stack.wait_run(&acct, &run_id, DEADLINE).await;
+    assert_eq!(run["status"], "completed", "{run:#}");
+    let start = done_step(&run, "Start");
+    assert_eq!(
+        start["variables"]["message"]["text"],
+        "meet @ 5: a\u{FFFD}b"
+    );
+    let reply = final_message_to(&stack, &sim, SENDER).await;
+    assert_eq!(reply["text"], "You said meet @ 5: a\u{FFFD}b");
+    stack.cleanup().await;
+}
+
+/// The carrier's webhook parameters go into text columns too (the run's `from`), which refuse a NUL
+/// byte on Postgres: the webhook failed (500) however often the carrier retried. Every parameter now
+/// has U+FFFD in its place, after the signature is checked over what was sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_carrier_webhook_with_nul_characters_starts_the_run() {
+    let mut stack = Stack::start(1).await;
+    let acct = stack.account().await;
+    phlo_on(
+        &stack,
+        &acct,
+        NUMBER,
+        json!({ "name": "Inbound", "nodes": [
+        { "node_id": START, "name": "Start", "type": "start" } ] }),
+    )
+    .await;
+    let message_uuid = uuid::Uuid::new_v4().to_string();
+    let r = stack
+        .http
+        .post(stack.url("/v1/carrier/sms/inbound"))
+        .form(&[
+            ("From", "+1415555\u{0}0100"),
+            ("To", NUMBER),
+            ("Text", "a\u{0}b"),
+            ("MessageUUID", &message_uuid),
+        ])
+        .send()
+        .await
+        .expect("inbound SMS");
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let run_id = run_mentioning(&stack, &acct, &message_uuid).await;
+    let run = stack.wait_run(&acct, &run_id, DEADLINE).await;
+    assert_eq!(run["status"], "completed", "{run:#}");
+    assert_eq!(run["from"], "+1415555\u{FFFD}0100");
+    let message = &done_step(&run, "Start")["variables"]["message"];
+    assert_eq!(
+        (&message["from"], &message["text"]),
+        (&json!("+1415555\u{FFFD}0100"), &json!("a\u{FFFD}b"))
     );
     stack.cleanup().await;
 }

@@ -100,13 +100,27 @@ impl FromRequest<AppState> for Webhook {
                 ));
             }
         }
-        let mut params: Params = query.iter().cloned().collect();
-        params.extend(pairs);
+        let mut params: Params = query.iter().cloned().map(scrub_nul).collect();
+        params.extend(pairs.into_iter().map(scrub_nul));
         Ok(Webhook {
             params,
-            query: query.into_iter().collect(),
+            query: query.into_iter().map(scrub_nul).collect(),
         })
     }
+}
+
+/// Postgres text cannot hold a NUL, and a carrier cannot be asked to leave it out (an SMS decoded
+/// from GSM 7-bit turns '@' into 0x00): U+FFFD takes its place, as in stored JSON. After the signature
+/// check, which covers what was sent.
+fn scrub_nul((name, value): (String, String)) -> (String, String) {
+    let scrub = |s: String| {
+        if s.contains('\0') {
+            phlo_store::stored::text(&s).into_owned()
+        } else {
+            s
+        }
+    };
+    (scrub(name), scrub(value))
 }
 
 /// An XML answer for the carrier.
