@@ -133,6 +133,12 @@ pub enum DecodeError {
 }
 
 impl StepMessage {
+    pub fn run_id(&self) -> Uuid {
+        match self {
+            StepMessage::Advance { run_id, .. } | StepMessage::Resume { run_id, .. } => *run_id,
+        }
+    }
+
     /// Deterministic, so that a re-publish (retry, outbox relay) of the same step is dropped by
     /// NATS inside the dedup window.
     pub fn msg_id(&self) -> String {

@@ -9,6 +9,25 @@ use crate::outbox::Outbox;
 use crate::{Runtime, RuntimeError};
 
 impl Runtime {
+    /// Ends an active run `failed` with `reason`, in its own transaction: for a step that can never
+    /// be applied, so that the run ends visibly instead of waiting for the lifetime guard. Returns
+    /// whether it ended now (false: it had ended already, or does not exist).
+    pub async fn fail_run(&self, run_id: Uuid, reason: &str) -> Result<bool, RuntimeError> {
+        let mut tx = self.pool().begin().await?;
+        let active = runs::lock(&mut tx, run_id)
+            .await?
+            .is_some_and(|run| run.status == "active");
+        if !active {
+            return Ok(false);
+        }
+        let mut outbox = Outbox::default();
+        self.end_run(&mut tx, &mut outbox, run_id, "failed", reason)
+            .await?;
+        tx.commit().await?;
+        self.flush(outbox).await;
+        Ok(true)
+    }
+
     pub(crate) async fn end_run(
         &self,
         conn: &mut Conn,

@@ -294,23 +294,39 @@ pub async fn seal_stored_secrets(pool: &crate::Pool, keys: &Keyring) -> Result<u
             tx.commit().await?;
             return Ok(sealed);
         }
-        for (id, secret, previous) in rows {
-            let context = seal_context(id);
-            let reseal = |v: Option<String>| -> Result<Option<String>> {
-                v.map(|v| {
-                    if keys.is_current(&v) {
-                        Ok(v)
-                    } else {
-                        open_stored(keys, &v, &context).map(|plain| keys.seal(&plain, &context))
-                    }
-                })
-                .transpose()
-            };
+        // Opened and sealed before any write, so that a row no key here opens ends the transaction
+        // explicitly: a dropped one is rolled back only when its connection is next used, and until
+        // then its row locks would make the next caller's SKIP LOCKED pass over these rows.
+        let resealed: Result<Vec<_>> = rows
+            .into_iter()
+            .map(|(id, secret, previous)| {
+                let context = seal_context(id);
+                let reseal = |v: Option<String>| -> Result<Option<String>> {
+                    v.map(|v| {
+                        if keys.is_current(&v) {
+                            Ok(v)
+                        } else {
+                            open_stored(keys, &v, &context).map(|plain| keys.seal(&plain, &context))
+                        }
+                    })
+                    .transpose()
+                };
+                Ok((id, reseal(secret)?, reseal(previous)?))
+            })
+            .collect();
+        let resealed = match resealed {
+            Ok(resealed) => resealed,
+            Err(e) => {
+                tx.rollback().await?;
+                return Err(e);
+            }
+        };
+        for (id, secret, previous) in resealed {
             crate::on!(&mut tx, |db, dialect| {
                 sqlx::query(dialect.sql("UPDATE accounts SET webhook_secret = $2, webhook_secret_previous = $3 WHERE id = $1",))
             .bind(id)
-            .bind(reseal(secret)?)
-            .bind(reseal(previous)?)
+            .bind(&secret)
+            .bind(&previous)
             .execute(&mut *db)
             .await.map(|r| r.rows_affected())
             })?;

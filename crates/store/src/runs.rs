@@ -395,7 +395,7 @@ pub struct Filter {
     pub created_before: Option<DateTime<Utc>>,
     /// Matches the caller or the called number.
     pub phone_number: Option<String>,
-    /// Case-insensitive text searched in the trigger and in every step's variables.
+    /// Case-insensitive text searched in the trigger, the run's error and every step's variables.
     pub text: Option<String>,
     /// Cursor: runs strictly older than this (created_at, id).
     pub before: Option<(DateTime<Utc>, Uuid)>,
@@ -421,7 +421,7 @@ pub async fn list(conn: &mut Conn, f: &Filter) -> Result<Vec<Run>> {
            AND ($5::timestamptz IS NULL OR created_at >= $5)
            AND ($6::timestamptz IS NULL OR created_at < $6)
            AND ($7::text IS NULL OR from_number = $7 OR to_number = $7)
-           AND ($8::text IS NULL OR trigger::text ILIKE $8
+           AND ($8::text IS NULL OR trigger::text ILIKE $8 OR error ILIKE $8
                 OR EXISTS (SELECT 1 FROM steps s WHERE s.run_id = runs.id AND s.variables::text ILIKE $8))
            AND ($9::timestamptz IS NULL OR (created_at, id) < ($9, $10))
          ORDER BY created_at DESC, id DESC LIMIT $11"),
@@ -435,7 +435,7 @@ pub async fn list(conn: &mut Conn, f: &Filter) -> Result<Vec<Run>> {
            AND ($5 IS NULL OR created_at >= $5)
            AND ($6 IS NULL OR created_at < $6)
            AND ($7 IS NULL OR from_number = $7 OR to_number = $7)
-           AND ($8 IS NULL OR trigger LIKE $8 ESCAPE '\\'
+           AND ($8 IS NULL OR trigger LIKE $8 ESCAPE '\\' OR error LIKE $8 ESCAPE '\\'
                 OR EXISTS (SELECT 1 FROM steps s WHERE s.run_id = runs.id
                                                    AND s.variables LIKE $8 ESCAPE '\\'))
            AND ($9 IS NULL OR (created_at, id) < ($9, $10))

@@ -290,6 +290,7 @@ async fn runs_tokens_steps_and_their_listings() {
             ("5_%", vec![]),
             ("%", vec![first]),
             ("plain", vec![second]),
+            ("BOOM", vec![first]), // the run's error
         ] {
             let f = filter(crate::runs::Filter {
                 text: Some(text.into()),

@@ -189,12 +189,29 @@ async fn on_step(rt: Runtime, d: Delivery) -> Outcome {
             tracing::warn!(error = %e, "step failed; will retry");
             Outcome::Retry(retry_delay(d.delivered))
         }
+        // A race with another step of the run (a unique violation, say) clears on a retry.
+        Err(e) if d.delivered < PERMANENT_FAILURE_ATTEMPTS => {
+            tracing::warn!(error = %e, ?msg, "step failed; will retry in case it was a race");
+            Outcome::Retry(retry_delay(d.delivered))
+        }
+        // Dropping the message would leave the run active with nothing to move it until the
+        // lifetime guard, and the reconciler would re-drive it into the same error every minute.
         Err(e) => {
-            tracing::error!(error = %e, ?msg, "step cannot be applied");
-            Outcome::Term(e.to_string())
+            tracing::error!(error = %e, ?msg, "step cannot be applied; the run fails");
+            let reason = format!("a step could not be applied: {e}");
+            match rt.fail_run(msg.run_id(), &reason).await {
+                Ok(_) => Outcome::Ack,
+                Err(fail) => {
+                    tracing::warn!(error = %fail, "failing the run failed; will retry");
+                    Outcome::Retry(retry_delay(d.delivered))
+                }
+            }
         }
     }
 }
+
+/// Deliveries of a step that failed for a reason that is not transient before its run fails.
+const PERMANENT_FAILURE_ATTEMPTS: i64 = 3;
 
 async fn on_http(rt: Runtime, d: Delivery) -> Outcome {
     let msg = match HttpMessage::from_bytes(&d.payload) {

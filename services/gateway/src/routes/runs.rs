@@ -41,7 +41,7 @@ pub struct Filters {
     /// RFC 3339: runs created before.
     to: Option<String>,
     phone_number: Option<String>,
-    /// Text searched in the trigger and every step's variables.
+    /// Text searched in the trigger, the run's error and every step's variables.
     q: Option<String>,
     limit: Option<i64>,
     cursor: Option<String>,

@@ -136,3 +136,72 @@ async fn lingering_runs_time_out_and_waiting_runs_can_be_cancelled() {
     stack.cleanup().await;
     stack2.cleanup().await;
 }
+
+/// A step that can never be applied (here: its step row breaks a constraint, as after a bad manual
+/// edit or an incompatible downgrade) is retried, then fails its run with the reason, instead of
+/// being dropped and leaving the run active until the lifetime guard.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_step_that_can_never_be_applied_fails_its_run() {
+    let hang = silent_server().await;
+    let mut stack = Stack::start(1).await;
+    let acct = stack.account().await;
+    let phlo = stack.create_phlo(&acct, json!({ "name": "waits", "nodes": [
+        { "node_id": START, "name": "Start", "type": "start", "transitions": { "api_request": A } },
+        { "node_id": A, "name": "HTTP_Request_1", "type": "http_request",
+          "options": { "method": "GET", "url": format!("http://127.0.0.1:{}/", hang.port()), "timeout": 2 } },
+    ]})).await;
+    let run_id = stack.run(&acct, &phlo, json!({})).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while stack.get_run(&acct, &run_id).await["tokens"][0]["status"] != "waiting" {
+        assert!(std::time::Instant::now() < deadline, "never parked");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pool = sqlx::PgPool::connect(&stack.db_url).await.unwrap();
+    // NOT VALID: rows already written stay; only the step the request's result writes breaks it.
+    sqlx::query(
+        "ALTER TABLE steps ADD CONSTRAINT simulated_fault \
+         CHECK (node_name <> 'HTTP_Request_1' OR outcome <> 'done') NOT VALID",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    // The request times out after 2 s; its result cannot be written.
+    let run = stack
+        .wait_run(&acct, &run_id, Duration::from_secs(40))
+        .await;
+    assert_eq!(run["status"], "failed", "{run:#}");
+    let error = run["error"].as_str().unwrap();
+    assert!(error.contains("a step could not be applied"), "{error}");
+    assert!(error.contains("simulated_fault"), "{error}");
+    assert_eq!(run["tokens"][0]["status"], "ended", "{run:#}");
+    assert_eq!(run["tokens"][0]["ended_reason"], error, "{run:#}");
+    let outcomes: Vec<&Value> = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["outcome"])
+        .collect();
+    assert_eq!(outcomes, [&json!("done"), &json!("wait")], "{run:#}");
+    // Operators find such runs by their error (docs/operations.md).
+    let (status, found) = stack
+        .call(
+            &acct,
+            Method::GET,
+            "/v1/runs?status=failed&q=could+not+be+applied",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{found}");
+    let found: Vec<&Value> = found["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["run_id"])
+        .collect();
+    assert_eq!(found, [&json!(run_id)]);
+    let store = phlo_store::connect(&stack.db_url, 1, 0).await.unwrap();
+    let mut conn = store.acquire().await.unwrap();
+    assert_eq!(phlo_store::outbox::backlog(&mut conn).await.unwrap(), 0);
+    stack.cleanup().await;
+}
