@@ -221,6 +221,8 @@ impl Stack {
             .env("PHLO_RATE_API_PER_SEC", "0")
             .env("PHLO_RATE_RUNS_PER_SEC", "0")
             .env("PHLO_MAX_ACTIVE_RUNS", "0")
+            // d holds up to 10,000 triggers open at once.
+            .env("PHLO_GATEWAY_MAX_IN_FLIGHT", "100000")
             .env(
                 "RUST_LOG",
                 std::env::var("PHLO_BENCH_LOG").unwrap_or_else(|_| "error".into()),

@@ -13,7 +13,7 @@ pub struct ApiError {
     pub message: String,
     /// Extra fields for the body (e.g. the validation problems).
     pub details: Option<(&'static str, Value)>,
-    /// Whole seconds for a `Retry-After` header (429s). `u16` (18 hours at most) keeps the error
+    /// Whole seconds for a `Retry-After` header (429s, the 503 of a full gateway). `u16` (18 hours at most) keeps the error
     /// small: it travels in every handler's `Result`.
     pub retry_after: Option<u16>,
 }
@@ -33,6 +33,14 @@ impl ApiError {
         Self {
             retry_after: Some(u16::try_from(retry_after_secs.max(1)).unwrap_or(u16::MAX)),
             ..Self::new(StatusCode::TOO_MANY_REQUESTS, message)
+        }
+    }
+
+    /// 503 with `Retry-After`: this replica is busy, another (or this one shortly) may not be.
+    pub fn busy(message: impl Into<String>, retry_after_secs: u16) -> Self {
+        Self {
+            retry_after: Some(retry_after_secs.max(1)),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
         }
     }
 

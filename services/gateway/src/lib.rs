@@ -51,6 +51,9 @@ pub struct Config {
     pub auth_cache: std::time::Duration,
     /// Per-account rate limits (`PHLO_RATE_*`), see [`limits`].
     pub rate_limits: limits::RateConfig,
+    /// `PHLO_GATEWAY_MAX_IN_FLIGHT`: API requests this replica works on at once; past it, 503 with
+    /// `Retry-After` (see `limits::shed`). Carrier webhooks are not counted and never refused.
+    pub max_in_flight: usize,
     /// `PHLO_MAX_ACTIVE_RUNS`: runs one account may have active; more are started `queued`.
     pub max_active_runs: i64,
     /// `PHLO_SECRET_KEY` (or `PHLO_SECRET_KEY_FILE`), `PHLO_SECRET_KEY_PREVIOUS`: the keys webhook signing
@@ -78,6 +81,11 @@ impl Config {
             shutdown_grace: phlo_service::env_secs("PHLO_SHUTDOWN_GRACE_SECS", 20)?,
             auth_cache: phlo_service::env_secs("PHLO_AUTH_CACHE_SECS", 60)?,
             rate_limits: limits::RateConfig::from_env()?,
+            max_in_flight: phlo_service::env_positive(
+                "PHLO_GATEWAY_MAX_IN_FLIGHT",
+                2048,
+                phlo_service::MAX_CONCURRENCY,
+            )?,
             max_active_runs: phlo_service::max_active_runs(
                 RuntimeConfig::default().max_active_runs,
             )?,
@@ -95,6 +103,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub limits: Arc<limits::RateLimiter>,
     pub auth: Arc<auth::AuthCache>,
+    /// One permit per API request in flight (`Config::max_in_flight`).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 /// The whole API. Trailing slashes are trimmed before routing: the SDKs disagree about them.
@@ -209,6 +219,7 @@ pub async fn run_with(
         pool,
         limits: Arc::new(limits::RateLimiter::new(config.rate_limits.clone())),
         auth: Arc::new(auth::AuthCache::new(config.auth_cache)),
+        in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight)),
         config: Arc::new(config),
     };
     let stop = shutdown.clone();

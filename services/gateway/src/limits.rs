@@ -8,6 +8,8 @@
 //! durable admission cap (`crate::routes::limits`, `phlo_runtime` admission), which is global. Operators
 //! who need an exact global rate divide it by the replica count.
 //!
+//! Before either, a bound on the API requests one replica works on at once ([`shed`]).
+//!
 //! Carrier webhooks are never limited: they are not routed through [`limit_api`] at all (see
 //! [`crate::app`]), since refusing one would drop a caller's live call.
 
@@ -268,6 +270,16 @@ fn gcra(rate: Rate, tat: &mut Instant, now: Instant) -> Result<(), Duration> {
 /// the handler answers them (401, or the operator's and public routes), and they cost no account's
 /// budget, so nobody can spend another account's budget by naming its auth id.
 pub async fn limit_api(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(_in_flight) = shed(&state) else {
+        let max = state.config.max_in_flight;
+        return ApiError::busy(
+            format!(
+                "this gateway is working on {max} API requests, its limit (PHLO_GATEWAY_MAX_IN_FLIGHT); retry after 1 s"
+            ),
+            1,
+        )
+        .into_response();
+    };
     let basic = req
         .headers()
         .get(AUTHORIZATION)
@@ -288,6 +300,18 @@ pub async fn limit_api(State(state): State<AppState>, req: Request, next: Next) 
         parts.extensions.insert(caller);
     }
     next.run(Request::from_parts(parts, body)).await
+}
+
+/// A permit for one more API request, or `None` when the replica already works on its maximum. Without
+/// a bound, a flood (or a slow database) piles up requests that each hold memory and wait for a pool
+/// connection until the process runs out of memory; a 503 now lets the client, or its load balancer,
+/// try another replica. Metric: `phlo_http_shed_total`.
+fn shed(state: &AppState) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let permit = state.in_flight.clone().try_acquire_owned().ok();
+    if permit.is_none() {
+        metrics::counter!("phlo_http_shed_total").increment(1);
+    }
+    permit
 }
 
 #[cfg(test)]

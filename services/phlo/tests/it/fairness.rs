@@ -262,6 +262,108 @@ async fn rate_limits_answer_429_with_retry_after_per_account() {
     stack.cleanup().await;
 }
 
+/// A replica works on at most `PHLO_GATEWAY_MAX_IN_FLIGHT` API requests at once. One more is answered
+/// 503 with `Retry-After` before it does any work; carrier webhooks are not counted and still pass;
+/// the slot comes back when the slow request ends.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_gateway_sheds_api_requests_but_never_carrier_webhooks() {
+    let mut stack = Stack::start_with(1, &[("PHLO_GATEWAY_MAX_IN_FLIGHT", "1")]).await;
+    let a = stack.account().await;
+    let phlo = stack.create_phlo(&a, short_phlo()).await;
+    let (status, body) = stack
+        .call(
+            &a,
+            Method::PUT,
+            "/v1/numbers/+14155550124",
+            Some(json!({ "phlo_id": phlo })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // One slow request holds the only slot: listing callbacks waits for a table lock.
+    let pool = PgPool::connect(&stack.db_url).await.expect("db");
+    let mut lock = pool.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE callback_deliveries IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .expect("lock");
+    let slow = tokio::spawn(send(
+        stack
+            .http
+            .get(stack.url("/v1/callbacks"))
+            .basic_auth(&a.auth_id, Some(&a.token)),
+    ));
+    // Wait until it holds the slot: its listing query waits for the lock (only it lists by change_xid).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while scalar(
+        &pool,
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE wait_event_type = 'Lock' AND query LIKE '%ORDER BY change_xid DESC%'",
+    )
+    .await
+        == 0
+    {
+        assert!(!slow.is_finished(), "the slow request ended early");
+        assert!(
+            Instant::now() < deadline,
+            "the slow request never reached Postgres"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let (status, retry_after, body) = send(
+        stack
+            .http
+            .get(stack.url("/v1/phlo"))
+            .basic_auth(&a.auth_id, Some(&a.token)),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(error.contains("PHLO_GATEWAY_MAX_IN_FLIGHT"), "{body}");
+    assert!(body["api_id"].as_str().is_some(), "{body}");
+    // Nothing was done for it: a refused run request starts no run.
+    let runs_before = runs_of_db(&pool).await;
+    let (status, _, body) = send(run_request(&stack, &a, &phlo)).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(runs_of_db(&pool).await, runs_before);
+    // Health checks and carrier webhooks are outside the bound.
+    let r = stack
+        .http
+        .get(stack.url("/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(r.status(), 200);
+    let r = stack
+        .http
+        .post(stack.url("/v1/carrier/sms/inbound"))
+        .form(&[
+            ("From", "+14155550100"),
+            ("To", "+14155550124"),
+            ("Text", "hi"),
+            ("MessageUUID", &Uuid::new_v4().to_string()),
+        ])
+        .send()
+        .await
+        .expect("inbound SMS");
+    assert_eq!(r.status(), 200, "an incoming SMS while the API is full");
+    assert_eq!(runs_of_db(&pool).await, runs_before + 1);
+
+    lock.commit().await.expect("unlock");
+    let (status, _, body) = slow.await.expect("slow request");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = stack.call(&a, Method::GET, "/v1/phlo", None).await;
+    assert_eq!(status, 200, "the slot came back: {body}");
+    pool.close().await;
+    stack.cleanup().await;
+}
+
+async fn runs_of_db(pool: &PgPool) -> i64 {
+    scalar(pool, "SELECT count(*) FROM runs").await
+}
+
 /// How many runs the account has, as the database says.
 async fn runs_of(stack: &Stack, acct: &Account) -> i64 {
     let pool = sqlx::PgPool::connect(&stack.db_url).await.expect("pool");

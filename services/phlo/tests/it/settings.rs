@@ -54,6 +54,12 @@ fn impossible_settings_stop_the_service_with_a_message() {
             &[("PHLO_CARRIER_CONCURRENCY", "0")],
             "PHLO_CARRIER_CONCURRENCY=0 is invalid",
         ),
+        // A gateway that refuses every API request.
+        (
+            &["gateway"],
+            &[("PHLO_GATEWAY_MAX_IN_FLIGHT", "0")],
+            "PHLO_GATEWAY_MAX_IN_FLIGHT=0 is invalid",
+        ),
         (
             &["callback"],
             &[("PHLO_CALLBACK_CONCURRENCY", "0")],
