@@ -68,6 +68,24 @@ async fn set_limits(stack: &Stack, acct: &Account, limits: Value) -> (u16, Value
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+/// The gateway's answer to the carrier's webhook for an SMS to `to`.
+async fn incoming_sms(stack: &Stack, to: &str) -> u16 {
+    stack
+        .http
+        .post(stack.url("/v1/carrier/sms/inbound"))
+        .form(&[
+            ("From", "+14155550100"),
+            ("To", to),
+            ("Text", "hi"),
+            ("MessageUUID", &Uuid::new_v4().to_string()),
+        ])
+        .send()
+        .await
+        .expect("inbound SMS")
+        .status()
+        .as_u16()
+}
+
 /// A request's status, `Retry-After` header and JSON body.
 async fn send(req: reqwest::RequestBuilder) -> (u16, Option<String>, Value) {
     let r = req.send().await.expect("request");
@@ -194,19 +212,11 @@ async fn rate_limits_answer_429_with_retry_after_per_account() {
     // Carrier webhooks are never limited: 20 incoming SMS to A's number all start runs of A.
     let before = runs_of(&stack, &a).await;
     for i in 0..20 {
-        let r = stack
-            .http
-            .post(stack.url("/v1/carrier/sms/inbound"))
-            .form(&[
-                ("From", "+14155550100"),
-                ("To", "+14155550123"),
-                ("Text", "hi"),
-                ("MessageUUID", &Uuid::new_v4().to_string()),
-            ])
-            .send()
-            .await
-            .expect("inbound SMS");
-        assert_eq!(r.status(), 200, "incoming SMS {i}");
+        assert_eq!(
+            incoming_sms(&stack, "+14155550123").await,
+            200,
+            "incoming SMS {i}"
+        );
     }
     assert_eq!(runs_of(&stack, &a).await, before + 20);
 
@@ -336,19 +346,11 @@ async fn a_full_gateway_sheds_api_requests_but_never_carrier_webhooks() {
         .await
         .expect("readyz");
     assert_eq!(r.status(), 200);
-    let r = stack
-        .http
-        .post(stack.url("/v1/carrier/sms/inbound"))
-        .form(&[
-            ("From", "+14155550100"),
-            ("To", "+14155550124"),
-            ("Text", "hi"),
-            ("MessageUUID", &Uuid::new_v4().to_string()),
-        ])
-        .send()
-        .await
-        .expect("inbound SMS");
-    assert_eq!(r.status(), 200, "an incoming SMS while the API is full");
+    assert_eq!(
+        incoming_sms(&stack, "+14155550124").await,
+        200,
+        "an incoming SMS while the API is full"
+    );
     assert_eq!(runs_of_db(&pool).await, runs_before + 1);
 
     lock.commit().await.expect("unlock");

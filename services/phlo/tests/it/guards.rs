@@ -5,7 +5,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{Stack, silent_server};
+use crate::support::{Account, Stack, silent_server};
 
 const START: &str = "9a000000-0000-4000-8000-000000000000";
 const A: &str = "9a000000-0000-4000-8000-000000000001";
@@ -21,6 +21,23 @@ fn looping(loop_to: &str) -> Value {
           "options": { "lhs": "x", "conditions": [{ "alias": "never", "operation": "equals", "rhs": "y" }] },
           "transitions": { "no_match": A } },
     ]})
+}
+
+/// Start → an HTTP Request to `port` (a server that never answers) that times out after `timeout` s.
+fn waiting_on(port: u16, timeout: u64) -> Value {
+    json!({ "name": "waits", "nodes": [
+        { "node_id": START, "name": "Start", "type": "start", "transitions": { "api_request": A } },
+        { "node_id": A, "name": "HTTP_Request_1", "type": "http_request",
+          "options": { "method": "GET", "url": format!("http://127.0.0.1:{port}/"), "timeout": timeout } },
+    ]})
+}
+
+async fn wait_parked(stack: &Stack, acct: &Account, run_id: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while stack.get_run(acct, run_id).await["tokens"][0]["status"] != "waiting" {
+        assert!(std::time::Instant::now() < deadline, "never parked");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -74,12 +91,7 @@ async fn lingering_runs_time_out_and_waiting_runs_can_be_cancelled() {
     let hang = silent_server().await;
     let mut stack = Stack::start_with(1, &[("PHLO_MAX_RUN_LIFETIME_SECS", "2")]).await;
     let acct = stack.account().await;
-    let waiting = json!({ "name": "waits", "nodes": [
-        { "node_id": START, "name": "Start", "type": "start", "transitions": { "api_request": A } },
-        { "node_id": A, "name": "HTTP_Request_1", "type": "http_request",
-          "options": { "method": "GET", "url": format!("http://127.0.0.1:{}/", hang.port()), "timeout": 60 } },
-    ]});
-    let phlo = stack.create_phlo(&acct, waiting).await;
+    let phlo = stack.create_phlo(&acct, waiting_on(hang.port(), 60)).await;
 
     let lingering = stack.run(&acct, &phlo, json!({})).await;
     let run = stack
@@ -92,17 +104,11 @@ async fn lingering_runs_time_out_and_waiting_runs_can_be_cancelled() {
     stack.kill_all_workers();
     let mut stack2 = Stack::start(1).await;
     let acct2 = stack2.account().await;
-    let phlo2 = stack2.create_phlo(&acct2, json!({ "name": "waits", "nodes": [
-        { "node_id": START, "name": "Start", "type": "start", "transitions": { "api_request": A } },
-        { "node_id": A, "name": "HTTP_Request_1", "type": "http_request",
-          "options": { "method": "GET", "url": format!("http://127.0.0.1:{}/", hang.port()), "timeout": 60 } },
-    ]})).await;
+    let phlo2 = stack2
+        .create_phlo(&acct2, waiting_on(hang.port(), 60))
+        .await;
     let run_id = stack2.run(&acct2, &phlo2, json!({})).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while stack2.get_run(&acct2, &run_id).await["tokens"][0]["status"] != "waiting" {
-        assert!(std::time::Instant::now() < deadline, "never parked");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_parked(&stack2, &acct2, &run_id).await;
     let (status, body) = stack2
         .call(
             &acct2,
@@ -145,17 +151,9 @@ async fn a_step_that_can_never_be_applied_fails_its_run() {
     let hang = silent_server().await;
     let mut stack = Stack::start(1).await;
     let acct = stack.account().await;
-    let phlo = stack.create_phlo(&acct, json!({ "name": "waits", "nodes": [
-        { "node_id": START, "name": "Start", "type": "start", "transitions": { "api_request": A } },
-        { "node_id": A, "name": "HTTP_Request_1", "type": "http_request",
-          "options": { "method": "GET", "url": format!("http://127.0.0.1:{}/", hang.port()), "timeout": 2 } },
-    ]})).await;
+    let phlo = stack.create_phlo(&acct, waiting_on(hang.port(), 2)).await;
     let run_id = stack.run(&acct, &phlo, json!({})).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while stack.get_run(&acct, &run_id).await["tokens"][0]["status"] != "waiting" {
-        assert!(std::time::Instant::now() < deadline, "never parked");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_parked(&stack, &acct, &run_id).await;
     let pool = sqlx::PgPool::connect(&stack.db_url).await.unwrap();
     // NOT VALID: rows already written stay; only the step the request's result writes breaks it.
     sqlx::query(
