@@ -13,8 +13,8 @@ pub struct ApiError {
     pub message: String,
     /// Extra fields for the body (e.g. the validation problems).
     pub details: Option<(&'static str, Value)>,
-    /// Whole seconds for a `Retry-After` header (429s, the 503 of a full gateway). `u16` (18 hours at most) keeps the error
-    /// small: it travels in every handler's `Result`.
+    /// Whole seconds for a `Retry-After` header (429s, the 503 of a full gateway). `u16` (18 hours
+    /// at most) keeps the error small: it travels in every handler's `Result`.
     pub retry_after: Option<u16>,
 }
 

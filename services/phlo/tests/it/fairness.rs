@@ -334,10 +334,10 @@ async fn a_full_gateway_sheds_api_requests_but_never_carrier_webhooks() {
     assert!(error.contains("PHLO_GATEWAY_MAX_IN_FLIGHT"), "{body}");
     assert!(body["api_id"].as_str().is_some(), "{body}");
     // Nothing was done for it: a refused run request starts no run.
-    let runs_before = runs_of_db(&pool).await;
+    let runs_before = runs_of(&stack, &a).await;
     let (status, _, body) = send(run_request(&stack, &a, &phlo)).await;
     assert_eq!(status, 503, "{body}");
-    assert_eq!(runs_of_db(&pool).await, runs_before);
+    assert_eq!(runs_of(&stack, &a).await, runs_before);
     // Health checks and carrier webhooks are outside the bound.
     let r = stack
         .http
@@ -351,7 +351,7 @@ async fn a_full_gateway_sheds_api_requests_but_never_carrier_webhooks() {
         200,
         "an incoming SMS while the API is full"
     );
-    assert_eq!(runs_of_db(&pool).await, runs_before + 1);
+    assert_eq!(runs_of(&stack, &a).await, runs_before + 1);
 
     lock.commit().await.expect("unlock");
     let (status, _, body) = slow.await.expect("slow request");
@@ -360,10 +360,6 @@ async fn a_full_gateway_sheds_api_requests_but_never_carrier_webhooks() {
     assert_eq!(status, 200, "the slot came back: {body}");
     pool.close().await;
     stack.cleanup().await;
-}
-
-async fn runs_of_db(pool: &PgPool) -> i64 {
-    scalar(pool, "SELECT count(*) FROM runs").await
 }
 
 /// How many runs the account has, as the database says.
