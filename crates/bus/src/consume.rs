@@ -51,6 +51,31 @@ pub enum Outcome {
     Term(String),
 }
 
+/// Deliveries of a message this version cannot decode before it is dropped.
+const UNDECODABLE_ATTEMPTS: i64 = 6;
+/// How long an undecodable message waits before its next delivery.
+const UNDECODABLE_PAUSE: Duration = Duration::from_secs(10);
+
+impl Outcome {
+    /// For a message the handler cannot decode. During a rolling upgrade it may come from a newer
+    /// version (a new kind of event) that an older replica does not know: it is given back for a
+    /// minute, time for a replica that knows it to take it, and only then dropped, with `what` and
+    /// `error` in the log.
+    pub fn undecodable(delivery: &Delivery, what: &str, error: impl std::fmt::Display) -> Outcome {
+        if delivery.delivered < UNDECODABLE_ATTEMPTS {
+            warn!(
+                subject = %delivery.subject,
+                delivered = delivery.delivered,
+                %error,
+                "undecodable {what} message, perhaps from a newer version; giving it back for another replica"
+            );
+            Outcome::Retry(UNDECODABLE_PAUSE)
+        } else {
+            Outcome::Term(format!("undecodable {what} message: {error}"))
+        }
+    }
+}
+
 impl Bus {
     /// Runs `handler` for every message of `queue` until `shutdown` is cancelled, with at most
     /// `max_in_flight` handlers running at once. NATS errors are logged and retried, never
@@ -392,5 +417,36 @@ async fn pause(shutdown: &CancellationToken) {
     tokio::select! {
         _ = shutdown.cancelled() => {}
         _ = tokio::time::sleep(ERROR_PAUSE) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_undecodable_message_is_given_back_for_a_minute_then_dropped() {
+        let delivery = |delivered| Delivery {
+            subject: "t.step".into(),
+            payload: Bytes::from_static(b"{\"kind\":\"from_the_future\"}"),
+            headers: None,
+            delivered,
+            stream_sequence: 1,
+        };
+        for delivered in 1..UNDECODABLE_ATTEMPTS {
+            assert_eq!(
+                Outcome::undecodable(&delivery(delivered), "step", "unknown variant"),
+                Outcome::Retry(UNDECODABLE_PAUSE),
+                "delivery {delivered}"
+            );
+        }
+        assert_eq!(
+            Outcome::undecodable(&delivery(UNDECODABLE_ATTEMPTS), "step", "unknown variant"),
+            Outcome::Term("undecodable step message: unknown variant".into())
+        );
+        assert!(
+            UNDECODABLE_PAUSE * (UNDECODABLE_ATTEMPTS as u32 - 1) >= Duration::from_secs(50),
+            "long enough for a rolling upgrade to bring up a newer replica"
+        );
     }
 }

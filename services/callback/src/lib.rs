@@ -197,7 +197,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 async fn on_callback(deliverer: Deliverer, d: Delivery) -> Outcome {
     let msg = match CallbackMessage::from_bytes(&d.payload) {
         Ok(m) => m,
-        Err(e) => return Outcome::Term(format!("undecodable callback message: {e}")),
+        Err(e) => return Outcome::undecodable(&d, "callback", e),
     };
     match deliverer.handle(msg.delivery_id).await {
         Ok(outcome) => outcome,

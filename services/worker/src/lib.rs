@@ -181,7 +181,7 @@ pub fn consumer_grace(grace: Duration) -> Duration {
 async fn on_step(rt: Runtime, d: Delivery) -> Outcome {
     let msg = match StepMessage::from_bytes(&d.payload) {
         Ok(m) => m,
-        Err(e) => return Outcome::Term(format!("undecodable step message: {e}")),
+        Err(e) => return Outcome::undecodable(&d, "step", e),
     };
     match rt.apply(&msg).await {
         Ok(_) => Outcome::Ack,
@@ -216,7 +216,7 @@ const PERMANENT_FAILURE_ATTEMPTS: i64 = 3;
 async fn on_http(rt: Runtime, d: Delivery) -> Outcome {
     let msg = match HttpMessage::from_bytes(&d.payload) {
         Ok(m) => m,
-        Err(e) => return Outcome::Term(format!("undecodable HTTP message: {e}")),
+        Err(e) => return Outcome::undecodable(&d, "HTTP", e),
     };
     match rt.perform_http(&msg).await {
         Ok(()) => Outcome::Ack,
@@ -230,7 +230,7 @@ async fn on_http(rt: Runtime, d: Delivery) -> Outcome {
 async fn on_carrier(rt: Runtime, d: Delivery) -> Outcome {
     let msg = match CarrierMessage::from_bytes(&d.payload) {
         Ok(m) => m,
-        Err(e) => return Outcome::Term(format!("undecodable carrier message: {e}")),
+        Err(e) => return Outcome::undecodable(&d, "carrier", e),
     };
     match rt.perform_carrier(&msg).await {
         Ok(()) => Outcome::Ack,

@@ -89,6 +89,36 @@ async fn a_handler_past_the_drain_grace_is_released_to_the_next_consumer(backend
     next.stop().await;
 }
 
+on_both_backends!(an_undecodable_message_waits_for_a_replica_that_knows_it);
+/// A rolling upgrade: an older replica cannot decode a newer release's message and gives it back
+/// (after a pause) instead of dropping it; a replica of the newer release then takes it.
+async fn an_undecodable_message_waits_for_a_replica_that_knows_it(backend: Backend) {
+    let t = TestBus::on(backend).await;
+    t.publish(Queue::Step, "new", r#"{"kind":"from_a_newer_release"}"#)
+        .await;
+
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let older = {
+        let tx = tx.clone();
+        move |d: Delivery| {
+            tx.send(("older", d.delivered)).unwrap();
+            std::future::ready(Outcome::undecodable(&d, "step", "unknown variant"))
+        }
+    };
+    let first = Consuming::start(&t.bus, Queue::Step, 1, older);
+    assert_eq!(recv(&mut rx, SOON).await, ("older", 1));
+    first.stop().await;
+
+    let newer = Consuming::start(&t.bus, Queue::Step, 1, move |d: Delivery| {
+        tx.send(("newer", d.delivered)).unwrap();
+        std::future::ready(Outcome::Ack)
+    });
+    // After the pause the older replica asked for (10 s).
+    assert_eq!(recv(&mut rx, Duration::from_secs(30)).await, ("newer", 2));
+    assert!(t.wait_for_stream_messages(0).await);
+    newer.stop().await;
+}
+
 on_both_backends!(a_panicking_handler_gets_its_message_redelivered);
 async fn a_panicking_handler_gets_its_message_redelivered(backend: Backend) {
     let t = TestBus::with_ack_wait(backend, Duration::from_secs(1)).await;
